@@ -1,0 +1,51 @@
+# The two commands in the README. Each does all set-up on a fresh machine, idempotently.
+#   make demo   start the embedded stack and run the company-deregistration scenario
+#   make test   lint, unit tests, then integration tests against the real stack
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint unit integration install install-system down clean
+
+demo: install
+	$(BIN)/govsync demo
+
+test: install lint unit integration
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+integration: install
+	$(BIN)/pytest -q tests/integration
+
+install: install-system $(STAMP)
+
+# Java, Maven and PostgreSQL 15 from Debian packages; skipped when already present.
+install-system:
+	@missing=""; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	test -x /usr/lib/postgresql/15/bin/postgres || missing="$$missing postgresql-15"; \
+	command -v runuser >/dev/null || missing="$$missing util-linux"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+down:
+	-$(BIN)/govsync down
+
+clean: down
+	rm -rf .state $(VENV)

@@ -1,0 +1,246 @@
+"""`govsync`: operate the embedded stack, the topology, the worker and the demo.
+
+Exit codes: 0 success, 1 the operation failed, 2 invalid input (e.g. topology),
+3 a required component is not running or unreachable.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from streams.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+topology_app = typer.Typer(no_args_is_help=True, help="Validate, apply and show topology.yaml.")
+sink_app = typer.Typer(no_args_is_help=True, help="Reference department sinks.")
+app.add_typer(topology_app, name="topology")
+app.add_typer(sink_app, name="sink")
+
+console = Console()
+err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+TopologyFile = Annotated[
+    Path | None, typer.Option("--file", "-f", help="Topology file (default: GOVSYNC_TOPOLOGY).")
+]
+
+EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE = 1, 2, 3
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Known failures become one clear line and a meaningful exit code, not a traceback."""
+    from connectors.debezium import ConnectError
+    from streams.admin import AdminError, BrokerUnreachable
+    from streams.stack.process import StackError
+    from streams.topology import TopologyError
+
+    try:
+        yield
+    except TopologyError as exc:
+        err.print(f"[red]topology is invalid[/red]\n{exc}", highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    except (BrokerUnreachable, ConnectError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    except (StackError, AdminError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+def _print_json(value: object) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+@app.command()
+def up() -> None:
+    """Start the embedded stack (PostgreSQL, Kafka, Apicurio, Connect); idempotent."""
+    from streams.stack import embedded
+
+    settings = Settings.from_env()
+    with _errors(), console.status("starting") as spinner:
+        embedded.up(settings, progress=lambda step: spinner.update(step))
+    _status_table(embedded.status(settings))
+
+
+@app.command()
+def down() -> None:
+    """Stop everything govsync started, the worker and sinks first."""
+    from streams.stack import embedded
+
+    with console.status("stopping") as spinner:
+        stopped = embedded.down(Settings.from_env(), progress=lambda step: spinner.update(step))
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@app.command()
+def status(as_json: JsonFlag = False) -> None:
+    """Health of each component: state, address, version."""
+    from streams.stack import embedded
+
+    report = embedded.status(Settings.from_env())
+    if as_json:
+        _print_json(report.model_dump(mode="json"))
+    else:
+        _status_table(report)
+    if not report.all_up:
+        raise typer.Exit(EXIT_UNAVAILABLE)
+
+
+def _status_table(report) -> None:  # type: ignore[no-untyped-def]
+    table = Table(title=f"govsync stack ({report.state_dir})")
+    for column in ("component", "state", "address", "version", "pid"):
+        table.add_column(column)
+    for name, component in report.components:
+        data = component.model_dump()
+        address = (
+            data.get("bootstrap")
+            or data.get("url")
+            or (f"{data['host']}:{data['port']}" if "host" in data else "")
+        )
+        colour = "green" if data["state"] == "up" else "red"
+        table.add_row(
+            name,
+            f"[{colour}]{data['state']}[/{colour}]",
+            address,
+            data.get("version") or "",
+            str(data.get("pid") or ""),
+        )
+    console.print(table)
+
+
+@app.command()
+def worker(
+    background: Annotated[bool, typer.Option(help="Run detached; logs in the state dir.")] = False,
+) -> None:
+    """Run the Faust stream processors (normalize, route)."""
+    settings = Settings.from_env()
+    if background:
+        from streams.stack.background import start_app_process
+
+        with _errors():
+            pid = start_app_process(settings, "worker", ["worker"])
+        console.print(f"worker running (pid {pid}, log {settings.path('logs', 'worker.log')})")
+        return
+    from faust.worker import Worker
+
+    from streams.app import build_app
+    from streams.topology import load_topology
+
+    with _errors():
+        faust_app = build_app(settings, load_topology(settings.topology))
+    Worker(faust_app, loglevel="INFO").execute_from_commandline()
+
+
+@sink_app.command("tax")
+def sink_tax(
+    background: Annotated[bool, typer.Option(help="Run detached; logs in the state dir.")] = False,
+) -> None:
+    """Apply deliver.tax.enterprise to the tax database."""
+    import logging
+
+    settings = Settings.from_env()
+    if background:
+        from streams.stack.background import start_app_process
+
+        with _errors():
+            pid = start_app_process(settings, "tax-sink", ["sink", "tax"])
+        console.print(f"tax sink running (pid {pid}, log {settings.path('logs', 'tax-sink.log')})")
+        return
+    from connectors import tax_sink
+
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(message)s")
+    tax_sink.run(settings)
+
+
+@topology_app.command("validate")
+def topology_validate(file: TopologyFile = None) -> None:
+    """Check the topology; errors name the YAML path and the problem."""
+    from streams.topology import load_topology
+
+    path = file or Settings.from_env().topology
+    with _errors():
+        topology = load_topology(path)
+    console.print(
+        f"[green]{path} is valid[/green]: {len(topology.departments)} departments, "
+        f"{len(topology.entities)} entities, {len(topology.sources)} sources, "
+        f"{len(topology.subscriptions)} subscriptions"
+    )
+
+
+@topology_app.command("apply")
+def topology_apply(file: TopologyFile = None, as_json: JsonFlag = False) -> None:
+    """Create topics, register schemas (BACKWARD), create or update the Debezium connectors."""
+    from streams import provisioning
+    from streams.topology import load_topology
+
+    settings = Settings.from_env()
+    with _errors():
+        topology = load_topology(file or settings.topology)
+        report = provisioning.apply(topology, settings)
+    if as_json:
+        _print_json(report.model_dump())
+        return
+    table = Table(title="topology apply")
+    table.add_column("kind")
+    table.add_column("name")
+    table.add_column("result")
+    for name, action in report.topics.items():
+        table.add_row("topic", name, action)
+    for topic, schema_id in report.schemas.items():
+        table.add_row("schema", f"{topic}-value", f"id {schema_id}, BACKWARD")
+    for name, action in report.connectors.items():
+        table.add_row("connector", name, action)
+    console.print(table)
+
+
+@topology_app.command("show")
+def topology_show(file: TopologyFile = None, as_json: JsonFlag = False) -> None:
+    """Departments and who subscribes to what."""
+    from datetime import UTC, datetime
+
+    from streams.topology import delivery_topic, load_topology
+
+    with _errors():
+        topology = load_topology(file or Settings.from_env().topology)
+    if as_json:
+        _print_json(topology.model_dump(mode="json"))
+        return
+    now = datetime.now(UTC)
+    table = Table(title="subscriptions")
+    for column in ("subscription", "department", "topic", "fields", "approval", "active"):
+        table.add_column(column)
+    for sub in topology.subscriptions:
+        table.add_row(
+            sub.id,
+            topology.departments[sub.department].name,
+            delivery_topic(sub),
+            ", ".join(sub.fields),
+            sub.approval.state,
+            "yes" if sub.is_active(now) else "no",
+        )
+    console.print(table)
+
+
+@app.command()
+def demo() -> None:
+    """Start everything and deregister a company end to end; leaves the stack running."""
+    from streams import demo as scenario
+
+    with _errors():
+        ok = scenario.run(Settings.from_env(), console)
+    if not ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+if __name__ == "__main__":
+    app()

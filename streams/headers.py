@@ -1,0 +1,45 @@
+"""The record headers every topic from ``changes.*`` on carries (DESIGN.md's contract).
+
+``event_id``, ``traceparent`` (W3C Trace Context), ``source`` (department.table) and
+``source_ts`` (commit time, epoch ms). The trace id is derived from the event id, so
+retries and replays of one change share a trace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+Headers = list[tuple[str, bytes]]
+
+
+def trace_id(event_id: str) -> str:
+    return hashlib.sha256(event_id.encode()).hexdigest()[:32]
+
+
+def span_id(event_id: str, stage: str) -> str:
+    return hashlib.sha256(f"{event_id}/{stage}".encode()).hexdigest()[:16]
+
+
+def traceparent(event_id: str, stage: str) -> str:
+    return f"00-{trace_id(event_id)}-{span_id(event_id, stage)}-01"
+
+
+def for_change(change: Mapping[str, Any], stage: str) -> Headers:
+    return [
+        ("event_id", change["event_id"].encode()),
+        ("traceparent", traceparent(change["event_id"], stage).encode()),
+        ("source", change["source"].encode()),
+        ("source_ts", str(change["source_ts_ms"]).encode()),
+    ]
+
+
+def as_dict(
+    headers: Iterable[tuple[str, bytes | None]] | Mapping[str, bytes] | None,
+) -> dict[str, str]:
+    """Decode headers from confluent-kafka (list of pairs) or Faust (mapping) into text."""
+    if headers is None:
+        return {}
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return {key: (value or b"").decode(errors="replace") for key, value in pairs}

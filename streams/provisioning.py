@@ -1,0 +1,90 @@
+"""`govsync topology apply`: make Kafka, the registry and Connect match the topology.
+
+Order matters: topics first (Debezium must not create them with default settings),
+then schemas (the worker serializes against registered schemas only), then the
+connectors (which start producing at once). Every step is idempotent.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from connectors import debezium
+from streams import admin, schemas, serde
+from streams.settings import Settings
+from streams.topology import (
+    DLQ_TOPIC,
+    Topology,
+    changes_topic,
+    delivery_topic,
+    master_topic,
+)
+
+
+class ApplyReport(BaseModel):
+    topics: dict[str, str]
+    schemas: dict[str, int]
+    connectors: dict[str, str]
+
+
+def _ms(seconds: float) -> str:
+    return str(int(seconds * 1000))
+
+
+def topic_specs(topology: Topology) -> list[admin.TopicSpec]:
+    kafka = topology.kafka
+    retained = {"cleanup.policy": "delete", "retention.ms": _ms(kafka.retention.total_seconds())}
+    specs = [
+        admin.TopicSpec(source.cdc_topic, kafka.partitions, kafka.replication_factor, retained)
+        for source in topology.sources
+    ]
+    for entity in sorted({source.entity for source in topology.sources}):
+        specs.append(
+            admin.TopicSpec(
+                changes_topic(entity), kafka.partitions, kafka.replication_factor, retained
+            )
+        )
+        specs.append(
+            admin.TopicSpec(
+                master_topic(entity),
+                kafka.partitions,
+                kafka.replication_factor,
+                {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+            )
+        )
+    specs += [
+        admin.TopicSpec(delivery_topic(sub), kafka.partitions, kafka.replication_factor, retained)
+        for sub in topology.subscriptions
+    ]
+    specs.append(
+        admin.TopicSpec(
+            DLQ_TOPIC,
+            1,
+            kafka.replication_factor,
+            {"cleanup.policy": "delete", "retention.ms": _ms(kafka.dlq_retention.total_seconds())},
+        )
+    )
+    return specs
+
+
+def schema_plan(topology: Topology) -> dict[str, dict]:
+    """Topic -> value schema, for every topic govsync itself writes Avro to."""
+    plan: dict[str, dict] = {}
+    for entity in sorted({source.entity for source in topology.sources}):
+        plan[changes_topic(entity)] = schemas.change_event_schema(topology, entity)
+        plan[master_topic(entity)] = schemas.entity_state_schema(topology, entity)
+    for subscription in topology.subscriptions:
+        plan[delivery_topic(subscription)] = schemas.delivery_schema(topology, subscription)
+    return plan
+
+
+def apply(topology: Topology, settings: Settings) -> ApplyReport:
+    client = admin.admin_client(settings.bootstrap)
+    topics = admin.ensure_topics(client, topic_specs(topology))
+    registry = serde.registry_client(settings.registry_url)
+    registered = {
+        topic: serde.register(registry, topic, schema)
+        for topic, schema in schema_plan(topology).items()
+    }
+    connectors = debezium.apply(topology, settings)
+    return ApplyReport(topics=topics, schemas=registered, connectors=connectors)

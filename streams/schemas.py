@@ -1,0 +1,203 @@
+"""Avro schemas generated from the topology, so topology.yaml stays the one source of truth.
+
+The dicts returned here go straight to ``fastavro.parse_schema`` and, as JSON, to the
+schema registry. The generated ``.avsc`` files under ``schemas/`` are a reviewable copy
+for consumers in other languages; ``python -m streams.schemas`` regenerates them and a
+unit test fails when they drift from the topology.
+
+Naming: ``govsync.<entity>.<Entity>State`` / ``<Entity>Change`` for the canonical topics,
+``govsync.deliver.<department>.<Entity>State`` / ``<Entity>Delivery`` for a department's
+projection. Enum types live in an ``.enums`` sub-namespace so a field called ``state``
+or ``change`` cannot collide with the record names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from streams.settings import REPO_ROOT, Settings
+from streams.topology import Entity, Subscription, Topology, TopologyError, load_topology
+
+SCHEMAS_DIR = REPO_ROOT / "schemas"
+
+CHANGE_KINDS = ["registered", "updated", "deregistered", "snapshot", "deleted"]
+
+# Dates, timestamps and decimals travel as strings (ISO date, ISO-8601 UTC, exact
+# decimal text) so no consumer loses precision or has to know Avro logical types.
+_AVRO_TYPES = {
+    "string": "string",
+    "date": "string",
+    "timestamp": "string",
+    "decimal": "string",
+    "int": "long",
+    "bool": "boolean",
+}
+# The file names this module owns in schemas/; others' schemas live beside them.
+_GENERATED_NAME = re.compile(
+    r"[a-z0-9_]+\.(?:state|change)\.avsc|deliver\.[a-z0-9_]+\.[a-z0-9_]+\.avsc"
+)
+
+Schema = dict[str, Any]
+
+
+def _pascal(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _state_record(
+    entity_name: str, entity: Entity, field_names: Iterable[str], namespace: str
+) -> Schema:
+    type_prefix = _pascal(entity_name)
+    fields: list[Schema] = []
+    for name in field_names:
+        field = entity.fields[name]
+        avro_type: str | Schema
+        if field.type == "enum":
+            avro_type = {
+                "type": "enum",
+                "name": f"{type_prefix}{_pascal(name)}",
+                "namespace": f"{namespace}.enums",
+                "symbols": list(field.symbols or []),
+            }
+        else:
+            avro_type = _AVRO_TYPES[field.type]
+        doc = f"classification: {field.classification}"
+        if name == entity.key:
+            fields.append({"name": name, "type": avro_type, "doc": doc})
+        else:
+            fields.append({"name": name, "type": ["null", avro_type], "default": None, "doc": doc})
+    return {
+        "type": "record",
+        "name": f"{type_prefix}State",
+        "namespace": namespace,
+        "doc": f"State of one {entity_name} record, keyed by {entity.key}; null means not known.",
+        "fields": fields,
+    }
+
+
+def _envelope(name: str, namespace: str, doc: str, state: Schema) -> Schema:
+    state_name = f"{state['namespace']}.{state['name']}"
+    return {
+        "type": "record",
+        "name": name,
+        "namespace": namespace,
+        "doc": doc,
+        "fields": [
+            {
+                "name": "event_id",
+                "type": "string",
+                "doc": "Deterministic from the source position: a redelivered change keeps it.",
+            },
+            {
+                "name": "kind",
+                "type": {
+                    "type": "enum",
+                    "name": "ChangeKind",
+                    "doc": "snapshot: row read by the initial snapshot; "
+                    "deleted: source row physically deleted.",
+                    "symbols": CHANGE_KINDS,
+                },
+            },
+            {"name": "entity", "type": "string"},
+            {"name": "key", "type": "string", "doc": "The entity key, also the Kafka record key."},
+            {"name": "before", "type": ["null", state], "default": None},
+            {"name": "after", "type": ["null", state_name], "default": None},
+            {"name": "changed_fields", "type": {"type": "array", "items": "string"}},
+            {"name": "source", "type": "string", "doc": "Id of the topology source."},
+            {
+                "name": "source_ts_ms",
+                "type": "long",
+                "doc": "Commit time in the source database, epoch milliseconds.",
+            },
+            {
+                "name": "source_position",
+                "type": "string",
+                "doc": "Position in the source log, e.g. lsn=123;txid=456.",
+            },
+        ],
+    }
+
+
+def entity_state_schema(topology: Topology, entity_name: str) -> Schema:
+    """Latest state of one entity: the value of ``master.<entity>``."""
+    entity = topology.entity(entity_name)
+    return _state_record(entity_name, entity, entity.fields, f"govsync.{entity_name}")
+
+
+def change_event_schema(topology: Topology, entity_name: str) -> Schema:
+    """A canonical change: the value of ``changes.<entity>``."""
+    namespace = f"govsync.{entity_name}"
+    return _envelope(
+        f"{_pascal(entity_name)}Change",
+        namespace,
+        f"One committed change to {entity_name} master data, in canonical form.",
+        entity_state_schema(topology, entity_name),
+    )
+
+
+def delivery_schema(topology: Topology, subscription: Subscription) -> Schema:
+    """A change as one department receives it: only its subscription's fields."""
+    entity = topology.entity(subscription.entity)
+    namespace = f"govsync.deliver.{subscription.department}"
+    state = _state_record(subscription.entity, entity, subscription.fields_in(entity), namespace)
+    schema = _envelope(
+        f"{_pascal(subscription.entity)}Delivery",
+        namespace,
+        f"A {subscription.entity} change delivered under subscription {subscription.id}.",
+        state,
+    )
+    schema["fields"].append(
+        {"name": "subscription", "type": "string", "doc": "Id of the approved subscription."}
+    )
+    return schema
+
+
+def schema_files(topology: Topology) -> dict[str, str]:
+    """The generated ``.avsc`` files, name → exact content."""
+    schemas: dict[str, Schema] = {}
+    for entity_name in topology.entities:
+        schemas[f"{entity_name}.state.avsc"] = entity_state_schema(topology, entity_name)
+        schemas[f"{entity_name}.change.avsc"] = change_event_schema(topology, entity_name)
+    for subscription in topology.subscriptions:
+        name = f"deliver.{subscription.department}.{subscription.entity}.avsc"
+        schemas[name] = delivery_schema(topology, subscription)
+    return {
+        name: json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+        for name, schema in schemas.items()
+    }
+
+
+def write_schema_files(topology: Topology, directory: Path | str) -> list[Path]:
+    """Write the generated files and delete generated-looking files the topology no longer
+    produces (e.g. of a removed subscription). Returns the paths written."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    files = schema_files(topology)
+    for path in directory.iterdir():
+        if _GENERATED_NAME.fullmatch(path.name) and path.name not in files:
+            path.unlink()
+    written = []
+    for name, text in files.items():
+        path = directory / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    try:
+        topology = load_topology(settings.topology)
+    except TopologyError as exc:
+        sys.exit(f"{settings.topology} is invalid:\n{exc}")
+    written = write_schema_files(topology, SCHEMAS_DIR)
+    print(f"wrote {len(written)} schema files to {SCHEMAS_DIR}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The single KRaft broker+controller."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import uuid
+from string import Template
+
+from confluent_kafka.admin import AdminClient
+
+from streams.settings import Settings
+from streams.stack import jvm
+from streams.stack.process import StackError, read_pid, require_free_port, spawn, wait_until
+
+NAME = "kafka"
+
+
+def _render_config(settings: Settings) -> str:
+    template = Template((jvm.DEPLOY / "server.properties").read_text())
+    path = settings.path("kafka", "server.properties")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        template.substitute(
+            host=settings.host,
+            kafka_port=settings.kafka_port,
+            controller_port=settings.controller_port,
+            data_dir=settings.path("kafka", "data"),
+        )
+    )
+    return str(path)
+
+
+def _format_storage(settings: Settings, config: str) -> None:
+    """Format the log directory once; KRaft refuses to start on an unformatted one."""
+    if (settings.path("kafka", "data", "meta.properties")).exists():
+        return
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    argv = jvm.java_command(
+        "kafka.tools.StorageTool",
+        heap="256m",
+        cp=jvm.classpath(settings.dist_dir / "kafka" / "libs"),
+        args=["format", "-t", cluster_id, "-c", config, "--standalone"],
+    )
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StackError(f"formatting Kafka storage failed: {result.stdout[-300:]}")
+
+
+def start(settings: Settings) -> None:
+    run_dir = settings.path("run")
+    if read_pid(run_dir, NAME) is not None:
+        return
+    require_free_port(settings.host, settings.kafka_port, "Kafka", "kafka_port")
+    require_free_port(
+        settings.host, settings.controller_port, "the KRaft controller", "controller_port"
+    )
+    config = _render_config(settings)
+    _format_storage(settings, config)
+    log = settings.path("logs", "kafka.log")
+    pid = spawn(
+        NAME,
+        jvm.java_command(
+            "kafka.Kafka",
+            heap=settings.kafka_heap,
+            cp=jvm.classpath(settings.dist_dir / "kafka" / "libs"),
+            args=[config],
+        ),
+        run_dir=run_dir,
+        log_file=log,
+    )
+    wait_until(lambda: is_up(settings), what="Kafka", timeout=90, log_file=log, pid=pid)
+
+
+def is_up(settings: Settings) -> bool:
+    try:
+        admin = AdminClient({"bootstrap.servers": settings.bootstrap, "log_level": 0})
+        admin.list_topics(timeout=2)
+    except Exception:
+        return False
+    return True
+
+
+def version(settings: Settings) -> str | None:
+    return jvm.jar_version(settings.dist_dir / "kafka" / "libs", "kafka_2.13")

@@ -1,0 +1,111 @@
+"""Reading what is on a topic, for the demo, `govsync` read commands and the tests.
+
+Reads committed records only (read_committed), without a consumer group: assignment
+by explicit offsets, so looking never disturbs a subscriber.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from streams.headers import as_dict
+from streams.serde import ValueDeserializer
+
+Offsets = dict[tuple[str, int], int]
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: str | None
+    value: dict[str, Any] | None
+    headers: dict[str, str]
+
+
+def _consumer(bootstrap: str) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "govsync-reader",  # required by librdkafka; never committed
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
+    )
+
+
+def end_offsets(bootstrap: str, topics: Iterable[str]) -> Offsets:
+    """The current end (high watermark) of every partition of ``topics``."""
+    consumer = _consumer(bootstrap)
+    try:
+        offsets: Offsets = {}
+        metadata = consumer.list_topics(timeout=10)
+        for topic in topics:
+            for partition in metadata.topics[topic].partitions:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=10
+                )
+                offsets[(topic, partition)] = high
+        return offsets
+    finally:
+        consumer.close()
+
+
+def read(
+    bootstrap: str,
+    decode: ValueDeserializer,
+    start: Offsets,
+    *,
+    until: Callable[[list[Record]], bool] | None = None,
+    timeout: float = 30.0,
+) -> Iterator[Record]:
+    """Records from ``start`` on. Without ``until`` it stops at the end of every partition;
+    with ``until`` it keeps tailing until it returns true for what was read, or ``timeout``."""
+    consumer = _consumer(bootstrap)
+    consumer.assign([TopicPartition(t, p, o) for (t, p), o in start.items()])
+    remaining = set(start)
+    seen: list[Record] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if until is None and not remaining:
+                return
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    remaining.discard((message.topic(), message.partition()))
+                    continue
+                raise RuntimeError(f"reading {message.topic()}: {error.str()}")
+            key = message.key()
+            record = Record(
+                topic=message.topic(),
+                partition=message.partition(),
+                offset=message.offset(),
+                timestamp_ms=message.timestamp()[1],
+                key=key.decode() if key is not None else None,
+                value=decode(message.topic(), message.value()),
+                headers=as_dict(message.headers()),
+            )
+            seen.append(record)
+            yield record
+            if until is not None and until(seen):
+                return
+    finally:
+        consumer.close()
+
+
+def beginning(bootstrap: str, topics: Iterable[str]) -> Offsets:
+    """Offset 0 on every partition (an offset before the log start resets to the earliest)."""
+    return dict.fromkeys(end_offsets(bootstrap, topics), 0)

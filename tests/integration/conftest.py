@@ -1,0 +1,84 @@
+"""One real stack for the whole session: started here, or reused when already up.
+
+Nothing is mocked: PostgreSQL, Kafka, Connect with Debezium, Apicurio and the Faust
+worker are the real processes. The stack is left running afterwards (`make down` or
+CI's exit trap stops it) so that a second run starts in seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+
+from streams import provisioning, topic_reader
+from streams.serde import ValueDeserializer, registry_client
+from streams.settings import Settings
+from streams.stack import embedded
+from streams.stack.background import start_app_process
+from streams.topology import Topology, changes_topic, load_topology
+
+pytestmark = pytest.mark.stack
+
+
+@dataclass(frozen=True)
+class Stack:
+    settings: Settings
+    topology: Topology
+    decode: ValueDeserializer
+
+    def sql(self, database: str, statement: str, params: tuple = ()) -> list[tuple]:
+        with psycopg.connect(self.settings.pg_conninfo(database)) as conn:
+            cursor = conn.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def offsets(self, *topics: str) -> topic_reader.Offsets:
+        return topic_reader.end_offsets(self.settings.bootstrap, topics)
+
+    def read_until(
+        self,
+        start: topic_reader.Offsets,
+        done: Callable[[list[topic_reader.Record]], bool],
+        timeout: float = 60.0,
+    ) -> list[topic_reader.Record]:
+        records = list(
+            topic_reader.read(
+                self.settings.bootstrap, self.decode, start, until=done, timeout=timeout
+            )
+        )
+        assert done(records), f"timed out after {timeout}s; read {len(records)} records"
+        return records
+
+    def read_all(self, *topics: str) -> list[topic_reader.Record]:
+        start = topic_reader.beginning(self.settings.bootstrap, topics)
+        return list(topic_reader.read(self.settings.bootstrap, self.decode, start, timeout=120))
+
+
+def _wait_for_snapshot(stack: Stack, timeout: float = 240.0) -> None:
+    """Ready once every seeded enterprise has been normalized onto changes.enterprise."""
+    seeded = stack.sql("market_regulation", "SELECT count(*) FROM enterprise")[0][0]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ends = topic_reader.end_offsets(stack.settings.bootstrap, [changes_topic("enterprise")])
+        if sum(ends.values()) >= seeded:
+            return
+        time.sleep(1)
+    raise AssertionError(
+        f"the initial snapshot of {seeded} enterprises did not arrive in {timeout}s"
+    )
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    settings = Settings.from_env()
+    embedded.up(settings)
+    topology = load_topology(settings.topology)
+    provisioning.apply(topology, settings)
+    start_app_process(settings, "worker", ["worker"])
+    start_app_process(settings, "tax-sink", ["sink", "tax"])
+    result = Stack(settings, topology, ValueDeserializer(registry_client(settings.registry_url)))
+    _wait_for_snapshot(result)
+    yield result

@@ -1,0 +1,188 @@
+"""Avro schemas generated from the topology: valid, minimal, and committed up to date."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import pytest
+import yaml
+
+from streams.projection import project
+from streams.schemas import (
+    SCHEMAS_DIR,
+    change_event_schema,
+    delivery_schema,
+    entity_state_schema,
+    schema_files,
+    write_schema_files,
+)
+from streams.settings import REPO_ROOT
+from streams.topology import Topology, load_topology
+
+TOPOLOGY = load_topology(REPO_ROOT / "topology.yaml")
+TAX = TOPOLOGY.subscription("tax.enterprise")
+
+STATE = {
+    "uscc": "91310000MA1FL8XQ30",
+    "name": "上海示例贸易有限公司",
+    "status": "active",
+    "legal_rep_name": "张三",
+    "legal_rep_id": "110101199003074514",
+    "legal_rep_phone": None,
+    "registered_capital": "1000000.00",
+    "address": "上海市浦东新区示例路1号",
+    "established_on": "2015-06-01",
+}
+CHANGE = {
+    "event_id": "7f1c2a3e-0000-5000-8000-000000000001",
+    "kind": "deregistered",
+    "entity": "enterprise",
+    "key": STATE["uscc"],
+    "before": STATE,
+    "after": {**STATE, "status": "deregistered"},
+    "changed_fields": ["status"],
+    "source": "market_regulation.enterprise",
+    "source_ts_ms": 1795000000000,
+    "source_position": "lsn=123;txid=456",
+}
+
+
+def _round_trip(schema: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    parsed = fastavro.parse_schema(schema)
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, parsed, record)
+    buffer.seek(0)
+    return fastavro.schemaless_reader(buffer, parsed)
+
+
+def _all_schemas(topology: Topology) -> list[dict[str, Any]]:
+    return [
+        *(entity_state_schema(topology, name) for name in topology.entities),
+        *(change_event_schema(topology, name) for name in topology.entities),
+        *(delivery_schema(topology, sub) for sub in topology.subscriptions),
+    ]
+
+
+def _state_fields(schema: dict[str, Any]) -> dict[str, Any]:
+    before = next(f for f in schema["fields"] if f["name"] == "before")
+    return {field["name"]: field for field in before["type"][1]["fields"]}
+
+
+def test_every_schema_parses_with_fastavro_and_survives_json() -> None:
+    for schema in _all_schemas(TOPOLOGY):
+        assert json.loads(json.dumps(schema)) == schema
+        fastavro.parse_schema(json.loads(json.dumps(schema)))
+
+
+def test_state_schema_names_types_and_nullability() -> None:
+    schema = entity_state_schema(TOPOLOGY, "enterprise")
+    assert (schema["namespace"], schema["name"]) == ("govsync.enterprise", "EnterpriseState")
+    fields = {field["name"]: field for field in schema["fields"]}
+    assert list(fields) == list(TOPOLOGY.entity("enterprise").fields)
+    assert fields["uscc"]["type"] == "string"
+    assert "default" not in fields["uscc"]
+    assert fields["registered_capital"] == {
+        "name": "registered_capital",
+        "type": ["null", "string"],
+        "default": None,
+        "doc": "classification: public",
+    }
+    assert fields["legal_rep_id"]["doc"] == "classification: sensitive"
+    status = fields["status"]["type"][1]
+    assert status["type"] == "enum"
+    assert status["name"] == "EnterpriseStatus"
+    assert status["symbols"] == ["active", "suspended", "revoked", "deregistered"]
+
+
+def test_change_schema_envelope() -> None:
+    schema = change_event_schema(TOPOLOGY, "enterprise")
+    assert (schema["namespace"], schema["name"]) == ("govsync.enterprise", "EnterpriseChange")
+    assert [field["name"] for field in schema["fields"]] == list(CHANGE)
+    kind = schema["fields"][1]["type"]
+    assert kind["name"] == "ChangeKind"
+    assert kind["symbols"] == ["registered", "updated", "deregistered", "snapshot", "deleted"]
+    assert _state_fields(schema).keys() == STATE.keys()
+
+
+def test_change_event_round_trips() -> None:
+    schema = change_event_schema(TOPOLOGY, "enterprise")
+    assert _round_trip(schema, CHANGE) == CHANGE
+    registered = {**CHANGE, "kind": "registered", "before": None, "changed_fields": list(STATE)}
+    assert _round_trip(schema, registered) == registered
+
+
+def test_tax_delivery_schema_holds_exactly_tax_fields() -> None:
+    schema = delivery_schema(TOPOLOGY, TAX)
+    assert (schema["namespace"], schema["name"]) == ("govsync.deliver.tax", "EnterpriseDelivery")
+    assert [field["name"] for field in schema["fields"]] == [*CHANGE, "subscription"]
+    state = _state_fields(schema)
+    assert set(state) == set(TAX.fields)
+    assert list(state) == ["uscc", "name", "status", "registered_capital", "address"]
+    assert state["uscc"]["type"] == "string"
+    assert all(state[name]["type"][0] == "null" for name in state if name != "uscc")
+    assert state["status"]["type"][1]["namespace"] == "govsync.deliver.tax.enums"
+
+
+def test_projected_delivery_round_trips() -> None:
+    for subscription in TOPOLOGY.subscriptions:
+        entity = TOPOLOGY.entity(subscription.entity)
+        delivery = project(CHANGE, subscription, entity)
+        assert delivery is not None
+        assert _round_trip(delivery_schema(TOPOLOGY, subscription), delivery) == delivery
+
+
+def test_enum_field_named_state_does_not_collide_with_the_record() -> None:
+    data = TOPOLOGY.model_dump()
+    data["entities"]["enterprise"]["fields"]["state"] = {
+        "type": "enum",
+        "symbols": ["open", "closed"],
+        "classification": "public",
+    }
+    topology = Topology.model_validate(data)
+    for schema in _all_schemas(topology):
+        fastavro.parse_schema(schema)
+
+
+def test_committed_schema_files_match_the_topology() -> None:
+    expected = schema_files(TOPOLOGY)
+    hint = "schemas/ is stale: run `python -m streams.schemas`"
+    for name, text in expected.items():
+        path = SCHEMAS_DIR / name
+        assert path.exists(), hint
+        assert path.read_text(encoding="utf-8") == text, hint
+    generated_looking = re.compile(r"[a-z0-9_]+\.(state|change)\.avsc|deliver\..+\.avsc")
+    stale = [p.name for p in SCHEMAS_DIR.iterdir() if generated_looking.fullmatch(p.name)]
+    assert sorted(stale) == sorted(expected), hint
+
+
+def test_write_schema_files_replaces_stale_generated_files(tmp_path: Path) -> None:
+    (tmp_path / "deliver.customs.enterprise.avsc").write_text("{}")
+    (tmp_path / "receipt.avsc").write_text("{}")
+    written = write_schema_files(TOPOLOGY, tmp_path)
+    assert sorted(p.name for p in written) == sorted(schema_files(TOPOLOGY))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*schema_files(TOPOLOGY), "receipt.avsc"]
+    )
+    text = (tmp_path / "deliver.tax.enterprise.avsc").read_text(encoding="utf-8")
+    assert text.endswith("}\n")
+    assert json.loads(text) == delivery_schema(TOPOLOGY, TAX)
+
+
+@pytest.mark.parametrize("subscription_id", ["tax.enterprise", "social_security.enterprise"])
+def test_reordering_a_subscription_keeps_its_schema(subscription_id: str, tmp_path: Path) -> None:
+    raw = yaml.safe_load((REPO_ROOT / "topology.yaml").read_text(encoding="utf-8"))
+    shuffled = copy.deepcopy(raw)
+    for sub in shuffled["subscriptions"]:
+        sub["fields"].reverse()
+    path = tmp_path / "topology.yaml"
+    path.write_text(yaml.safe_dump(shuffled, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    reordered = load_topology(path)
+    assert delivery_schema(reordered, reordered.subscription(subscription_id)) == delivery_schema(
+        TOPOLOGY, TOPOLOGY.subscription(subscription_id)
+    )

@@ -1,0 +1,131 @@
+"""The seed data obeys the national standards and tells a consistent story across departments
+(no database needed)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from streams.stack.seed import DIVISIONS, SeedData, generate, prepare_department
+from streams.standards import (
+    normalize_resident_id,
+    normalize_uscc,
+    organization_code_check_character,
+    resident_id_15_to_18,
+)
+
+
+@pytest.fixture(scope="module")
+def data() -> SeedData:
+    return generate()
+
+
+def test_default_size(data: SeedData) -> None:
+    assert len(data.enterprises) == len(data.taxpayers) == 1000
+
+
+def test_credit_codes_are_valid_and_unique(data: SeedData) -> None:
+    codes = [company.credit_code for company in data.enterprises]
+    assert len(set(codes)) == len(codes)
+    divisions = {division.code for division in DIVISIONS}
+    for code in codes:
+        assert normalize_uscc(code) == code
+        assert code[:2] == "91"
+        assert code[2:8] in divisions
+        assert organization_code_check_character(code[8:16]) == code[16]
+
+
+def test_company_names_are_unique_and_well_formed(data: SeedData) -> None:
+    names = [company.ent_name for company in data.enterprises]
+    assert len(set(names)) == len(names)
+    assert all(name.endswith("有限公司") for name in names)
+
+
+def test_addresses_and_tax_offices_match_the_division(data: SeedData) -> None:
+    by_code = {division.code: division for division in DIVISIONS}
+    for company, taxpayer in zip(data.enterprises, data.taxpayers, strict=True):
+        division = by_code[company.credit_code[2:8]]
+        assert company.address.startswith(division.city + division.district)
+        assert taxpayer.tax_office == f"国家税务总局{division.city}{division.district}税务局"
+
+
+def test_representative_ids_are_valid_with_some_legacy_15_digit_ones(data: SeedData) -> None:
+    legacy = [c.rep_id_no for c in data.enterprises if len(c.rep_id_no) == 15]
+    assert len(legacy) >= 10
+    for company in data.enterprises:
+        number = normalize_resident_id(company.rep_id_no)
+        assert "19550101" <= number[6:14] <= "19981231"
+    for id15 in legacy:
+        assert normalize_resident_id(resident_id_15_to_18(id15)) == resident_id_15_to_18(id15)
+
+
+def test_status_mix(data: SeedData) -> None:
+    statuses = Counter(company.reg_status for company in data.enterprises)
+    assert statuses["1"] > 900
+    assert statuses["2"] > 0
+    assert statuses["3"] > 0
+    assert statuses["4"] == 20
+
+
+def test_taxpayers_mirror_enterprises(data: SeedData) -> None:
+    expected_status = {"1": "active", "2": "suspended", "3": "revoked", "4": "deregistered"}
+    for company, taxpayer in zip(data.enterprises, data.taxpayers, strict=True):
+        assert (taxpayer.uscc, taxpayer.name) == (company.credit_code, company.ent_name)
+        assert taxpayer.status == expected_status[company.reg_status]
+        assert (taxpayer.deregistered_at is not None) == (company.reg_status == "4")
+        assert taxpayer.registered_on >= company.established_on
+
+
+def test_every_live_company_has_a_pending_reminder_and_deregistered_ones_none(
+    data: SeedData,
+) -> None:
+    pending = {r.uscc for r in data.tax_reminders if r.state == "pending"}
+    reminded = {r.uscc for r in data.tax_reminders}
+    for company in data.enterprises:
+        if company.reg_status == "4":
+            assert company.credit_code not in reminded
+        else:
+            assert company.credit_code in pending
+    assert any(r.state == "sent" for r in data.tax_reminders)
+    assert {(r.period, r.due_date.isoformat()) for r in data.tax_reminders} == {
+        ("2026-11", "2026-12-15")
+    }
+
+
+def test_employer_accounts(data: SeedData) -> None:
+    accounts = data.employer_accounts
+    assert 800 <= len(accounts) <= 900
+    assert len({a.account_no for a in accounts}) == len({a.uscc for a in accounts}) == len(accounts)
+    status = {company.credit_code: company.reg_status for company in data.enterprises}
+    for account in accounts:
+        assert account.account_no.startswith("SB")
+        assert len(account.account_no) == 12
+        assert account.account_no[2:].isdigit()
+        closed = status[account.uscc] == "4"
+        assert account.status == ("closed" if closed else "open")
+        assert (account.closed_on is not None) == closed
+
+
+def test_same_seed_same_data_other_seed_other_data(data: SeedData) -> None:
+    assert generate() == data
+    assert generate(seed=1) != data
+    assert generate(50, seed=7) == generate(50, seed=7)
+
+
+def test_small_counts() -> None:
+    empty = generate(0)
+    assert empty.enterprises == empty.tax_reminders == ()
+    assert len(generate(1).enterprises) == 1
+
+
+def test_out_of_range_counts_are_refused() -> None:
+    with pytest.raises(ValueError, match="count"):
+        generate(-1)
+    with pytest.raises(ValueError, match="count"):
+        generate(10**6)
+
+
+def test_unknown_department_is_refused_before_connecting(data: SeedData) -> None:
+    with pytest.raises(ValueError, match="market_regulation, social_security, tax"):
+        prepare_department("health", "host=invalid.invalid", data)
