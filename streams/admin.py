@@ -41,10 +41,12 @@ TopicAction = Literal["created", "updated", "unchanged"]
 
 
 def admin_client(bootstrap: str, extra: dict[str, str] | None = None) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
+    # librdkafka would log every failed connection attempt to stderr; unreachability
+    # is reported once, as BrokerUnreachable, instead.
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, **(extra or {})})
 
 
-def existing_topics(admin: AdminClient, timeout: float = 10.0) -> dict[str, int]:
+def existing_topics(admin: AdminClient, timeout: float = 5.0) -> dict[str, int]:
     """Topic name -> partition count."""
     try:
         metadata = admin.list_topics(timeout=timeout)

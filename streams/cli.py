@@ -25,8 +25,9 @@ sink_app = typer.Typer(no_args_is_help=True, help="Reference department sinks.")
 app.add_typer(topology_app, name="topology")
 app.add_typer(sink_app, name="sink")
 
-console = Console()
-err = Console(stderr=True)
+# Rich wraps at 80 columns when not on a terminal; CI logs and pipes deserve wider tables.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 TopologyFile = Annotated[
@@ -41,6 +42,7 @@ def _errors() -> Iterator[None]:
     """Known failures become one clear line and a meaningful exit code, not a traceback."""
     from connectors.debezium import ConnectError
     from streams.admin import AdminError, BrokerUnreachable
+    from streams.serde import RegistryUnreachable, SchemaRejected
     from streams.stack.process import StackError
     from streams.topology import TopologyError
 
@@ -49,10 +51,10 @@ def _errors() -> Iterator[None]:
     except TopologyError as exc:
         err.print(f"[red]topology is invalid[/red]\n{exc}", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
-    except (BrokerUnreachable, ConnectError) as exc:
+    except (BrokerUnreachable, ConnectError, RegistryUnreachable) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(EXIT_UNAVAILABLE) from None
-    except (StackError, AdminError) as exc:
+    except (StackError, AdminError, SchemaRejected) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from None
 
@@ -134,10 +136,13 @@ def worker(
     from faust.worker import Worker
 
     from streams.app import build_app
+    from streams.provisioning import check_applied
     from streams.topology import load_topology
 
     with _errors():
-        faust_app = build_app(settings, load_topology(settings.topology))
+        topology = load_topology(settings.topology)
+        check_applied(topology, settings)
+        faust_app = build_app(settings, topology)
     Worker(faust_app, loglevel="INFO").execute_from_commandline()
 
 

@@ -103,11 +103,7 @@ def changed_fields(before: dict[str, Any] | None, after: dict[str, Any] | None) 
 def kind_of(
     op: str, before: dict[str, Any] | None, after: dict[str, Any] | None, entity: Entity
 ) -> str:
-    kind = _OPS.get(op)
-    if kind is None:
-        raise NormalizeError(
-            "unsupported_operation", f"Debezium operation {op!r} is not a row change"
-        )
+    kind = _OPS[op]
     if kind == "updated" and entity.lifecycle is not None and after is not None:
         field, ended = entity.lifecycle.field, entity.lifecycle.ended
         if after.get(field) in ended and (before is None or before.get(field) not in ended):
@@ -122,6 +118,10 @@ def normalize(
     op = envelope.get("op")
     if not isinstance(op, str) or "source" not in envelope:
         raise NormalizeError("not_an_envelope", "record is not a Debezium change envelope")
+    if op not in _OPS:
+        raise NormalizeError(
+            "unsupported_operation", f"Debezium operation {op!r} is not a row change"
+        )
     before = map_row(envelope.get("before"), source, entity)
     after = map_row(envelope.get("after"), source, entity)
     current = after if after is not None else before

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from connectors import debezium
 from streams import admin, schemas, serde
 from streams.settings import Settings
+from streams.stack.process import StackError
 from streams.topology import (
     DLQ_TOPIC,
     Topology,
@@ -80,6 +81,7 @@ def schema_plan(topology: Topology) -> dict[str, dict]:
 
 def apply(topology: Topology, settings: Settings) -> ApplyReport:
     client = admin.admin_client(settings.bootstrap)
+    serde.ensure_reachable(settings.registry_url)
     topics = admin.ensure_topics(client, topic_specs(topology))
     registry = serde.registry_client(settings.registry_url)
     registered = {
@@ -88,3 +90,22 @@ def apply(topology: Topology, settings: Settings) -> ApplyReport:
     }
     connectors = debezium.apply(topology, settings)
     return ApplyReport(topics=topics, schemas=registered, connectors=connectors)
+
+
+def check_applied(topology: Topology, settings: Settings) -> None:
+    """Refuse to start processing against a cluster the topology was not applied to."""
+    serde.ensure_reachable(settings.registry_url)
+    present = admin.existing_topics(admin.admin_client(settings.bootstrap))
+    missing = [spec.name for spec in topic_specs(topology) if spec.name not in present]
+    registry = serde.registry_client(settings.registry_url)
+    subjects = set(registry.get_subjects())
+    missing += [
+        serde.value_subject(t)
+        for t in schema_plan(topology)
+        if serde.value_subject(t) not in subjects
+    ]
+    if missing:
+        raise StackError(
+            f"the topology is not applied ({', '.join(missing[:3])}"
+            f"{' …' if len(missing) > 3 else ''} missing): run `govsync topology apply`"
+        )

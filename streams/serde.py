@@ -11,16 +11,26 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 from confluent_kafka.schema_registry import (
     ConfigCompatibilityLevel,
     Schema,
     SchemaRegistryClient,
+    SchemaRegistryError,
     ServerConfig,
 )
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 COMPATIBILITY = ConfigCompatibilityLevel.BACKWARD
+
+
+class RegistryUnreachable(RuntimeError):
+    """The schema registry did not answer; nothing was registered."""
+
+
+class SchemaRejected(RuntimeError):
+    """The registry refused a schema, e.g. as incompatible with what is registered."""
 
 
 def registry_client(url: str) -> SchemaRegistryClient:
@@ -35,8 +45,19 @@ def value_subject(topic: str) -> str:
 def register(client: SchemaRegistryClient, topic: str, schema: dict[str, Any]) -> int:
     """Register the value schema of ``topic`` under BACKWARD compatibility; idempotent."""
     subject = value_subject(topic)
-    client.set_config(subject_name=subject, config=ServerConfig(compatibility=COMPATIBILITY))
-    return client.register_schema(subject, Schema(json.dumps(schema), "AVRO"))
+    try:
+        client.set_config(subject_name=subject, config=ServerConfig(compatibility=COMPATIBILITY))
+        return client.register_schema(subject, Schema(json.dumps(schema), "AVRO"))
+    except SchemaRegistryError as exc:
+        raise SchemaRejected(f"the registry refused the schema for {subject}: {exc}") from exc
+
+
+def ensure_reachable(url: str) -> None:
+    """Fail with one clear line before any work, rather than deep inside a client library."""
+    try:
+        httpx.get(f"{url}/subjects", timeout=5).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise RegistryUnreachable(f"the schema registry at {url} is unreachable: {exc}") from exc
 
 
 class ValueSerializer:

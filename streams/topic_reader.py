@@ -6,6 +6,7 @@ by explicit offsets, so looking never disturbs a subscriber.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -88,13 +89,12 @@ def read(
                     remaining.discard((message.topic(), message.partition()))
                     continue
                 raise RuntimeError(f"reading {message.topic()}: {error.str()}")
-            key = message.key()
             record = Record(
                 topic=message.topic(),
                 partition=message.partition(),
                 offset=message.offset(),
                 timestamp_ms=message.timestamp()[1],
-                key=key.decode() if key is not None else None,
+                key=_key_text(decode, message.topic(), message.key()),
                 value=decode(message.topic(), message.value()),
                 headers=as_dict(message.headers()),
             )
@@ -104,6 +104,15 @@ def read(
                 return
     finally:
         consumer.close()
+
+
+def _key_text(decode: ValueDeserializer, topic: str, key: bytes | None) -> str | None:
+    """UTF-8 entity keys as they are; Avro keys (Debezium's primary-key struct) as JSON."""
+    if key is None:
+        return None
+    if key[:1] == b"\x00" and len(key) > 5:
+        return json.dumps(decode.key(topic, key), sort_keys=True, default=str)
+    return key.decode(errors="replace")
 
 
 def beginning(bootstrap: str, topics: Iterable[str]) -> Offsets:

@@ -85,10 +85,19 @@ def up(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> 
     _seed(settings)
     progress("starting Kafka")
     kafka.start(settings)
+    write_client_properties(settings)
     progress("starting Apicurio Registry")
     registry.start(settings)
     progress("starting Kafka Connect")
     connect.start(settings)
+
+
+def write_client_properties(settings: Settings) -> Path:
+    """Client config in the key=value form Kafka's tools (--command-config) and librdkafka read."""
+    path = settings.path("client-admin.properties")
+    path.write_text(f"bootstrap.servers={settings.bootstrap}\n")
+    path.chmod(0o600)
+    return path
 
 
 def _seed(settings: Settings) -> None:

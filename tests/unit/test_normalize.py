@@ -1,0 +1,181 @@
+"""Debezium envelope -> canonical event, without a broker: the rules decide what a change means."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import pytest
+
+from streams import headers
+from streams.normalize import NormalizeError, changed_fields, event_id, normalize
+from streams.settings import REPO_ROOT
+from streams.standards import resident_id_15_to_18
+from streams.topology import load_topology
+
+TOPOLOGY = load_topology(REPO_ROOT / "topology.yaml")
+SOURCE = TOPOLOGY.source("market_regulation.enterprise")
+ENTERPRISE = TOPOLOGY.entity("enterprise")
+
+ROW = {
+    "id": 7,
+    "credit_code": "91350100M000100Y43",
+    "ent_name": "福建测试科技有限公司 ",
+    "reg_status": "1",
+    "rep_name": "王芳",
+    "rep_id_no": "11010519491231002X",
+    "reg_capital": "5000000.00",
+    "address": "福州市鼓楼区",
+    "established_on": 18263,  # Debezium's days since the epoch: 2020-01-02
+    "updated_at": "2026-11-23T02:00:00Z",
+}
+
+
+def envelope(op: str, before: dict | None, after: dict | None, lsn: int = 1000) -> dict[str, Any]:
+    return {
+        "op": op,
+        "before": before,
+        "after": after,
+        "source": {
+            "name": "cdc.market_regulation",
+            "schema": "public",
+            "table": "enterprise",
+            "lsn": lsn,
+            "txId": 55,
+            "ts_ms": 1795400000000,
+        },
+    }
+
+
+def with_row(**changes: Any) -> dict[str, Any]:
+    row = copy.deepcopy(ROW)
+    row.update(changes)
+    return row
+
+
+def test_insert_is_a_registration_with_every_mapped_field_converted() -> None:
+    event = normalize(envelope("c", None, ROW), {"id": 7}, SOURCE, ENTERPRISE)
+    assert event["kind"] == "registered"
+    assert event["key"] == "91350100M000100Y43"
+    assert event["before"] is None
+    assert event["after"] == {
+        "uscc": "91350100M000100Y43",
+        "name": "福建测试科技有限公司",
+        "status": "active",
+        "legal_rep_name": "王芳",
+        "legal_rep_id": "11010519491231002X",
+        "legal_rep_phone": None,  # the source has no such column
+        "registered_capital": "5000000.00",
+        "address": "福州市鼓楼区",
+        "established_on": "2020-01-02",
+    }
+    assert event["source"] == "market_regulation.enterprise"
+    assert event["source_ts_ms"] == 1795400000000
+    assert event["source_position"] == "lsn=1000;txid=55"
+
+
+def test_snapshot_reads_are_marked_as_such() -> None:
+    assert normalize(envelope("r", None, ROW), {"id": 7}, SOURCE, ENTERPRISE)["kind"] == "snapshot"
+
+
+def test_reaching_the_lifecycle_end_is_a_deregistration() -> None:
+    event = normalize(envelope("u", ROW, with_row(reg_status="4")), {"id": 7}, SOURCE, ENTERPRISE)
+    assert event["kind"] == "deregistered"
+    assert event["changed_fields"] == ["status"]
+    assert event["after"]["status"] == "deregistered"
+
+
+def test_an_update_after_deregistration_is_a_plain_update() -> None:
+    gone = with_row(reg_status="4")
+    event = normalize(
+        envelope("u", gone, with_row(reg_status="4", address="新地址")),
+        {"id": 7},
+        SOURCE,
+        ENTERPRISE,
+    )
+    assert event["kind"] == "updated"
+    assert event["changed_fields"] == ["address"]
+
+
+def test_delete_keeps_the_key_from_the_before_image() -> None:
+    event = normalize(envelope("d", ROW, None), {"id": 7}, SOURCE, ENTERPRISE)
+    assert event["kind"] == "deleted"
+    assert event["key"] == "91350100M000100Y43"
+    assert event["changed_fields"] == []
+
+
+def test_legacy_15_digit_resident_id_is_converted() -> None:
+    event = normalize(
+        envelope("c", None, with_row(rep_id_no="130503670401001")), {"id": 7}, SOURCE, ENTERPRISE
+    )
+    assert event["after"]["legal_rep_id"] == resident_id_15_to_18("130503670401001")
+
+
+def test_event_id_is_deterministic_from_the_source_position() -> None:
+    first = normalize(envelope("c", None, ROW), {"id": 7}, SOURCE, ENTERPRISE)
+    again = normalize(envelope("c", None, copy.deepcopy(ROW)), {"id": 7}, SOURCE, ENTERPRISE)
+    assert first["event_id"] == again["event_id"]
+    assert re.fullmatch(r"[0-9a-f-]{36}", first["event_id"])
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("lsn", 1001), ("txId", 56), ("table", "other"), ("name", "cdc.other")],
+)
+def test_event_id_changes_with_any_part_of_the_position(field: str, value: Any) -> None:
+    base = envelope("c", None, ROW)
+    moved = copy.deepcopy(base)
+    moved["source"][field] = value
+    assert event_id(base, {"id": 7}) != event_id(moved, {"id": 7})
+    assert event_id(base, {"id": 7}) != event_id(base, {"id": 8})
+
+
+@pytest.mark.parametrize(
+    "row, code",
+    [
+        (with_row(credit_code="91350100M000100Y44"), "bad_check_character"),
+        (with_row(credit_code=None), "null_key"),
+        (with_row(reg_status="9"), "unknown_code"),
+        (with_row(rep_id_no="110105194912310021"), "bad_check_digit"),
+    ],
+)
+def test_invalid_rows_are_refused_with_a_code(row: dict[str, Any], code: str) -> None:
+    with pytest.raises(NormalizeError) as caught:
+        normalize(envelope("c", None, row), {"id": 7}, SOURCE, ENTERPRISE)
+    assert caught.value.code == code
+    assert str(caught.value)
+
+
+def test_unknown_column_and_non_envelopes_are_refused() -> None:
+    row = with_row()
+    del row["ent_name"]
+    with pytest.raises(NormalizeError) as caught:
+        normalize(envelope("c", None, row), {"id": 7}, SOURCE, ENTERPRISE)
+    assert caught.value.code == "unknown_column"
+    with pytest.raises(NormalizeError) as caught:
+        normalize({"something": "else"}, None, SOURCE, ENTERPRISE)
+    assert caught.value.code == "not_an_envelope"
+    with pytest.raises(NormalizeError) as caught:
+        normalize(envelope("t", None, None), None, SOURCE, ENTERPRISE)
+    assert caught.value.code == "unsupported_operation"
+
+
+def test_changed_fields() -> None:
+    assert changed_fields(None, {"a": 1, "b": None}) == ["a"]
+    assert changed_fields({"a": 1, "b": 2}, {"a": 1, "b": 3}) == ["b"]
+    assert changed_fields({"a": 1}, None) == []
+
+
+def test_headers_carry_the_contract() -> None:
+    event = normalize(envelope("c", None, ROW), {"id": 7}, SOURCE, ENTERPRISE)
+    sent = headers.as_dict(headers.for_change(event, "normalize"))
+    assert sent["event_id"] == event["event_id"]
+    assert sent["source"] == "market_regulation.enterprise"
+    assert sent["source_ts"] == "1795400000000"
+    version, trace, span, flags = sent["traceparent"].split("-")
+    assert (version, flags) == ("00", "01")
+    assert trace == headers.trace_id(event["event_id"]) and len(trace) == 32
+    assert len(span) == 16
+    other_stage = headers.as_dict(headers.for_change(event, "route"))["traceparent"]
+    assert other_stage.split("-")[1] == trace and other_stage != sent["traceparent"]
