@@ -71,14 +71,18 @@ def apply_delivery(
     elif kind in ("registered", "snapshot", "updated") and after:
         conn.execute(
             "INSERT INTO taxpayer (uscc, name, status, tax_office, registered_on)"
-            " VALUES (%(uscc)s, %(name)s, %(status)s, %(office)s, current_date)"
+            " VALUES (%(uscc)s, %(name)s, COALESCE(%(status)s, 'active'), %(office)s, current_date)"
             " ON CONFLICT (uscc) DO UPDATE SET"
             "  name = COALESCE(EXCLUDED.name, taxpayer.name),"
-            "  status = COALESCE(%(status)s, taxpayer.status), updated_at = now()",
+            "  status = COALESCE(%(status)s, taxpayer.status),"
+            # A company back in business (e.g. a revoked deregistration) is no longer closed.
+            "  deregistered_at = CASE WHEN COALESCE(%(status)s, taxpayer.status) = 'deregistered'"
+            "    THEN taxpayer.deregistered_at END,"
+            "  updated_at = now()",
             {
                 "uscc": uscc,
                 "name": after.get("name"),
-                "status": after.get("status") or "active",
+                "status": after.get("status"),
                 "office": NEW_TAXPAYER_OFFICE,
             },
         )

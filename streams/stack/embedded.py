@@ -9,14 +9,14 @@ from typing import Literal
 from pydantic import BaseModel
 
 from streams.settings import Settings
-from streams.stack import connect, jvm, kafka, postgres, registry
+from streams.stack import connect, jvm, kafka, postgres, registry, seed
 from streams.stack.process import read_pid, stop
+from streams.topology import Topology, load_topology
 
 State = Literal["up", "down"]
 
 # Processes govsync itself starts (worker, sinks); stopped before the stack they depend on.
 APP_PROCESSES = ("tax-sink", "worker")
-DEPARTMENT_DATABASES = ("market_regulation", "tax", "social_security")
 
 
 class PostgresStatus(BaseModel):
@@ -78,11 +78,15 @@ def up(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> 
     """Start whatever is not running yet; a second call reuses downloads and data."""
     progress("fetching Kafka, Connect, Debezium and Apicurio from Maven Central (first run only)")
     jvm.ensure_dist(settings)
+    topology = load_topology(settings.topology)
     progress("starting PostgreSQL")
     postgres.start(settings)
-    postgres.ensure_databases(settings, [*DEPARTMENT_DATABASES, postgres.REGISTRY_DATABASE])
+    databases = department_databases(topology)
+    postgres.ensure_databases(settings, [*databases, postgres.REGISTRY_DATABASE])
     progress("seeding the department databases")
-    _seed(settings)
+    data = seed.generate()
+    for department in sorted(set(databases) & set(seed.seeded_departments())):
+        seed.prepare_department(department, settings.pg_conninfo(department), data)
     progress("starting Kafka")
     kafka.start(settings)
     write_client_properties(settings)
@@ -100,12 +104,9 @@ def write_client_properties(settings: Settings) -> Path:
     return path
 
 
-def _seed(settings: Settings) -> None:
-    from streams.stack import seed
-
-    data = seed.generate()
-    for department in DEPARTMENT_DATABASES:
-        seed.prepare_department(department, settings.pg_conninfo(department), data)
+def department_databases(topology: Topology) -> list[str]:
+    """One database per department, plus any source database named otherwise."""
+    return sorted(set(topology.departments) | {s.database.name for s in topology.sources})
 
 
 def down(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> list[str]:

@@ -49,9 +49,14 @@ def _ensure_cluster(settings: Settings) -> None:
     (root / "run").mkdir(parents=True, exist_ok=True)
     data.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-        for path in (data, root / "run"):
+        for path in (root, data, root / "run"):
             shutil.chown(path, "postgres", "postgres")
+        reachable = subprocess.run(_as_owner(["test", "-w", str(data)]), capture_output=True)
+        if reachable.returncode != 0:
+            raise StackError(
+                f"the postgres OS user cannot reach {data}: make its parent directories "
+                "traversable (chmod o+x) or point GOVSYNC_STATE_DIR somewhere it can reach"
+            )
     data.chmod(0o700)
     subprocess.run(
         _as_owner(

@@ -382,6 +382,11 @@ _DEPARTMENTS: dict[str, tuple[_Table, ...]] = {
 }
 
 
+def seeded_departments() -> list[str]:
+    """Departments this module has demo data for."""
+    return sorted(_DEPARTMENTS)
+
+
 def prepare_department(department: str, conninfo: str, data: SeedData) -> int:
     """Create the department's tables and load its seed rows; returns the rows loaded.
 

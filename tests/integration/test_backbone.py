@@ -1,0 +1,636 @@
+"""The backbone end to end on the real stack: PostgreSQL → Debezium → Kafka (Avro, Apicurio)
+→ the Faust worker (normalize, route) → delivery topics → the tax sink.
+
+Every test makes its own brand-new enterprises (random, valid credit codes), so the tests
+are independent and can be rerun on a stack that already holds data. Nothing is mocked.
+Waits are generous (the worker may be restarted by someone else meanwhile); nothing here
+asserts on latency.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka.serialization import SerializationError
+
+from connectors import tax_sink
+from streams.headers import as_dict
+from streams.stack.seed import DIVISIONS
+from streams.standards import (
+    USCC_CHARSET,
+    organization_code_check_character,
+    resident_id_15_to_18,
+    resident_id_check_digit,
+    uscc_check_character,
+)
+from streams.topic_reader import Offsets, Record
+from streams.topology import DLQ_TOPIC, changes_topic, master_topic
+from tests.integration.conftest import Stack
+
+pytestmark = pytest.mark.stack
+
+SOURCE_ID = "market_regulation.enterprise"
+CDC_TOPIC = "cdc.market_regulation.public.enterprise"
+CHANGES = changes_topic("enterprise")
+MASTER = master_topic("enterprise")
+TAX = "deliver.tax.enterprise"
+SOCIAL = "deliver.social_security.enterprise"
+DELIVERIES = (TAX, SOCIAL)
+SUBSCRIPTION_OF = {TAX: "tax.enterprise", SOCIAL: "social_security.enterprise"}
+STATUS = {"1": "active", "2": "suspended", "3": "revoked", "4": "deregistered"}
+TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01")
+WAIT = 60.0  # seconds; generous, the worker may be restarted by someone else meanwhile
+
+_rng = random.SystemRandom()
+
+
+# --- data factories ----------------------------------------------------------------------
+
+
+def new_uscc() -> str:
+    """A fresh, valid unified social credit code (GB 32100) with a random organization code."""
+    division = _rng.choice(DIVISIONS)
+    body = "MA" + "".join(_rng.choices(USCC_CHARSET, k=6))
+    first17 = f"91{division.code}{body}{organization_code_check_character(body)}"
+    return first17 + uscc_check_character(first17)
+
+
+def with_wrong_check_character(uscc: str) -> str:
+    """The same code with a check character that does not match (a typo at the source)."""
+    wrong = _rng.choice([char for char in USCC_CHARSET if char != uscc[17]])
+    return uscc[:17] + wrong
+
+
+def new_resident_id(*, legacy: bool = False) -> str:
+    """A valid resident ID number: 18 digits (GB 11643), or a legacy 15-digit one."""
+    division = _rng.choice(DIVISIONS).code
+    born = date(_rng.randint(1950, 1979), _rng.randint(1, 12), _rng.randint(1, 28))
+    sequence = f"{_rng.randrange(1000):03d}"
+    if legacy:
+        return f"{division}{born:%y%m%d}{sequence}"
+    first17 = f"{division}{born:%Y%m%d}{sequence}"
+    return first17 + resident_id_check_digit(first17)
+
+
+def unique_name(label: str = "科技") -> str:
+    return f"集成测试{uuid.uuid4().hex[:10]}{label}有限公司"
+
+
+@dataclass(frozen=True)
+class Company:
+    """A row of market_regulation.enterprise as the test wrote it."""
+
+    credit_code: str
+    ent_name: str
+    reg_status: str
+    rep_name: str
+    rep_id_no: str
+    reg_capital: Decimal
+    address: str
+    established_on: date
+
+
+def new_company(**overrides: Any) -> Company:
+    company = Company(
+        credit_code=new_uscc(),
+        ent_name=unique_name(),
+        reg_status="1",
+        rep_name=_rng.choice("王李张刘陈杨") + _rng.choice(["伟", "芳", "建国", "秀英"]),
+        rep_id_no=new_resident_id(),
+        reg_capital=Decimal(_rng.choice([10, 50, 100, 500]) * 10_000).quantize(Decimal("0.01")),
+        address=f"北京市海淀区学府路{_rng.randint(1, 999)}号",
+        established_on=date(2020, _rng.randint(1, 12), _rng.randint(1, 28)),
+    )
+    return replace(company, **overrides)
+
+
+def insert(stack: Stack, company: Company) -> None:
+    stack.sql(
+        "market_regulation",
+        "INSERT INTO enterprise (credit_code, ent_name, reg_status, rep_name, rep_id_no,"
+        " reg_capital, address, established_on) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            company.credit_code,
+            company.ent_name,
+            company.reg_status,
+            company.rep_name,
+            company.rep_id_no,
+            company.reg_capital,
+            company.address,
+            company.established_on,
+        ),
+    )
+
+
+def update(stack: Stack, uscc: str, assignments: str, params: tuple = ()) -> None:
+    """One UPDATE of the company's row, committed in its own transaction."""
+    stack.sql(
+        "market_regulation",
+        f"UPDATE enterprise SET {assignments}, updated_at = now() WHERE credit_code = %s",
+        (*params, uscc),
+    )
+
+
+def expected_state(company: Company) -> dict[str, Any]:
+    """The canonical state (every entity field) the worker must make of the row."""
+    return {
+        "uscc": company.credit_code,
+        "name": company.ent_name,
+        "status": STATUS[company.reg_status],
+        "legal_rep_name": company.rep_name,
+        "legal_rep_id": (
+            resident_id_15_to_18(company.rep_id_no)
+            if len(company.rep_id_no) == 15
+            else company.rep_id_no
+        ),
+        "legal_rep_phone": None,  # the source has no phone column
+        "registered_capital": str(company.reg_capital),
+        "address": company.address,
+        "established_on": company.established_on.isoformat(),
+    }
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def of(records: list[Record], topic: str, key: str) -> list[Record]:
+    """The records of ``topic`` keyed by ``key``, in the order read (one partition per key)."""
+    return [r for r in records if r.topic == topic and r.key == key]
+
+
+def count_on(topics: tuple[str, ...], key: str, count: int) -> Callable[[list[Record]], bool]:
+    """Done once each of ``topics`` has at least ``count`` records for ``key``."""
+    return lambda records: all(len(of(records, topic, key)) >= count for topic in topics)
+
+
+def names(records: list[Record]) -> list[str]:
+    return [r.value["after"]["name"] for r in records if r.value is not None]
+
+
+def txid_of(record: Record) -> str:
+    """The source transaction id from ``source_position`` (``lsn=…;txid=…``)."""
+    assert record.value is not None
+    position = dict(part.split("=", 1) for part in record.value["source_position"].split(";"))
+    return position["txid"]
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A record as bytes, read without any deserializer."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+
+
+def read_raw(
+    stack: Stack, start: Offsets, done: Callable[[list[Raw]], bool], timeout: float = WAIT
+) -> list[Raw]:
+    """Tail ``start`` with a plain confluent_kafka consumer until ``done`` holds."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack.settings.bootstrap,
+            "group.id": f"govsync-it-{uuid.uuid4().hex}",  # never committed
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    consumer.assign([TopicPartition(t, p, o) for (t, p), o in start.items()])
+    seen: list[Raw] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not done(seen):
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                assert error.code() == KafkaError._PARTITION_EOF, error.str()
+                continue
+            seen.append(
+                Raw(
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    message.key(),
+                    message.value(),
+                    as_dict(message.headers()),
+                )
+            )
+    finally:
+        consumer.close()
+    assert done(seen), f"timed out after {timeout}s; read {len(seen)} raw records"
+    return seen
+
+
+def read_one_raw(stack: Stack, topic: str, partition: int, offset: int) -> Raw:
+    return read_raw(stack, {(topic, partition): offset}, lambda seen: len(seen) >= 1)[0]
+
+
+def dead_letters_for(stack: Stack, uscc: str) -> Callable[[list[Raw]], list[Raw]]:
+    """Dead letters whose original Debezium envelope carries ``uscc`` as its credit code."""
+
+    def matching(seen: list[Raw]) -> list[Raw]:
+        found = []
+        for raw in seen:
+            if raw.headers.get("source_topic") != CDC_TOPIC:
+                continue
+            try:
+                envelope = stack.decode(CDC_TOPIC, raw.value)
+            except SerializationError:
+                continue  # someone else's undecodable dead letter
+            after = (envelope or {}).get("after") or {}
+            if after.get("credit_code") == uscc:
+                found.append(raw)
+        return found
+
+    return matching
+
+
+def assert_headers(record: Record) -> None:
+    """DESIGN.md's header contract, from changes.* on."""
+    assert record.value is not None
+    headers = record.headers
+    assert headers["event_id"] == record.value["event_id"]
+    assert TRACEPARENT.fullmatch(headers["traceparent"]), headers["traceparent"]
+    assert headers["source"] == SOURCE_ID
+    assert int(headers["source_ts"]) == record.value["source_ts_ms"] > 0
+
+
+# --- tests -------------------------------------------------------------------------------
+
+
+def test_insert_is_registered_and_delivered_with_exactly_the_subscribed_fields(
+    stack: Stack,
+) -> None:
+    """An INSERT becomes a `registered` change and one delivery per subscription, each with
+    exactly its subscription's fields, codes mapped, a legacy 15-digit ID converted to 18
+    digits, and the header contract (event_id, traceparent, source, source_ts)."""
+    company = new_company(rep_id_no=new_resident_id(legacy=True), reg_status="1")
+    key = company.credit_code
+    start = stack.offsets(CHANGES, *DELIVERIES)
+    insert(stack, company)
+    records = stack.read_until(start, count_on((CHANGES, *DELIVERIES), key, 1), timeout=WAIT)
+
+    state = expected_state(company)
+    assert state["status"] == "active"
+    assert len(state["legal_rep_id"]) == 18
+    change = of(records, CHANGES, key)[0]
+    assert change.value is not None
+    assert change.value["kind"] == "registered"
+    assert change.value["key"] == key
+    assert change.value["source"] == SOURCE_ID
+    assert change.value["before"] is None
+    assert change.value["after"] == state
+    assert_headers(change)
+
+    for topic in DELIVERIES:
+        [delivery] = of(records, topic, key)
+        value = delivery.value
+        assert value is not None
+        subscription = stack.topology.subscription(SUBSCRIPTION_OF[topic])
+        assert value["subscription"] == subscription.id
+        assert value["kind"] == "registered"
+        assert value["event_id"] == change.value["event_id"]
+        assert set(value["after"]) == set(subscription.fields)
+        assert value["after"] == {name: state[name] for name in subscription.fields}
+        assert_headers(delivery)
+
+    social = of(records, SOCIAL, key)[0].value
+    assert social is not None
+    assert social["after"]["legal_rep_id"] == resident_id_15_to_18(company.rep_id_no)
+    assert social["after"]["status"] == "active"
+    tax = of(records, TAX, key)[0].value
+    assert tax is not None
+    assert "legal_rep_id" not in tax["after"]
+    assert tax["after"]["registered_capital"] == str(company.reg_capital)
+
+
+def test_updates_arrive_in_commit_order_including_a_burst_in_one_transaction(
+    stack: Stack,
+) -> None:
+    """Updates in separate transactions and a burst of updates to the same row inside one
+    transaction reach every delivery topic in exactly commit order, each with its own
+    event_id."""
+    company = new_company()
+    key = company.credit_code
+    start = stack.offsets(*DELIVERIES)
+    insert(stack, company)
+    separate = [unique_name(f"第{n}次") for n in range(1, 4)]
+    for name in separate:
+        update(stack, key, "ent_name = %s", (name,))
+    burst = [unique_name(f"批量{n}") for n in range(1, 6)]
+    conninfo = stack.settings.pg_conninfo("market_regulation")
+    with psycopg.connect(conninfo, autocommit=True) as conn, conn.transaction():
+        for name in burst:
+            conn.execute(
+                "UPDATE enterprise SET ent_name = %s, updated_at = now() WHERE credit_code = %s",
+                (name, key),
+            )
+    expected = [company.ent_name, *separate, *burst]
+
+    records = stack.read_until(start, count_on(DELIVERIES, key, len(expected)), timeout=WAIT)
+    for topic in DELIVERIES:
+        delivered = of(records, topic, key)
+        assert names(delivered) == expected, topic
+        assert [r.value["kind"] for r in delivered if r.value] == [
+            "registered",
+            *["updated"] * (len(expected) - 1),
+        ]
+        event_ids = [r.value["event_id"] for r in delivered if r.value]
+        assert len(set(event_ids)) == len(expected), f"{topic}: event_ids repeat: {event_ids}"
+        assert [r.headers["event_id"] for r in delivered] == event_ids
+        txids = [txid_of(r) for r in delivered]
+        assert len(set(txids[-len(burst) :])) == 1, f"the burst was not one transaction: {txids}"
+        assert len(set(txids[: -len(burst)])) == len(expected) - len(burst)
+
+
+def test_update_of_an_unsubscribed_field_is_not_delivered(stack: Stack) -> None:
+    """最小必要: a change of legal_rep_name alone reaches social security, which subscribes to
+    it, but not tax, which does not; tax gets exactly the registration and the later name
+    change."""
+    company = new_company()
+    key = company.credit_code
+    start = stack.offsets(*DELIVERIES)
+    insert(stack, company)
+    new_rep = company.rep_name + "新"
+    update(stack, key, "rep_name = %s", (new_rep,))
+    new_name = unique_name("更名")
+    update(stack, key, "ent_name = %s", (new_name,))
+
+    def done(records: list[Record]) -> bool:
+        return len(of(records, SOCIAL, key)) >= 3 and len(of(records, TAX, key)) >= 2
+
+    records = stack.read_until(start, done, timeout=WAIT)
+
+    social = [r.value for r in of(records, SOCIAL, key) if r.value]
+    assert [(v["kind"], v["changed_fields"]) for v in social] == [
+        ("registered", ["uscc", "name", "status", "legal_rep_name", "legal_rep_id"]),
+        ("updated", ["legal_rep_name"]),
+        ("updated", ["name"]),
+    ]
+    assert social[1]["before"]["legal_rep_name"] == company.rep_name
+    assert social[1]["after"]["legal_rep_name"] == new_rep
+
+    # Same key, same partition, commit order: had the rep change been delivered to tax it
+    # would sit between the registration and the name change.
+    tax = [r.value for r in of(records, TAX, key) if r.value]
+    assert [(v["kind"], v["changed_fields"]) for v in tax] == [
+        ("registered", ["uscc", "name", "status", "registered_capital", "address"]),
+        ("updated", ["name"]),
+    ]
+    assert tax[1]["after"]["name"] == new_name
+    assert tax[1]["event_id"] == social[2]["event_id"]
+    assert all("legal_rep_name" not in v["after"] for v in tax)
+
+
+def test_deregistration_closes_the_taxpayer_in_the_tax_database(stack: Stack) -> None:
+    """The headline scenario: a deregistration at market regulation is delivered as
+    `deregistered` and the tax sink marks the taxpayer deregistered and cancels its pending
+    reminders, recording the event exactly once in its inbox."""
+    company = new_company()
+    key = company.credit_code
+    insert(stack, company)
+    stack.sql(
+        "tax",
+        "INSERT INTO taxpayer (uscc, name, status, tax_office, registered_on)"
+        " VALUES (%s, %s, 'active', '国家税务总局北京市海淀区税务局', current_date)"
+        " ON CONFLICT (uscc) DO NOTHING",
+        (key, company.ent_name),
+    )
+    stack.sql(
+        "tax",
+        "INSERT INTO tax_reminder (uscc, tax_type, period, due_date, state) VALUES"
+        " (%s, '增值税', '2026-11', '2026-12-15', 'pending'),"
+        " (%s, '企业所得税', '2026-11', '2026-12-15', 'pending')",
+        (key, key),
+    )
+
+    def registration_applied() -> bool:
+        return bool(
+            stack.sql(
+                "tax",
+                "SELECT 1 FROM govsync_inbox WHERE entity_key = %s AND kind = 'registered'",
+                (key,),
+            )
+        )
+
+    wait_for(registration_applied, f"the tax sink to apply the registration of {key}")
+
+    start = stack.offsets(*DELIVERIES)
+    update(stack, key, "reg_status = '4'")
+    records = stack.read_until(start, count_on(DELIVERIES, key, 1), timeout=WAIT)
+    deliveries = {topic: of(records, topic, key)[0].value for topic in DELIVERIES}
+    for topic, value in deliveries.items():
+        assert value is not None
+        assert value["kind"] == "deregistered", topic
+        assert value["before"]["status"] == "active"
+        assert value["after"]["status"] == "deregistered"
+        assert value["changed_fields"] == ["status"]
+    event_id = deliveries[TAX]["event_id"]
+
+    def closed() -> bool:
+        rows = stack.sql("tax", "SELECT status FROM taxpayer WHERE uscc = %s", (key,))
+        return rows == [("deregistered",)]
+
+    wait_for(closed, f"the tax sink to deregister taxpayer {key}")
+    [(status, deregistered_at)] = stack.sql(
+        "tax", "SELECT status, deregistered_at FROM taxpayer WHERE uscc = %s", (key,)
+    )
+    assert status == "deregistered"
+    assert deregistered_at is not None
+    assert abs(deregistered_at.timestamp() * 1000 - deliveries[TAX]["source_ts_ms"]) < 1
+    states = dict(
+        stack.sql(
+            "tax",
+            "SELECT state, count(*) FROM tax_reminder WHERE uscc = %s GROUP BY state",
+            (key,),
+        )
+    )
+    assert states == {"cancelled": 2}
+    reasons = stack.sql(
+        "tax", "SELECT DISTINCT cancelled_reason FROM tax_reminder WHERE uscc = %s", (key,)
+    )
+    assert reasons == [(f"企业已注销 (event {event_id})",)]
+    inbox = stack.sql(
+        "tax", "SELECT kind, entity_key FROM govsync_inbox WHERE event_id = %s", (event_id,)
+    )
+    assert inbox == [("deregistered", key)]
+
+
+def test_master_holds_the_latest_full_state(stack: Stack) -> None:
+    """master.enterprise ends with the latest state of the entity, every field present."""
+    company = new_company()
+    key = company.credit_code
+    start = stack.offsets(MASTER)
+    insert(stack, company)
+    latest = replace(
+        company,
+        ent_name=unique_name("最新"),
+        address="上海市浦东新区长江路8号",
+        reg_status="2",
+        reg_capital=Decimal("1234567.89"),
+    )
+    update(stack, key, "ent_name = %s", (latest.ent_name,))
+    update(stack, key, "address = %s, reg_capital = %s", (latest.address, latest.reg_capital))
+    update(stack, key, "reg_status = '2'")
+    stack.read_until(start, count_on((MASTER,), key, 4), timeout=WAIT)
+
+    mine = [r for r in stack.read_all(MASTER) if r.key == key]
+    assert mine, f"no record for {key} on {MASTER}"
+    state = mine[-1].value
+    assert state is not None
+    assert set(state) == set(stack.topology.entity("enterprise").fields)
+    assert state == expected_state(latest)
+    assert state["status"] == "suspended"
+    assert mine[-1].headers["source"] == SOURCE_ID
+
+
+def test_bad_check_character_goes_to_the_dlq_and_the_pipeline_goes_on(stack: Stack) -> None:
+    """A credit code with a wrong check character is dead-lettered with its reason and
+    position, as the original Avro bytes; a valid insert right after is still delivered."""
+    bad = new_company()
+    bad = replace(bad, credit_code=with_wrong_check_character(bad.credit_code))
+    good = new_company()
+    dlq_start = stack.offsets(DLQ_TOPIC)
+    start = stack.offsets(*DELIVERIES)
+    insert(stack, bad)
+    insert(stack, good)
+
+    matching = dead_letters_for(stack, bad.credit_code)
+    [letter] = matching(read_raw(stack, dlq_start, lambda seen: bool(matching(seen))))
+    assert letter.headers["error_code"] == "bad_check_character"
+    assert bad.credit_code in letter.headers["error_message"]
+    assert letter.headers["source_topic"] == CDC_TOPIC
+    partition = int(letter.headers["source_partition"])
+    offset = int(letter.headers["source_offset"])
+
+    envelope = stack.decode(CDC_TOPIC, letter.value)
+    assert envelope is not None
+    assert envelope["op"] == "c"
+    assert envelope["after"]["credit_code"] == bad.credit_code
+    original = read_one_raw(stack, CDC_TOPIC, partition, offset)
+    assert original.value == letter.value
+    assert original.key == letter.key
+
+    records = stack.read_until(start, count_on(DELIVERIES, good.credit_code, 1), timeout=WAIT)
+    for topic in DELIVERIES:
+        [delivery] = of(records, topic, good.credit_code)
+        assert delivery.value is not None
+        assert delivery.value["kind"] == "registered"
+    assert not [r for r in records if r.key == bad.credit_code]
+
+
+def test_unknown_status_code_goes_to_the_dlq(stack: Stack) -> None:
+    """A status code that the source's code table has but the topology does not map is
+    dead-lettered as unknown_code."""
+    stack.sql(
+        "market_regulation",
+        "INSERT INTO reg_status_code (code, label) VALUES ('9', '未知') ON CONFLICT DO NOTHING",
+    )
+    company = new_company(reg_status="9")
+    dlq_start = stack.offsets(DLQ_TOPIC)
+    insert(stack, company)
+
+    matching = dead_letters_for(stack, company.credit_code)
+    [letter] = matching(read_raw(stack, dlq_start, lambda seen: bool(matching(seen))))
+    assert letter.headers["error_code"] == "unknown_code"
+    assert letter.headers["source_topic"] == CDC_TOPIC
+    assert int(letter.headers["source_partition"]) >= 0
+    assert int(letter.headers["source_offset"]) >= 0
+
+
+def test_tax_sink_applies_a_delivery_once(stack: Stack) -> None:
+    """apply_delivery is idempotent by event_id: the same delivery applied a second time (in
+    a later transaction) is reported as a duplicate and changes nothing."""
+    key = new_uscc()  # throwaway: exists only in this test's tax rows, removed at the end
+    company = new_company(credit_code=key)
+    registered = {
+        "event_id": str(uuid.uuid4()),
+        "kind": "registered",
+        "entity": "enterprise",
+        "key": key,
+        "before": None,
+        "after": {
+            "uscc": key,
+            "name": company.ent_name,
+            "status": "active",
+            "address": company.address,
+            "registered_capital": str(company.reg_capital),
+        },
+        "changed_fields": ["uscc", "name", "status", "registered_capital", "address"],
+        "source": SOURCE_ID,
+        "source_ts_ms": int(time.time() * 1000),
+        "source_position": "lsn=0;txid=0",
+        "subscription": "tax.enterprise",
+    }
+    deregistered = {
+        **registered,
+        "event_id": str(uuid.uuid4()),
+        "kind": "deregistered",
+        "before": registered["after"],
+        "after": {**registered["after"], "status": "deregistered"},
+        "changed_fields": ["status"],
+    }
+
+    def snapshot(conn: psycopg.Connection) -> tuple[list[tuple], ...]:
+        return tuple(
+            conn.execute(statement, (key,)).fetchall()
+            for statement in (
+                "SELECT * FROM taxpayer WHERE uscc = %s",
+                "SELECT * FROM tax_reminder WHERE uscc = %s ORDER BY id",
+                "SELECT * FROM govsync_inbox WHERE entity_key = %s ORDER BY event_id",
+            )
+        )
+
+    # Autocommit, so each conn.transaction() below is a real transaction of its own.
+    with psycopg.connect(stack.settings.pg_conninfo("tax"), autocommit=True) as conn:
+        try:
+            for delivery in (registered, deregistered):
+                with conn.transaction():
+                    outcome = tax_sink.apply_delivery(conn, delivery, partition=0, offset=0)
+                    if delivery is registered:
+                        conn.execute(
+                            "INSERT INTO tax_reminder (uscc, tax_type, period, due_date)"
+                            " VALUES (%s, '增值税', '2026-11', '2026-12-15'),"
+                            " (%s, '印花税', '2026-11', '2026-12-15')",
+                            (key, key),
+                        )
+                assert outcome == "applied"
+                before = snapshot(conn)
+                with conn.transaction():
+                    again = tax_sink.apply_delivery(conn, delivery, partition=0, offset=1)
+                assert again == "duplicate"
+                assert snapshot(conn) == before
+            [taxpayer] = before[0]
+            assert "deregistered" in taxpayer
+            assert [row[5] for row in before[1]] == ["cancelled", "cancelled"]
+            assert len(before[2]) == 2
+        finally:
+            with conn.transaction():
+                conn.execute("DELETE FROM govsync_inbox WHERE entity_key = %s", (key,))
+                conn.execute("DELETE FROM tax_reminder WHERE uscc = %s", (key,))
+                conn.execute("DELETE FROM taxpayer WHERE uscc = %s", (key,))

@@ -1,0 +1,110 @@
+"""The `govsync` command line as scripts use it: exit codes, `--json` contracts, idempotence.
+
+Runs the installed console script against the real stack, as an operator would.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from connectors.debezium import connector_name
+from streams.settings import REPO_ROOT
+from tests.integration.conftest import Stack
+
+pytestmark = pytest.mark.stack
+
+GOVSYNC = Path(sys.executable).with_name("govsync")
+EXIT_INVALID = 2
+
+
+def govsync(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(GOVSYNC), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+
+
+def test_status_json_reports_every_component_without_secrets(stack: Stack) -> None:
+    """`status --json` is DESIGN.md's contract: one object, every component with its state
+    and address, versions where they exist, and no password or secret anywhere."""
+    result = govsync("status", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["state_dir"] == str(stack.settings.state_dir)
+    components = report["components"]
+    assert set(components) >= {"postgres", "kafka", "connect", "registry", "worker"}
+    for name in ("postgres", "kafka", "connect", "registry", "worker"):
+        assert components[name]["state"] == "up", name
+
+    postgres = components["postgres"]
+    assert postgres["host"] == stack.settings.host
+    assert postgres["port"] == stack.settings.pg_port
+    assert postgres["version"].startswith("15")
+    kafka = components["kafka"]
+    assert kafka["bootstrap"] == stack.settings.bootstrap
+    assert re.match(r"\d+\.\d+", kafka["version"])
+    connect = components["connect"]
+    assert connect["url"] == stack.settings.connect_url
+    assert re.match(r"\d+\.\d+", connect["version"])
+    assert components["registry"]["url"] == stack.settings.registry_url
+    assert components["registry"]["url"].endswith("/apis/ccompat/v7")
+    assert isinstance(components["worker"]["pid"], int)
+
+    text = result.stdout.lower()
+    for word in ("password", "secret", "passwd"):
+        assert word not in text
+
+
+def test_topology_validate_accepts_the_real_file() -> None:
+    """The topology the stack runs on is valid."""
+    result = govsync("topology", "validate", "--file", str(REPO_ROOT / "topology.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "is valid" in result.stdout
+
+
+def test_topology_validate_names_the_yaml_path_of_a_bad_subscription_field(
+    tmp_path: Path,
+) -> None:
+    """A subscription asking for a field the entity does not have is invalid input (exit 2),
+    and the error names where in the YAML it is."""
+    text = (REPO_ROOT / "topology.yaml").read_text(encoding="utf-8")
+    good = "fields: [uscc, name, status, address, registered_capital]"
+    assert text.count(good) == 1, "the tax subscription's field list moved; update this test"
+    broken = tmp_path / "topology.yaml"
+    broken.write_text(
+        text.replace(good, "fields: [uscc, name, status, address, registered_capital, no_such]"),
+        encoding="utf-8",
+    )
+
+    result = govsync("topology", "validate", "--file", str(broken))
+    assert result.returncode == EXIT_INVALID, result.stdout + result.stderr
+    assert "subscriptions[0].fields[5]" in result.stderr
+    assert "no_such" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_topology_apply_is_idempotent(stack: Stack) -> None:
+    """Applying the topology a second time changes nothing: every topic and the connector
+    report "unchanged", and the schemas keep their ids."""
+    first = govsync("topology", "apply", "--json")
+    assert first.returncode == 0, first.stderr
+    second = govsync("topology", "apply", "--json")
+    assert second.returncode == 0, second.stderr
+    before, after = json.loads(first.stdout), json.loads(second.stdout)
+
+    assert after["topics"], "apply reported no topics"
+    assert set(after["topics"]) == set(before["topics"])
+    assert set(after["topics"].values()) == {"unchanged"}, after["topics"]
+    connectors = {connector_name(source.database.name) for source in stack.topology.sources}
+    assert after["connectors"] == dict.fromkeys(connectors, "unchanged")
+    assert after["schemas"] == before["schemas"]
