@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from string import Template
-
 import httpx
 
 from streams.settings import Settings
@@ -14,18 +12,14 @@ NAME = "connect"
 
 
 def _render_config(settings: Settings) -> str:
-    template = Template((jvm.DEPLOY / "connect-distributed.properties").read_text())
-    path = settings.path("connect", "connect-distributed.properties")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        template.substitute(
-            bootstrap=settings.bootstrap,
-            host=settings.host,
-            connect_port=settings.connect_port,
-            plugin_path=settings.dist_dir / "plugins",
-        )
+    return jvm.render_config(
+        "connect-distributed.properties",
+        settings.path("connect", "connect-distributed.properties"),
+        bootstrap=settings.bootstrap,
+        host=settings.host,
+        connect_port=settings.connect_port,
+        plugin_path=settings.dist_dir / "plugins",
     )
-    return str(path)
 
 
 def start(settings: Settings) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from string import Template
 
 from streams.settings import REPO_ROOT, Settings
 from streams.stack.process import StackError
@@ -68,6 +69,13 @@ def ensure_dist(settings: Settings) -> None:
 
 def registry_jar(dist: Path) -> Path | None:
     return next((dist / "apicurio").glob("apicurio-registry-app-*-runner.jar"), None)
+
+
+def render_config(template: str, destination: Path, **values: object) -> str:
+    """Fill a ``deploy/local`` template's ``${name}`` placeholders into the state directory."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_text(Template((DEPLOY / template).read_text()).substitute(values))
+    return str(destination)
 
 
 def classpath(directory: Path) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import subprocess
 import uuid
-from string import Template
 
 from confluent_kafka.admin import AdminClient
 
@@ -17,18 +16,14 @@ NAME = "kafka"
 
 
 def _render_config(settings: Settings) -> str:
-    template = Template((jvm.DEPLOY / "server.properties").read_text())
-    path = settings.path("kafka", "server.properties")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        template.substitute(
-            host=settings.host,
-            kafka_port=settings.kafka_port,
-            controller_port=settings.controller_port,
-            data_dir=settings.path("kafka", "data"),
-        )
+    return jvm.render_config(
+        "server.properties",
+        settings.path("kafka", "server.properties"),
+        host=settings.host,
+        kafka_port=settings.kafka_port,
+        controller_port=settings.controller_port,
+        data_dir=settings.path("kafka", "data"),
     )
-    return str(path)
 
 
 def _format_storage(settings: Settings, config: str) -> None:

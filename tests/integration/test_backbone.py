@@ -26,7 +26,7 @@ from confluent_kafka.serialization import SerializationError
 
 from connectors import tax_sink
 from streams.headers import as_dict
-from streams.stack.seed import DIVISIONS
+from streams.stack.seed import DIVISIONS, Enterprise
 from streams.standards import (
     USCC_CHARSET,
     organization_code_check_character,
@@ -87,22 +87,8 @@ def unique_name(label: str = "科技") -> str:
     return f"集成测试{uuid.uuid4().hex[:10]}{label}有限公司"
 
 
-@dataclass(frozen=True)
-class Company:
-    """A row of market_regulation.enterprise as the test wrote it."""
-
-    credit_code: str
-    ent_name: str
-    reg_status: str
-    rep_name: str
-    rep_id_no: str
-    reg_capital: Decimal
-    address: str
-    established_on: date
-
-
-def new_company(**overrides: Any) -> Company:
-    company = Company(
+def new_company(**overrides: Any) -> Enterprise:
+    company = Enterprise(
         credit_code=new_uscc(),
         ent_name=unique_name(),
         reg_status="1",
@@ -115,7 +101,7 @@ def new_company(**overrides: Any) -> Company:
     return replace(company, **overrides)
 
 
-def insert(stack: Stack, company: Company) -> None:
+def insert(stack: Stack, company: Enterprise) -> None:
     stack.sql(
         "market_regulation",
         "INSERT INTO enterprise (credit_code, ent_name, reg_status, rep_name, rep_id_no,"
@@ -142,7 +128,7 @@ def update(stack: Stack, uscc: str, assignments: str, params: tuple = ()) -> Non
     )
 
 
-def expected_state(company: Company) -> dict[str, Any]:
+def expected_state(company: Enterprise) -> dict[str, Any]:
     """The canonical state (every entity field) the worker must make of the row."""
     return {
         "uscc": company.credit_code,

@@ -10,13 +10,10 @@ import pytest
 
 from streams import headers
 from streams.normalize import NormalizeError, changed_fields, event_id, normalize
-from streams.settings import REPO_ROOT
 from streams.standards import resident_id_15_to_18
-from streams.topology import load_topology
+from tests.unit.examples import ENTERPRISE, TOPOLOGY
 
-TOPOLOGY = load_topology(REPO_ROOT / "topology.yaml")
 SOURCE = TOPOLOGY.source("market_regulation.enterprise")
-ENTERPRISE = TOPOLOGY.entity("enterprise")
 
 ROW = {
     "id": 7,

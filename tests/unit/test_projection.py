@@ -7,25 +7,7 @@ from typing import Any
 import pytest
 
 from streams.projection import project
-from streams.settings import REPO_ROOT
-from streams.topology import load_topology
-
-TOPOLOGY = load_topology(REPO_ROOT / "topology.yaml")
-ENTERPRISE = TOPOLOGY.entity("enterprise")
-TAX = TOPOLOGY.subscription("tax.enterprise")
-SOCIAL = TOPOLOGY.subscription("social_security.enterprise")
-
-STATE = {
-    "uscc": "91310000MA1FL8XQ30",
-    "name": "上海示例贸易有限公司",
-    "status": "active",
-    "legal_rep_name": "张三",
-    "legal_rep_id": "110101199003074514",
-    "legal_rep_phone": None,
-    "registered_capital": "1000000.00",
-    "address": "上海市浦东新区示例路1号",
-    "established_on": "2015-06-01",
-}
+from tests.unit.examples import ENTERPRISE, SOCIAL, STATE, TAX
 
 
 def _event(

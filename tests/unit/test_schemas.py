@@ -24,21 +24,8 @@ from streams.schemas import (
 )
 from streams.settings import REPO_ROOT
 from streams.topology import Topology, load_topology
+from tests.unit.examples import STATE, TAX, TOPOLOGY
 
-TOPOLOGY = load_topology(REPO_ROOT / "topology.yaml")
-TAX = TOPOLOGY.subscription("tax.enterprise")
-
-STATE = {
-    "uscc": "91310000MA1FL8XQ30",
-    "name": "上海示例贸易有限公司",
-    "status": "active",
-    "legal_rep_name": "张三",
-    "legal_rep_id": "110101199003074514",
-    "legal_rep_phone": None,
-    "registered_capital": "1000000.00",
-    "address": "上海市浦东新区示例路1号",
-    "established_on": "2015-06-01",
-}
 CHANGE = {
     "event_id": "7f1c2a3e-0000-5000-8000-000000000001",
     "kind": "deregistered",
