@@ -35,6 +35,7 @@ TopologyFile = Annotated[
 ]
 
 EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE = 1, 2, 3
+LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s %(threadName)s: %(message)s"
 
 
 @contextmanager
@@ -57,6 +58,15 @@ def _errors() -> Iterator[None]:
     except (StackError, AdminError, SchemaRejected) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from None
+
+
+def _configure_logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    # One line per schema lookup would drown the worker's own log.
+    for noisy in ("httpx", "httpx2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _print_json(value: object) -> None:
@@ -124,7 +134,7 @@ def _status_table(report) -> None:  # type: ignore[no-untyped-def]
 def worker(
     background: Annotated[bool, typer.Option(help="Run detached; logs in the state dir.")] = False,
 ) -> None:
-    """Run the Faust stream processors (normalize, route)."""
+    """Run the stream processors (normalize, route), exactly once."""
     settings = Settings.from_env()
     if background:
         from streams.stack.background import start_app_process
@@ -133,17 +143,15 @@ def worker(
             pid = start_app_process(settings, "worker", ["worker"])
         console.print(f"worker running (pid {pid}, log {settings.path('logs', 'worker.log')})")
         return
-    from faust.worker import Worker
-
-    from streams.app import build_app
+    from streams import worker as stream_worker
     from streams.provisioning import check_applied
     from streams.topology import load_topology
 
+    _configure_logging()
     with _errors():
         topology = load_topology(settings.topology)
         check_applied(topology, settings)
-        faust_app = build_app(settings, topology)
-    Worker(faust_app, loglevel="INFO").execute_from_commandline()
+    stream_worker.serve(settings, topology)
 
 
 @sink_app.command("tax")
@@ -151,8 +159,6 @@ def sink_tax(
     background: Annotated[bool, typer.Option(help="Run detached; logs in the state dir.")] = False,
 ) -> None:
     """Apply deliver.tax.enterprise to the tax database."""
-    import logging
-
     settings = Settings.from_env()
     if background:
         from streams.stack.background import start_app_process
@@ -163,7 +169,7 @@ def sink_tax(
         return
     from connectors import tax_sink
 
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(message)s")
+    _configure_logging()
     tax_sink.run(settings)
 
 

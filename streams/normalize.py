@@ -7,6 +7,7 @@ kind, and the deterministic event id — so it can be tested without a broker.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from datetime import date, datetime
@@ -33,16 +34,20 @@ def event_id(envelope: dict[str, Any], key: dict[str, Any] | None) -> str:
     """Deterministic id from the source position: connector, LSN, transaction, table, primary key.
 
     A change re-emitted after a connector restart carries the same position, hence the
-    same id, which is what lets every stage downstream recognise it.
+    same id, which is what lets every stage downstream recognise it. Snapshot reads have
+    no change position of their own (every row of a snapshot shares one LSN), so their id
+    comes from the row's content instead: re-snapshotting an unchanged row yields the
+    same id, and only rows that changed since are new events.
     """
     source = envelope["source"]
-    parts = [
-        source.get("name"),
-        source.get("lsn"),
-        source.get("txId"),
-        f"{source.get('schema')}.{source.get('table')}",
-        json.dumps(key, sort_keys=True, default=str),
-    ]
+    table = f"{source.get('schema')}.{source.get('table')}"
+    primary_key = json.dumps(key, sort_keys=True, default=str)
+    if envelope.get("op") == "r":
+        row = json.dumps(envelope.get("after"), sort_keys=True, default=str)
+        content = hashlib.sha256(row.encode()).hexdigest()
+        parts = ["snapshot", source.get("name"), table, primary_key, content]
+    else:
+        parts = [source.get("name"), source.get("lsn"), source.get("txId"), table, primary_key]
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, "|".join(str(p) for p in parts)))
 
 

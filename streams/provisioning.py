@@ -11,6 +11,8 @@ from pydantic import BaseModel
 
 from connectors import debezium
 from streams import admin, schemas, serde
+from streams.dedup import changelog_topic
+from streams.pipeline import DEDUP_RETENTION
 from streams.settings import Settings
 from streams.stack.process import StackError
 from streams.topology import (
@@ -57,6 +59,18 @@ def topic_specs(topology: Topology) -> list[admin.TopicSpec]:
         admin.TopicSpec(delivery_topic(sub), kafka.partitions, kafka.replication_factor, retained)
         for sub in topology.subscriptions
     ]
+    specs.append(
+        admin.TopicSpec(
+            changelog_topic("route"),
+            kafka.partitions,
+            kafka.replication_factor,
+            # Compacted for lookups, deleted after the dedup window so it stays bounded.
+            {
+                "cleanup.policy": "compact,delete",
+                "retention.ms": _ms(DEDUP_RETENTION.total_seconds()),
+            },
+        )
+    )
     specs.append(
         admin.TopicSpec(
             DLQ_TOPIC,

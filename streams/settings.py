@@ -26,6 +26,7 @@ class Settings(BaseModel, frozen=True):
     connect_port: int = 18083
     registry_port: int = 18080
     worker_port: int = 16066
+    worker_instance: str = "0"
     kafka_heap: str = "768m"
     connect_heap: str = "768m"
     registry_heap: str = "512m"

@@ -158,6 +158,15 @@ def test_unknown_column_and_non_envelopes_are_refused() -> None:
     assert caught.value.code == "unsupported_operation"
 
 
+def test_snapshot_ids_follow_row_content_not_the_snapshot_position() -> None:
+    first = envelope("r", None, ROW, lsn=1000)
+    resnapshot = envelope("r", None, copy.deepcopy(ROW), lsn=9000)
+    changed = envelope("r", None, with_row(address="新地址"), lsn=9000)
+    assert event_id(first, {"id": 7}) == event_id(resnapshot, {"id": 7})
+    assert event_id(first, {"id": 7}) != event_id(changed, {"id": 7})
+    assert event_id(first, {"id": 7}) != event_id(envelope("c", None, ROW, lsn=1000), {"id": 7})
+
+
 def test_changed_fields() -> None:
     assert changed_fields(None, {"a": 1, "b": None}) == ["a"]
     assert changed_fields({"a": 1, "b": 2}, {"a": 1, "b": 3}) == ["b"]

@@ -1,0 +1,217 @@
+"""The worker's two stages, built from the topology.
+
+    cdc.<department>.<table> --normalize--> changes.<entity> --route--> master.<entity>
+                 (invalid: govsync.dlq)                        \\--> deliver.<department>.<entity>
+
+Each stage turns one input record into the records to produce; the transactional
+engine (streams/transactional.py) makes each batch of them happen exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from confluent_kafka import Message, TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.serialization import SerializationError
+
+from streams import headers, metrics, schemas
+from streams.dedup import DedupStore, changelog_topic, encode_seen
+from streams.normalize import NormalizeError, normalize
+from streams.projection import project
+from streams.serde import ValueDeserializer, ValueSerializer
+from streams.topology import (
+    DLQ_TOPIC,
+    Source,
+    Topology,
+    changes_topic,
+    delivery_topic,
+    master_topic,
+)
+from streams.transactional import Output
+
+DEDUP_RETENTION = timedelta(days=7)
+
+log = logging.getLogger("govsync.worker")
+
+
+def dead_letter(message: Message, code: str, reason: str) -> Output:
+    """The original bytes, where they came from and why they could not go on."""
+    return Output(
+        DLQ_TOPIC,
+        message.key(),
+        message.value(),
+        [
+            ("error_code", code.encode()),
+            ("error_message", reason.encode()),
+            ("source_topic", message.topic().encode()),
+            ("source_partition", str(message.partition()).encode()),
+            ("source_offset", str(message.offset()).encode()),
+            ("dead_lettered_at", str(int(time.time() * 1000)).encode()),
+        ],
+    )
+
+
+class NormalizeStage:
+    """Debezium envelopes -> canonical change events; what cannot be normalized is held."""
+
+    name = "normalize"
+
+    def __init__(self, topology: Topology, registry: SchemaRegistryClient) -> None:
+        self._sources: dict[str, Source] = {s.cdc_topic: s for s in topology.sources}
+        self.topics: Sequence[str] = sorted(self._sources)
+        self._topology = topology
+        self.pending = metrics.Pending()
+        self._decode = ValueDeserializer(registry)
+        self._serializers = {
+            entity: ValueSerializer(
+                registry, changes_topic(entity), schemas.change_event_schema(topology, entity)
+            )
+            for entity in {s.entity for s in topology.sources}
+        }
+
+    def process(self, message: Message) -> list[Output]:
+        source = self._sources[message.topic()]
+        self.pending.inc(metrics.CAPTURED, source.id)
+        try:
+            envelope = self._decode(message.topic(), message.value())
+            if envelope is None:
+                raise NormalizeError("tombstone", "record has no value")
+            key = self._decode.key(message.topic(), message.key())
+            change = normalize(envelope, key, source, self._topology.entity(source.entity))
+            value = self._serializers[source.entity](change)
+        except (NormalizeError, SerializationError) as exc:
+            code = getattr(exc, "code", "undecodable")
+            self.pending.inc(metrics.DEAD_LETTERED, source.id, code)
+            return [dead_letter(message, code, str(exc))]
+        self.pending.inc(metrics.NORMALIZED, source.id, source.entity)
+        return [
+            Output(
+                changes_topic(source.entity),
+                change["key"].encode(),
+                value,
+                headers.for_change(change, "normalize"),
+            )
+        ]
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        """Stateless."""
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        """Stateless."""
+
+    def committed(self) -> None:
+        self.pending.commit()
+
+    def aborted(self) -> None:
+        self.pending.clear()
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    topic: str
+    serialize: ValueSerializer
+
+
+class RouteStage:
+    """Canonical changes -> latest state on master and a projection per active subscription,
+    each event_id once."""
+
+    name = "route"
+
+    def __init__(
+        self,
+        topology: Topology,
+        registry: SchemaRegistryClient,
+        bootstrap: str,
+        dedup_retention: timedelta = DEDUP_RETENTION,
+    ) -> None:
+        self._topology = topology
+        self._bootstrap = bootstrap
+        entities = sorted({s.entity for s in topology.sources})
+        self._entity_of = {changes_topic(e): e for e in entities}
+        self.topics: Sequence[str] = sorted(self._entity_of)
+        self._decode = ValueDeserializer(registry)
+        self._state = {
+            e: ValueSerializer(registry, master_topic(e), schemas.entity_state_schema(topology, e))
+            for e in entities
+        }
+        self._deliveries = {
+            s.id: _Delivery(
+                delivery_topic(s),
+                ValueSerializer(registry, delivery_topic(s), schemas.delivery_schema(topology, s)),
+            )
+            for s in topology.subscriptions
+        }
+        self.dedup = DedupStore(dedup_retention)
+        self.pending = metrics.Pending()
+        self.changelog = changelog_topic(self.name)
+
+    def process(self, message: Message) -> list[Output]:
+        entity = self._entity_of[message.topic()]
+        change = self._decode(message.topic(), message.value())
+        assert change is not None  # written by normalize, always a value
+        partition = message.partition()
+        if self.dedup.seen(partition, change["event_id"]):
+            self.pending.inc(metrics.DUPLICATES, entity)
+            return []
+        now = datetime.now(UTC)
+        now_ms = int(now.timestamp() * 1000)
+        self.dedup.add(partition, change["event_id"], now_ms)
+        key = change["key"].encode()
+        after = change["after"]
+        outputs = [
+            Output(self.changelog, change["event_id"].encode(), encode_seen(now_ms), [], partition),
+            Output(
+                master_topic(entity),
+                key,
+                self._state[entity](after) if after is not None else None,
+                headers.for_change(change, "master"),
+            ),
+        ]
+        active = {s.id for s in self._topology.active_subscriptions(entity, now)}
+        for subscription in self._topology.subscriptions:
+            if subscription.entity != entity:
+                continue
+            delivery = project(change, subscription, self._topology.entity(entity))
+            if delivery is None or subscription.id not in active:
+                self.pending.inc(metrics.FILTERED, subscription.id)
+                continue
+            target = self._deliveries[subscription.id]
+            outputs.append(
+                Output(
+                    target.topic,
+                    key,
+                    target.serialize(delivery),
+                    headers.for_change(change, f"deliver/{subscription.id}"),
+                )
+            )
+            self.pending.inc(metrics.DELIVERED, subscription.id)
+            self.pending.observe(
+                metrics.DELIVERY_LATENCY,
+                max(0, now_ms - change["source_ts_ms"]) / 1000,
+                subscription.id,
+            )
+        return outputs
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        numbers = sorted({tp.partition for tp in partitions})
+        loaded = self.dedup.restore(self._bootstrap, self.changelog, numbers)
+        metrics.DEDUP_ENTRIES.labels(self.name).set(self.dedup.size())
+        log.info("route: restored %d event_ids for partitions %s", loaded, numbers)
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        self.dedup.drop({tp.partition for tp in partitions})
+
+    def committed(self) -> None:
+        self.dedup.commit()
+        self.pending.commit()
+        metrics.DEDUP_ENTRIES.labels(self.name).set(self.dedup.size())
+
+    def aborted(self) -> None:
+        self.dedup.abort()
+        self.pending.clear()
