@@ -8,6 +8,7 @@ client, including Python's confluent_kafka.schema_registry, reads them.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from typing import Literal
 
@@ -103,6 +104,42 @@ def apply(topology: Topology, settings: Settings) -> dict[str, ConnectorAction]:
 def status(settings: Settings, name: str) -> dict:
     with httpx.Client(base_url=settings.connect_url, timeout=10) as client:
         return _get(client, f"/connectors/{name}/status") or {}
+
+
+def is_running(settings: Settings, name: str) -> bool:
+    state = status(settings, name)
+    tasks = state.get("tasks") or []
+    return (
+        state.get("connector", {}).get("state") == "RUNNING"
+        and bool(tasks)
+        and all(task.get("state") == "RUNNING" for task in tasks)
+    )
+
+
+def restart(settings: Settings, name: str) -> None:
+    """Restart the connector and its tasks; Debezium resumes from its last committed offset
+    and may re-emit what it captured after it (downstream dedup recognises those)."""
+    with httpx.Client(base_url=settings.connect_url, timeout=30) as client:
+        _request(client, "POST", f"/connectors/{name}/restart?includeTasks=true")
+
+
+def resnapshot(settings: Settings, name: str) -> None:
+    """Take a new initial snapshot: stop, forget the source offsets (KIP-875), resume."""
+    with httpx.Client(base_url=settings.connect_url, timeout=60) as client:
+        _request(client, "PUT", f"/connectors/{name}/stop")
+        _wait_state(client, name, "STOPPED")
+        _request(client, "DELETE", f"/connectors/{name}/offsets")
+        _request(client, "PUT", f"/connectors/{name}/resume")
+
+
+def _wait_state(client: httpx.Client, name: str, wanted: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = (_get(client, f"/connectors/{name}/status") or {}).get("connector", {})
+        if state.get("state") == wanted:
+            return
+        time.sleep(0.5)
+    raise ConnectError(f"connector {name} did not reach {wanted} within {timeout:.0f}s")
 
 
 def _get(client: httpx.Client, path: str) -> dict | None:

@@ -22,8 +22,14 @@ from streams.settings import Settings
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 topology_app = typer.Typer(no_args_is_help=True, help="Validate, apply and show topology.yaml.")
 sink_app = typer.Typer(no_args_is_help=True, help="Reference department sinks.")
+connector_app = typer.Typer(no_args_is_help=True, help="The Debezium connectors on Connect.")
+dlq_app = typer.Typer(
+    no_args_is_help=True, help="The dead-letter queue: held records, reprocessing."
+)
 app.add_typer(topology_app, name="topology")
 app.add_typer(sink_app, name="sink")
+app.add_typer(connector_app, name="connector")
+app.add_typer(dlq_app, name="dlq")
 
 # Rich wraps at 80 columns when not on a terminal; CI logs and pipes deserve wider tables.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -240,6 +246,154 @@ def topology_show(file: TopologyFile = None, as_json: JsonFlag = False) -> None:
             "yes" if sub.is_active(now) else "no",
         )
     console.print(table)
+
+
+@connector_app.command("status")
+def connector_status(as_json: JsonFlag = False) -> None:
+    """State of each Debezium connector and its tasks."""
+    from connectors import debezium
+    from streams.topology import load_topology
+
+    settings = Settings.from_env()
+    with _errors():
+        names = list(debezium.render(load_topology(settings.topology), settings))
+        report = {name: debezium.status(settings, name) for name in names}
+    if as_json:
+        _print_json(report)
+        return
+    for name, state in report.items():
+        tasks = ", ".join(t.get("state", "?") for t in state.get("tasks", [])) or "none"
+        console.print(
+            f"{name}: {state.get('connector', {}).get('state', 'absent')} (tasks: {tasks})"
+        )
+
+
+@connector_app.command("restart")
+def connector_restart(name: str) -> None:
+    """Restart a connector and its tasks (re-emitted changes are deduplicated downstream)."""
+    from connectors import debezium
+
+    with _errors():
+        debezium.restart(Settings.from_env(), name)
+    console.print(f"{name} restarted")
+
+
+@connector_app.command("resnapshot")
+def connector_resnapshot(name: str) -> None:
+    """Take a fresh snapshot of the connector's tables; unchanged rows are not re-delivered."""
+    from connectors import debezium
+
+    with _errors():
+        debezium.resnapshot(Settings.from_env(), name)
+    console.print(f"{name}: offsets reset, snapshot running")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    show_all: Annotated[bool, typer.Option("--all", help="Include closed records.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Held records and the accounting: processed = normalized + dead-lettered, per source."""
+    from streams import dlq
+    from streams.topology import load_topology
+
+    settings = Settings.from_env()
+    with _errors():
+        topology = load_topology(settings.topology)
+        records, _ = dlq.held(settings)
+        accounts = dlq.accounting(settings, topology, records)
+    shown = [r for r in records if show_all or r.open]
+    if as_json:
+        _print_json(
+            {
+                "records": [r.model_dump() for r in shown],
+                "accounting": [{**a.model_dump(), "balanced": a.balanced} for a in accounts],
+            }
+        )
+    else:
+        table = Table(title=f"govsync.dlq: {sum(r.open for r in records)} open of {len(records)}")
+        for column in ("position", "error", "source record", "reason", "held since", "closed"):
+            table.add_column(column)
+        for r in shown:
+            table.add_row(
+                r.position,
+                r.error_code,
+                f"{r.source_topic}[{r.source_partition}]@{r.source_offset}",
+                r.error_message[:80],
+                r.dead_lettered_at or "",
+                r.closure.outcome if r.closure else "",
+            )
+        console.print(table)
+        summary = Table(title="accounting (counted on the topics)")
+        columns = ("source", "captured", "processed", "in flight", "normalized", "dead-lettered")
+        for column in (*columns, "open", "balanced"):
+            summary.add_column(column)
+        for a in accounts:
+            summary.add_row(
+                a.source,
+                str(a.captured),
+                str(a.processed),
+                str(a.in_flight),
+                str(a.normalized),
+                str(a.dead_lettered),
+                str(a.dead_letters_open),
+                "[green]yes[/green]" if a.balanced else "[red]NO[/red]",
+            )
+        console.print(summary)
+    if not all(a.balanced for a in accounts):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@dlq_app.command("show")
+def dlq_show(position: str, as_json: JsonFlag = False) -> None:
+    """One held record (``<partition>:<offset>``): reason, source position, decoded original."""
+    from streams import dlq
+
+    with _errors():
+        try:
+            detail = dlq.show(Settings.from_env(), position)
+        except KeyError:
+            err.print(f"[red]error:[/red] no record at {position} on govsync.dlq")
+            raise typer.Exit(EXIT_INVALID) from None
+    if as_json:
+        _print_json(detail)
+    else:
+        console.print_json(json.dumps(detail, ensure_ascii=False, default=str))
+
+
+@dlq_app.command("reprocess")
+def dlq_reprocess(
+    positions: Annotated[list[str] | None, typer.Argument(help="Only these positions.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="Report what would happen; change nothing.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run open records through normalize again (after fixing the topology); close successes."""
+    from rich.progress import Progress
+
+    from streams import dlq
+    from streams.topology import load_topology
+
+    settings = Settings.from_env()
+    with _errors(), Progress(console=err, transient=True) as bar:
+        task = bar.add_task("reprocessing", total=None)
+        report = dlq.reprocess(
+            settings,
+            load_topology(settings.topology),
+            positions=set(positions) if positions else None,
+            dry_run=dry_run,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    if as_json:
+        _print_json(report.model_dump())
+        return
+    verb = "would close" if dry_run else "closed"
+    console.print(
+        f"examined {report.examined}: {verb} {report.reprocessed} reprocessed and "
+        f"{report.superseded} superseded; still failing: "
+        + (", ".join(f"{code} {n}" for code, n in report.still_failing.items()) or "none")
+    )
 
 
 @app.command()

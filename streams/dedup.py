@@ -19,6 +19,8 @@ from datetime import timedelta
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from streams import clients
+
 _TIMESTAMP = struct.Struct(">q")
 
 
@@ -82,14 +84,16 @@ class DedupStore:
             return 0
         cutoff = int(time.time() * 1000) - self.retention_ms
         consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": "govsync-dedup-restore",  # never committed
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-            }
+            clients.config(
+                bootstrap,
+                **{
+                    "group.id": "govsync-dedup-restore",  # never committed
+                    "enable.auto.commit": False,
+                    "isolation.level": "read_committed",
+                    "enable.partition.eof": True,
+                    "auto.offset.reset": "earliest",
+                },
+            )
         )
         loaded = 0
         try:

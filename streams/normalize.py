@@ -11,6 +11,7 @@ import hashlib
 import json
 import uuid
 from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from streams import standards
@@ -76,24 +77,46 @@ def map_row(row: dict[str, Any] | None, source: Source, entity: Entity) -> dict[
     return state
 
 
+_ACCEPTED: dict[str, tuple[type, ...]] = {
+    "string": (str, int),
+    "enum": (str,),
+    "decimal": (str, int, float),
+    "date": (int, str, date),
+    "timestamp": (int, str, datetime),
+    "int": (int,),
+    "bool": (bool,),
+}
+
+
 def _convert(value: Any, field: Field, name: str) -> Any:
     if value is None:
         return None
+    accepted = _ACCEPTED[field.type]
+    if isinstance(value, bool) != (field.type == "bool") or not isinstance(value, accepted):
+        raise NormalizeError(
+            "wrong_type",
+            f"field {name}: {type(value).__name__} value does not fit type {field.type}",
+        )
     try:
         if field.standard == "uscc":
             return standards.normalize_uscc(str(value))
         if field.standard == "resident_id":
             return standards.normalize_resident_id(str(value))
-        if field.type == "date" or field.standard == "date":
+        if field.type == "date":
             return standards.to_iso_date(value)
-        if field.type == "timestamp" or field.standard == "timestamp":
+        if field.type == "timestamp":
             return standards.to_utc_iso(value)
     except standards.StandardViolation as exc:
         raise NormalizeError(exc.code, f"field {name}: {exc}") from exc
-    if field.type in ("string", "decimal"):
+    if field.type == "decimal":
+        try:
+            return str(Decimal(str(value)))
+        except InvalidOperation:
+            raise NormalizeError(
+                "wrong_type", f"field {name}: {value!r} is not a decimal number"
+            ) from None
+    if field.type == "string":
         return value.strip() if isinstance(value, str) else str(value)
-    if isinstance(value, date | datetime):
-        return value.isoformat()
     return value
 
 
@@ -127,13 +150,18 @@ def normalize(
         raise NormalizeError(
             "unsupported_operation", f"Debezium operation {op!r} is not a row change"
         )
+    position = envelope["source"]
+    table = f"{position.get('schema')}.{position.get('table')}"
+    if table != source.table:
+        raise NormalizeError(
+            "unknown_table", f"{table} is not a table of source {source.id} ({source.table})"
+        )
     before = map_row(envelope.get("before"), source, entity)
     after = map_row(envelope.get("after"), source, entity)
     current = after if after is not None else before
     entity_key = current.get(entity.key) if current else None
     if not entity_key:
         raise NormalizeError("null_key", f"{source.id}: the entity key {entity.key} is empty")
-    position = envelope["source"]
     return {
         "event_id": event_id(envelope, key),
         "kind": kind_of(op, before, after, entity),

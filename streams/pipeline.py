@@ -74,29 +74,38 @@ class NormalizeStage:
             for entity in {s.entity for s in topology.sources}
         }
 
+    def convert(self, topic: str, key: bytes | None, value: bytes | None) -> tuple[dict, Output]:
+        """One cdc record -> (canonical change, the record for changes.<entity>).
+
+        Raises NormalizeError or SerializationError; shared by live processing and
+        `govsync dlq reprocess`, so a held record is judged by exactly the same rules.
+        """
+        source = self._sources[topic]
+        envelope = self._decode(topic, value)
+        if envelope is None:
+            raise NormalizeError("tombstone", "record has no value")
+        change = normalize(
+            envelope, self._decode.key(topic, key), source, self._topology.entity(source.entity)
+        )
+        out = Output(
+            changes_topic(source.entity),
+            change["key"].encode(),
+            self._serializers[source.entity](change),
+            headers.for_change(change, "normalize"),
+        )
+        return change, out
+
     def process(self, message: Message) -> list[Output]:
         source = self._sources[message.topic()]
         self.pending.inc(metrics.CAPTURED, source.id)
         try:
-            envelope = self._decode(message.topic(), message.value())
-            if envelope is None:
-                raise NormalizeError("tombstone", "record has no value")
-            key = self._decode.key(message.topic(), message.key())
-            change = normalize(envelope, key, source, self._topology.entity(source.entity))
-            value = self._serializers[source.entity](change)
+            _, out = self.convert(message.topic(), message.key(), message.value())
         except (NormalizeError, SerializationError) as exc:
             code = getattr(exc, "code", "undecodable")
             self.pending.inc(metrics.DEAD_LETTERED, source.id, code)
             return [dead_letter(message, code, str(exc))]
         self.pending.inc(metrics.NORMALIZED, source.id, source.entity)
-        return [
-            Output(
-                changes_topic(source.entity),
-                change["key"].encode(),
-                value,
-                headers.for_change(change, "normalize"),
-            )
-        ]
+        return [out]
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
         """Stateless."""

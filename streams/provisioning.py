@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from connectors import debezium
 from streams import admin, schemas, serde
 from streams.dedup import changelog_topic
+from streams.dlq import CLOSED_TOPIC
 from streams.pipeline import DEDUP_RETENTION
 from streams.settings import Settings
 from streams.stack.process import StackError
@@ -70,6 +71,9 @@ def topic_specs(topology: Topology) -> list[admin.TopicSpec]:
                 "retention.ms": _ms(DEDUP_RETENTION.total_seconds()),
             },
         )
+    )
+    specs.append(
+        admin.TopicSpec(CLOSED_TOPIC, 1, kafka.replication_factor, {"cleanup.policy": "compact"})
     )
     specs.append(
         admin.TopicSpec(

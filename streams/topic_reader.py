@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from streams import clients
 from streams.headers import as_dict
 from streams.serde import ValueDeserializer
 
@@ -33,14 +34,16 @@ class Record:
 
 def _consumer(bootstrap: str) -> Consumer:
     return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "govsync-reader",  # required by librdkafka; never committed
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-        }
+        clients.config(
+            bootstrap,
+            **{
+                "group.id": "govsync-reader",  # required by librdkafka; never committed
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+            },
+        )
     )
 
 
@@ -61,20 +64,20 @@ def end_offsets(bootstrap: str, topics: Iterable[str]) -> Offsets:
         consumer.close()
 
 
-def read(
+def messages(
     bootstrap: str,
-    decode: ValueDeserializer,
     start: Offsets,
     *,
-    until: Callable[[list[Record]], bool] | None = None,
+    until: Callable[[list[Message]], bool] | None = None,
     timeout: float = 30.0,
-) -> Iterator[Record]:
-    """Records from ``start`` on. Without ``until`` it stops at the end of every partition;
-    with ``until`` it keeps tailing until it returns true for what was read, or ``timeout``."""
+) -> Iterator[Message]:
+    """Raw messages from ``start`` on. Without ``until`` it stops at the end of every
+    partition; with ``until`` it keeps tailing until it returns true for what was read,
+    or ``timeout``."""
     consumer = _consumer(bootstrap)
     consumer.assign([TopicPartition(t, p, o) for (t, p), o in start.items()])
     remaining = set(start)
-    seen: list[Record] = []
+    seen: list[Message] = []
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
@@ -89,21 +92,42 @@ def read(
                     remaining.discard((message.topic(), message.partition()))
                     continue
                 raise RuntimeError(f"reading {message.topic()}: {error.str()}")
-            record = Record(
-                topic=message.topic(),
-                partition=message.partition(),
-                offset=message.offset(),
-                timestamp_ms=message.timestamp()[1],
-                key=_key_text(decode, message.topic(), message.key()),
-                value=decode(message.topic(), message.value()),
-                headers=as_dict(message.headers()),
-            )
-            seen.append(record)
-            yield record
+            seen.append(message)
+            yield message
             if until is not None and until(seen):
                 return
     finally:
         consumer.close()
+
+
+def read(
+    bootstrap: str,
+    decode: ValueDeserializer,
+    start: Offsets,
+    *,
+    until: Callable[[list[Record]], bool] | None = None,
+    timeout: float = 30.0,
+) -> Iterator[Record]:
+    """Decoded records from ``start`` on (see ``messages`` for when it stops)."""
+    seen: list[Record] = []
+
+    def enough(_: list[Message]) -> bool:
+        return until is not None and until(seen)
+
+    for message in messages(
+        bootstrap, start, until=enough if until is not None else None, timeout=timeout
+    ):
+        record = Record(
+            topic=message.topic(),
+            partition=message.partition(),
+            offset=message.offset(),
+            timestamp_ms=message.timestamp()[1],
+            key=_key_text(decode, message.topic(), message.key()),
+            value=decode(message.topic(), message.value()),
+            headers=as_dict(message.headers()),
+        )
+        seen.append(record)
+        yield record
 
 
 def _key_text(decode: ValueDeserializer, topic: str, key: bytes | None) -> str | None:

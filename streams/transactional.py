@@ -18,13 +18,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from streams import metrics
+from streams import clients, metrics
 
 log = logging.getLogger("govsync.worker")
 
@@ -57,6 +58,35 @@ class Stage(Protocol):
     def aborted(self) -> None: ...
 
 
+class Watchdog:
+    """When each stage entered its current transaction, so a hung one can be noticed.
+
+    librdkafka can block in send_offsets_to_transaction past its timeout, forever, after
+    a broker restart (confluentinc/librdkafka #5456, #5511, open); no Python code can
+    interrupt that call, so the worker checks here and restarts itself.
+    """
+
+    def __init__(self) -> None:
+        self._since: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def busy(self, stage: str) -> Iterator[None]:
+        with self._lock:
+            self._since[stage] = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._since.pop(stage, None)
+
+    def stalled(self, limit: float) -> dict[str, float]:
+        """Stage -> seconds spent in its current transaction, for those beyond ``limit``."""
+        now = time.monotonic()
+        with self._lock:
+            return {s: now - t for s, t in self._since.items() if now - t > limit}
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     bootstrap: str
@@ -64,39 +94,50 @@ class EngineConfig:
     batch_size: int = 500
     poll_timeout: float = 0.1
     restart_backoff: float = 2.0
+    # Without a bound, commit/abort block until the producer is fenced (minutes) when the
+    # broker restarts mid-transaction; on expiry the session ends and a new one starts.
+    transaction_timeout: float = 10.0
 
 
-def run(stage: Stage, config: EngineConfig, stop: threading.Event) -> None:
+def run(stage: Stage, config: EngineConfig, stop: threading.Event, watchdog: Watchdog) -> None:
     """Process until ``stop`` is set, starting a new session after any failure."""
     while not stop.is_set():
         try:
-            _session(stage, config, stop)
+            _session(stage, config, stop, watchdog)
         except Exception:
             log.exception("%s: session ended; starting a new one", stage.name)
             stage.aborted()
             stop.wait(config.restart_backoff)
 
 
-def _session(stage: Stage, config: EngineConfig, stop: threading.Event) -> None:
+def _session(stage: Stage, config: EngineConfig, stop: threading.Event, watchdog: Watchdog) -> None:
     producer = Producer(
-        {
-            "bootstrap.servers": config.bootstrap,
-            "transactional.id": f"govsync-{stage.name}-{config.instance}",
-            "linger.ms": 5,
-            "transaction.timeout.ms": 60000,
-        }
+        clients.config(
+            config.bootstrap,
+            **{
+                "transactional.id": f"govsync-{stage.name}-{config.instance}",
+                "linger.ms": 5,
+                "transaction.timeout.ms": 60000,
+            },
+        )
     )
     # Fences a predecessor with the same id and aborts its open transaction, so the
     # changelogs the stage restores from are settled before it reads them.
     producer.init_transactions(60)
     consumer = Consumer(
-        {
-            "bootstrap.servers": config.bootstrap,
-            "group.id": f"govsync-{stage.name}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
+        clients.config(
+            config.bootstrap,
+            **{
+                "group.id": f"govsync-{stage.name}",
+                # Static membership: a restarted instance takes its partitions back at
+                # once instead of waiting for its dead predecessor's session to expire.
+                "group.instance.id": f"govsync-{stage.name}-{config.instance}",
+                "session.timeout.ms": 10000,
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            },
+        )
     )
 
     def on_assign(_: Consumer, partitions: list[TopicPartition]) -> None:
@@ -114,14 +155,19 @@ def _session(stage: Stage, config: EngineConfig, stop: threading.Event) -> None:
                 m for m in consumer.consume(config.batch_size, config.poll_timeout) if _is_record(m)
             ]
             if messages:
-                _transact(stage, producer, consumer, messages)
+                with watchdog.busy(stage.name):
+                    _transact(stage, producer, consumer, messages, config.transaction_timeout)
     finally:
         consumer.close()
         producer.flush(10)
 
 
 def _transact(
-    stage: Stage, producer: Producer, consumer: Consumer, messages: list[Message]
+    stage: Stage,
+    producer: Producer,
+    consumer: Consumer,
+    messages: list[Message],
+    timeout: float,
 ) -> None:
     producer.begin_transaction()
     try:
@@ -133,12 +179,13 @@ def _transact(
         producer.send_offsets_to_transaction(
             [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()],
             consumer.consumer_group_metadata(),
+            timeout,
         )
-        producer.commit_transaction()
+        producer.commit_transaction(timeout)
     except Exception as exc:
         metrics.TRANSACTIONS.labels(stage.name, "aborted").inc()
         with contextlib.suppress(KafkaException):
-            producer.abort_transaction()
+            producer.abort_transaction(timeout)
         stage.aborted()
         _rewind(consumer, messages)
         if isinstance(exc, KafkaException) and exc.args[0].txn_requires_abort():

@@ -109,7 +109,13 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def require_free_port(host: str, port: int, component: str, setting: str) -> None:
+def require_free_port(
+    host: str, port: int, component: str, setting: str, grace: float = 10.0
+) -> None:
+    """A port still held by a process that is just exiting frees within ``grace`` seconds."""
+    deadline = time.monotonic() + grace
+    while port_open(host, port) and time.monotonic() < deadline:
+        time.sleep(0.25)
     if port_open(host, port):
         raise StackError(
             f"port {port} on {host} is already taken, so {component} cannot start: "

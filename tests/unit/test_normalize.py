@@ -135,6 +135,13 @@ def test_event_id_changes_with_any_part_of_the_position(field: str, value: Any) 
         (with_row(credit_code=None), "null_key"),
         (with_row(reg_status="9"), "unknown_code"),
         (with_row(rep_id_no="110105194912310021"), "bad_check_digit"),
+        (with_row(rep_id_no="110105194902300020"), "bad_birth_date"),
+        (with_row(credit_code="91350100M00010"), "bad_length"),
+        (with_row(credit_code="91350100M000100IO3"), "bad_charset"),
+        (with_row(reg_capital=True), "wrong_type"),
+        (with_row(reg_capital="a lot"), "wrong_type"),
+        (with_row(established_on=[2020, 1, 2]), "wrong_type"),
+        (with_row(established_on="someday"), "bad_timestamp"),
     ],
 )
 def test_invalid_rows_are_refused_with_a_code(row: dict[str, Any], code: str) -> None:
@@ -142,6 +149,14 @@ def test_invalid_rows_are_refused_with_a_code(row: dict[str, Any], code: str) ->
         normalize(envelope("c", None, row), {"id": 7}, SOURCE, ENTERPRISE)
     assert caught.value.code == code
     assert str(caught.value)
+
+
+def test_a_table_the_source_does_not_map_is_refused() -> None:
+    other = envelope("c", None, ROW)
+    other["source"]["table"] = "enterprise_archive"
+    with pytest.raises(NormalizeError) as caught:
+        normalize(other, {"id": 7}, SOURCE, ENTERPRISE)
+    assert caught.value.code == "unknown_table"
 
 
 def test_unknown_column_and_non_envelopes_are_refused() -> None:

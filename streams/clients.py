@@ -1,0 +1,31 @@
+"""Kafka client configuration shared by every govsync producer and consumer.
+
+librdkafka logs each failed reconnect while a broker restarts (twenty lines a second
+per client); errors are instead reported through ``error_cb``, at most once per
+interval for each kind, so a restart reads as a few lines, not thousands.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from confluent_kafka import KafkaError
+
+log = logging.getLogger("govsync.kafka")
+
+ERROR_LOG_INTERVAL_S = 30.0
+_last_logged: dict[tuple[str, int], float] = {}
+
+
+def _report(error: KafkaError) -> None:
+    kind = (error.name(), error.code())
+    now = time.monotonic()
+    if now - _last_logged.get(kind, -ERROR_LOG_INTERVAL_S) >= ERROR_LOG_INTERVAL_S:
+        _last_logged[kind] = now
+        log.warning("kafka client: %s", error.str())
+
+
+def config(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    return {"bootstrap.servers": bootstrap, "log_level": 2, "error_cb": _report, **extra}

@@ -1,0 +1,238 @@
+"""Fault tests: real processes are killed while 20,000 changes flow, and the real topics
+must end up with every change exactly once, in order, on every delivery topic.
+
+Each test makes 200 brand-new enterprises, then renames them round-robin (20,000
+numbered changes, paced at ``RATE`` per second so the fault lands while every stage is
+busy) and, at 30 % of the load, injects one fault:
+
+- the worker is ``kill -9``-ed and restarted two seconds later;
+- the Kafka Connect worker (hosting Debezium) is ``kill -9``-ed and restarted;
+- the Kafka broker is stopped (SIGTERM) and started again three seconds later.
+
+``load.check`` then reads changes.*, master.* and the delivery topics. On the delivery
+topics nothing may be missing, duplicated or out of order (changes.* may hold copies of
+an event_id after a Connect crash: Debezium re-emits, route deduplicates). The report and
+the recovery time (fault to the first delivery of a change committed after it; printed,
+never asserted) are printed whatever the outcome.
+
+Slow (about a minute or two each) and disruptive: they run with the other stack tests
+(marker ``stack``), or alone with ``pytest tests/integration/test_faults.py``. Every
+process a test stops is running again when it ends, pass or fail.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from streams.stack import connect, kafka
+from streams.stack.background import start_app_process
+from streams.stack.process import is_alive, read_pid, stop
+from tests.integration import load
+from tests.integration.conftest import Stack
+from tests.integration.test_backbone import TAX
+
+pytestmark = pytest.mark.stack
+
+TOTAL = 20_000
+COMPANIES = 200
+BATCH = 100
+RATE = 1_000.0  # changes/s committed; about what the pipeline takes on a 2-core machine
+FAULT_AT = 0.30
+CHECK_TIMEOUT = 300.0
+CONNECTOR = "govsync-cdc-market_regulation"
+APP_PROCESSES = {"worker": ["worker"], "tax-sink": ["sink", "tax"]}
+
+
+# --- the run -----------------------------------------------------------------------------
+
+
+def run_with_fault(
+    stack: Stack, capsys: pytest.CaptureFixture[str], label: str, fault: Callable[[], None]
+) -> load.Report:
+    """Load, inject ``fault`` (which also restarts what it stopped) at FAULT_AT, check,
+    print the report and the recovery time; assert exactly once and in order."""
+    began = time.monotonic()
+    usccs = load.prepare(stack, COMPANIES)
+    run_id = f"{label}-{uuid.uuid4().hex[:8]}"
+    thread = load.start_load(stack, usccs, TOTAL, run_id, BATCH, rate=RATE)
+    thread.progress.wait_for(FAULT_AT)
+    committed_at_fault = thread.progress.committed
+    fault_at = time.time()
+    fault()
+    restored_s = time.time() - fault_at
+    progress = thread.finish()
+    report = load.check(stack, usccs, run_id, TOTAL, timeout=CHECK_TIMEOUT)
+    recovery = load.recovery(report, fault_at, committed_at_fault, TAX)
+    assert progress.started_at is not None and progress.finished_at is not None
+    with capsys.disabled():
+        print(
+            f"\n--- {label}: fault at {committed_at_fault}/{TOTAL} commits"
+            f" ({time.strftime('%H:%M:%S', time.gmtime(fault_at))} UTC);"
+            f" back up {restored_s:.1f}s after it; load took"
+            f" {progress.finished_at - progress.started_at:.1f}s;"
+            f" test took {time.monotonic() - began:.1f}s\n{report}\nrecovery: {recovery}"
+        )
+    if not report.complete:
+        run_dir = stack.settings.path("run")
+        down = [n for n in (kafka.NAME, connect.NAME, *APP_PROCESSES) if not read_pid(run_dir, n)]
+        raise AssertionError(
+            f"{label}: not every change arrived within {CHECK_TIMEOUT:.0f}s\n{report}\n"
+            f"processes down: {down or 'none'}; failed Debezium tasks: {failed_tasks(stack)}"
+        )
+    broken = [str(report[t]) for t in load.DELIVERIES if not report[t].exactly_once_in_order]
+    assert not broken, f"{label}: delivery is not exactly once and in order\n{report}"
+    return report
+
+
+# --- faults ------------------------------------------------------------------------------
+
+
+def kill_9(stack: Stack, name: str) -> int:
+    """SIGKILL the process in ``.state/run/<name>.pid`` and wait until it is gone."""
+    run_dir = stack.settings.path("run")
+    pid = read_pid(run_dir, name)
+    assert pid is not None, f"{name} is not running, so it cannot be killed"
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while is_alive(pid):
+        assert time.monotonic() < deadline, f"{name} (pid {pid}) survived SIGKILL"
+        time.sleep(0.05)
+    return pid
+
+
+def connector_running(stack: Stack) -> bool:
+    try:
+        response = httpx.get(f"{stack.settings.connect_url}/connectors/{CONNECTOR}/status")
+    except httpx.HTTPError:
+        return False
+    if response.status_code != 200:
+        return False
+    status = response.json()
+    tasks = status.get("tasks") or []
+    return status.get("connector", {}).get("state") == "RUNNING" and bool(
+        tasks and all(task.get("state") == "RUNNING" for task in tasks)
+    )
+
+
+def failed_tasks(stack: Stack) -> list[str]:
+    """The trace of every FAILED task of the connector (empty when none failed)."""
+    try:
+        response = httpx.get(f"{stack.settings.connect_url}/connectors/{CONNECTOR}/status")
+        if response.status_code != 200:
+            return []
+        tasks = response.json().get("tasks") or []
+    except (httpx.HTTPError, ValueError):
+        return []
+    return [t.get("trace", "")[:2000] for t in tasks if t.get("state") == "FAILED"]
+
+
+def wait_for_connector(stack: Stack, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not connector_running(stack):
+        failed = failed_tasks(stack)
+        assert not failed, f"the Debezium task FAILED:\n{failed[0]}"
+        assert time.monotonic() < deadline, f"{CONNECTOR} not RUNNING after {timeout:.0f}s"
+        time.sleep(0.5)
+
+
+@contextmanager
+def restored(stack: Stack) -> Iterator[None]:
+    """Whatever happens inside, leave Kafka, Connect with its connector, the worker and the
+    tax sink running for the tests that follow (each tried even if another fails)."""
+    try:
+        yield
+    finally:
+        settings = stack.settings
+        run_dir = settings.path("run")
+        starters: dict[str, Callable[[], object]] = {
+            kafka.NAME: lambda: kafka.start(settings),
+            connect.NAME: lambda: connect.start(settings),
+            **{
+                name: lambda name=name, args=args: start_app_process(settings, name, args)
+                for name, args in APP_PROCESSES.items()
+            },
+        }
+        restarted, errors = [], []
+        for name, start in starters.items():
+            if read_pid(run_dir, name) is None:
+                try:
+                    start()
+                    restarted.append(name)
+                except Exception as exc:
+                    errors.append(f"{name}: {exc}")
+        if failed_tasks(stack):
+            httpx.post(
+                f"{settings.connect_url}/connectors/{CONNECTOR}/restart",
+                params={"includeTasks": "true", "onlyFailed": "true"},
+            )
+            restarted.append(f"{CONNECTOR} (a FAILED task)")
+        if restarted:
+            print(f"restarted after the test: {', '.join(restarted)}")
+        assert not errors, f"could not restore the stack: {'; '.join(errors)}"
+        wait_for_connector(stack)
+
+
+def assert_still_running(stack: Stack, *names: str) -> None:
+    """Processes the fault did not touch must have survived it."""
+    run_dir = stack.settings.path("run")
+    dead = [name for name in names if read_pid(run_dir, name) is None]
+    assert not dead, f"died during the fault: {', '.join(dead)}"
+
+
+# --- tests -------------------------------------------------------------------------------
+
+
+def test_worker_killed_mid_load_loses_and_duplicates_nothing(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kill -9 of the worker at 30 %, restarted 2 s later: the restarted worker aborts
+    the dead one's open transactions and redoes them, so every change is delivered
+    exactly once and in order."""
+
+    def fault() -> None:
+        kill_9(stack, "worker")
+        time.sleep(2)
+        start_app_process(stack.settings, "worker", APP_PROCESSES["worker"])
+
+    with restored(stack):
+        run_with_fault(stack, capsys, "kill-worker", fault)
+
+
+def test_connect_killed_mid_load_loses_and_duplicates_nothing(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kill -9 of Kafka Connect at 30 %, restarted at once: Debezium resumes from its last
+    stored offset and re-emits what came after it; route drops those copies by event_id."""
+
+    def fault() -> None:
+        kill_9(stack, connect.NAME)
+        connect.start(stack.settings)
+        wait_for_connector(stack)
+
+    with restored(stack):
+        run_with_fault(stack, capsys, "kill-connect", fault)
+
+
+def test_kafka_restarted_mid_load_loses_and_duplicates_nothing(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The broker stopped (SIGTERM) at 30 % and started 3 s later: Connect, the worker and
+    the sink ride it out without a restart, and nothing is lost or doubled."""
+
+    def fault() -> None:
+        stop(stack.settings.path("run"), kafka.NAME)
+        time.sleep(3)
+        kafka.start(stack.settings)
+        wait_for_connector(stack)
+        assert_still_running(stack, connect.NAME, "worker", "tax-sink")
+
+    with restored(stack):
+        run_with_fault(stack, capsys, "restart-kafka", fault)
