@@ -31,8 +31,8 @@ import psycopg
 from streams import normalize, topic_reader
 from streams.serde import ValueDeserializer
 from streams.topic_reader import Offsets
+from tests.integration.companies import CDC_TOPIC, CHANGES, MASTER, SOCIAL, TAX, new_company
 from tests.integration.conftest import Stack
-from tests.integration.test_backbone import CDC_TOPIC, CHANGES, MASTER, SOCIAL, TAX, new_company
 
 DELIVERIES = (TAX, SOCIAL)
 # The raw CDC topic too, so a loss or a copy can be placed: Debezium or the worker.

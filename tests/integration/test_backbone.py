@@ -9,13 +9,10 @@ asserts on latency.
 
 from __future__ import annotations
 
-import random
-import re
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -26,106 +23,35 @@ from confluent_kafka.serialization import SerializationError
 
 from connectors import tax_sink
 from streams.headers import as_dict
-from streams.stack.seed import DIVISIONS, Enterprise
+from streams.stack.seed import Enterprise
 from streams.standards import (
-    USCC_CHARSET,
-    organization_code_check_character,
     resident_id_15_to_18,
-    resident_id_check_digit,
-    uscc_check_character,
 )
 from streams.topic_reader import Offsets, Record
-from streams.topology import DLQ_TOPIC, changes_topic, master_topic
+from streams.topology import DLQ_TOPIC
+from tests.integration.companies import (
+    CDC_TOPIC,
+    CHANGES,
+    DELIVERIES,
+    MASTER,
+    SOCIAL,
+    SOURCE_ID,
+    STATUS,
+    SUBSCRIPTION_OF,
+    TAX,
+    TRACEPARENT,
+    WAIT,
+    insert,
+    new_company,
+    new_resident_id,
+    new_uscc,
+    unique_name,
+    update,
+    with_wrong_check_character,
+)
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.stack
-
-SOURCE_ID = "market_regulation.enterprise"
-CDC_TOPIC = "cdc.market_regulation.public.enterprise"
-CHANGES = changes_topic("enterprise")
-MASTER = master_topic("enterprise")
-TAX = "deliver.tax.enterprise"
-SOCIAL = "deliver.social_security.enterprise"
-DELIVERIES = (TAX, SOCIAL)
-SUBSCRIPTION_OF = {TAX: "tax.enterprise", SOCIAL: "social_security.enterprise"}
-STATUS = {"1": "active", "2": "suspended", "3": "revoked", "4": "deregistered"}
-TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01")
-WAIT = 60.0  # seconds; generous, the worker may be restarted by someone else meanwhile
-
-_rng = random.SystemRandom()
-
-
-# --- data factories ----------------------------------------------------------------------
-
-
-def new_uscc() -> str:
-    """A fresh, valid unified social credit code (GB 32100) with a random organization code."""
-    division = _rng.choice(DIVISIONS)
-    body = "MA" + "".join(_rng.choices(USCC_CHARSET, k=6))
-    first17 = f"91{division.code}{body}{organization_code_check_character(body)}"
-    return first17 + uscc_check_character(first17)
-
-
-def with_wrong_check_character(uscc: str) -> str:
-    """The same code with a check character that does not match (a typo at the source)."""
-    wrong = _rng.choice([char for char in USCC_CHARSET if char != uscc[17]])
-    return uscc[:17] + wrong
-
-
-def new_resident_id(*, legacy: bool = False) -> str:
-    """A valid resident ID number: 18 digits (GB 11643), or a legacy 15-digit one."""
-    division = _rng.choice(DIVISIONS).code
-    born = date(_rng.randint(1950, 1979), _rng.randint(1, 12), _rng.randint(1, 28))
-    sequence = f"{_rng.randrange(1000):03d}"
-    if legacy:
-        return f"{division}{born:%y%m%d}{sequence}"
-    first17 = f"{division}{born:%Y%m%d}{sequence}"
-    return first17 + resident_id_check_digit(first17)
-
-
-def unique_name(label: str = "科技") -> str:
-    return f"集成测试{uuid.uuid4().hex[:10]}{label}有限公司"
-
-
-def new_company(**overrides: Any) -> Enterprise:
-    company = Enterprise(
-        credit_code=new_uscc(),
-        ent_name=unique_name(),
-        reg_status="1",
-        rep_name=_rng.choice("王李张刘陈杨") + _rng.choice(["伟", "芳", "建国", "秀英"]),
-        rep_id_no=new_resident_id(),
-        reg_capital=Decimal(_rng.choice([10, 50, 100, 500]) * 10_000).quantize(Decimal("0.01")),
-        address=f"北京市海淀区学府路{_rng.randint(1, 999)}号",
-        established_on=date(2020, _rng.randint(1, 12), _rng.randint(1, 28)),
-    )
-    return replace(company, **overrides)
-
-
-def insert(stack: Stack, company: Enterprise) -> None:
-    stack.sql(
-        "market_regulation",
-        "INSERT INTO enterprise (credit_code, ent_name, reg_status, rep_name, rep_id_no,"
-        " reg_capital, address, established_on) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            company.credit_code,
-            company.ent_name,
-            company.reg_status,
-            company.rep_name,
-            company.rep_id_no,
-            company.reg_capital,
-            company.address,
-            company.established_on,
-        ),
-    )
-
-
-def update(stack: Stack, uscc: str, assignments: str, params: tuple = ()) -> None:
-    """One UPDATE of the company's row, committed in its own transaction."""
-    stack.sql(
-        "market_regulation",
-        f"UPDATE enterprise SET {assignments}, updated_at = now() WHERE credit_code = %s",
-        (*params, uscc),
-    )
 
 
 def expected_state(company: Enterprise) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from streams import dlq, topic_reader
 from streams.headers import as_dict
 from streams.serde import registry_client
 from streams.topology import DLQ_TOPIC, load_topology
+from tests.integration.companies import insert, new_company, new_uscc
 from tests.integration.conftest import Stack
-from tests.integration.test_backbone import insert, new_company, new_uscc
 
 CDC = "cdc.market_regulation.public.enterprise"
 

@@ -36,8 +36,8 @@ from streams.stack import connect, kafka
 from streams.stack.background import start_app_process
 from streams.stack.process import is_alive, read_pid, stop
 from tests.integration import load
+from tests.integration.companies import TAX
 from tests.integration.conftest import Stack
-from tests.integration.test_backbone import TAX
 
 pytestmark = pytest.mark.stack
 

@@ -17,8 +17,8 @@ from connectors import debezium
 from streams import topic_reader
 from streams.topic_reader import Offsets
 from streams.topology import changes_topic
+from tests.integration.companies import insert, new_company, update
 from tests.integration.conftest import Stack
-from tests.integration.test_backbone import insert, new_company, update
 
 CONNECTOR = debezium.connector_name("market_regulation")
 DELIVERIES = ("deliver.tax.enterprise", "deliver.social_security.enterprise")
