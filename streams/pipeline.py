@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from confluent_kafka import Message, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -33,8 +33,6 @@ from streams.topology import (
     master_topic,
 )
 from streams.transactional import Output
-
-DEDUP_RETENTION = timedelta(days=7)
 
 log = logging.getLogger("govsync.worker")
 
@@ -137,7 +135,6 @@ class RouteStage:
         topology: Topology,
         registry: SchemaRegistryClient,
         bootstrap: str,
-        dedup_retention: timedelta = DEDUP_RETENTION,
     ) -> None:
         self._topology = topology
         self._bootstrap = bootstrap
@@ -156,7 +153,7 @@ class RouteStage:
             )
             for s in topology.subscriptions
         }
-        self.dedup = DedupStore(dedup_retention)
+        self.dedup = DedupStore(topology.kafka.dedup_retention)
         self.pending = metrics.Pending()
         self.changelog = changelog_topic(self.name)
 

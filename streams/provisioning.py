@@ -13,7 +13,6 @@ from connectors import debezium
 from streams import admin, schemas, serde
 from streams.dedup import changelog_topic
 from streams.dlq import CLOSED_TOPIC
-from streams.pipeline import DEDUP_RETENTION
 from streams.settings import Settings
 from streams.stack.process import StackError
 from streams.topology import (
@@ -68,7 +67,7 @@ def topic_specs(topology: Topology) -> list[admin.TopicSpec]:
             # Compacted for lookups, deleted after the dedup window so it stays bounded.
             {
                 "cleanup.policy": "compact,delete",
-                "retention.ms": _ms(DEDUP_RETENTION.total_seconds()),
+                "retention.ms": _ms(kafka.dedup_retention.total_seconds()),
             },
         )
     )

@@ -210,6 +210,8 @@ class KafkaSettings(_Model):
     replication_factor: PositiveInt = 1
     retention: Duration = timedelta(days=7)
     dlq_retention: Duration = timedelta(days=30)
+    # How long the route stage remembers an event_id to drop re-emitted copies of it.
+    dedup_retention: Duration = timedelta(days=7)
 
 
 class Topology(_Model):
