@@ -23,9 +23,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, Po
 from pydantic_core import ErrorDetails
 
 DLQ_TOPIC = "govsync.dlq"
-RECEIPTS_TOPIC = "govsync.receipts"
-TRACE_TOPIC = "govsync.trace"
-AUDIT_TOPIC = "govsync.audit"
 
 ROOT = "<root>"
 """Problem path for the document as a whole (unreadable, not YAML, not a mapping)."""
