@@ -21,13 +21,11 @@ from streams.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 topology_app = typer.Typer(no_args_is_help=True, help="Validate, apply and show topology.yaml.")
-sink_app = typer.Typer(no_args_is_help=True, help="Reference department sinks.")
 connector_app = typer.Typer(no_args_is_help=True, help="The Debezium connectors on Connect.")
 dlq_app = typer.Typer(
     no_args_is_help=True, help="The dead-letter queue: held records, reprocessing."
 )
 app.add_typer(topology_app, name="topology")
-app.add_typer(sink_app, name="sink")
 app.add_typer(connector_app, name="connector")
 app.add_typer(dlq_app, name="dlq")
 
@@ -160,23 +158,32 @@ def worker(
     stream_worker.serve(settings, topology)
 
 
-@sink_app.command("tax")
-def sink_tax(
+@app.command("sink")
+def sink(
+    department: Annotated[str, typer.Argument(help="tax, social_security or medical_insurance.")],
     background: Annotated[bool, typer.Option(help="Run detached; logs in the state dir.")] = False,
 ) -> None:
-    """Apply deliver.tax.enterprise to the tax database."""
+    """Run a department's reference sink: apply its deliveries to its database, once each."""
+    from connectors.sinks import SINKS, process_name
+
+    if department not in SINKS:
+        console.print(
+            f"[red]no reference sink for {department!r}[/]; known: {', '.join(sorted(SINKS))}"
+        )
+        raise typer.Exit(EXIT_INVALID)
     settings = Settings.from_env()
+    name = process_name(department)
     if background:
         from streams.stack.background import start_app_process
 
         with _errors():
-            pid = start_app_process(settings, "tax-sink", ["sink", "tax"])
-        console.print(f"tax sink running (pid {pid}, log {settings.path('logs', 'tax-sink.log')})")
+            pid = start_app_process(settings, name, ["sink", department])
+        console.print(f"{name} running (pid {pid}, log {settings.path('logs', f'{name}.log')})")
         return
-    from connectors import tax_sink
+    from connectors import inbox
 
     _configure_logging()
-    tax_sink.run(settings)
+    inbox.run(settings, department, SINKS[department])
 
 
 @topology_app.command("validate")
@@ -286,6 +293,36 @@ def connector_resnapshot(name: str) -> None:
     with _errors():
         debezium.resnapshot(Settings.from_env(), name)
     console.print(f"{name}: offsets reset, snapshot running")
+
+
+@app.command("quality")
+def quality(
+    entity: Annotated[str | None, typer.Option(help="Only this entity.")] = None,
+    key: Annotated[str | None, typer.Option(help="Only this entity key.")] = None,
+    source: Annotated[str | None, typer.Option(help="Only findings involving this source.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """一数一源 findings: where a source's copy differs from the authoritative value."""
+    from streams.quality import findings
+
+    with _errors():
+        found = findings(Settings.from_env(), entity=entity, key=key, source=source)
+    if as_json:
+        _print_json([f.model_dump(mode="json") for f in found])
+        return
+    table = Table(title=f"govsync.quality: {len(found)} findings")
+    for column in ("recorded", "entity", "key", "field", "authoritative", "other"):
+        table.add_column(column)
+    for f in found:
+        table.add_row(
+            f"{f.recorded_at:%Y-%m-%d %H:%M:%S}",
+            f.entity,
+            f.key,
+            f.field,
+            f"{f.authoritative_value} ({f.authoritative_source})",
+            f"{f.other_value} ({f.other_source})",
+        )
+    console.print(table)
 
 
 @dlq_app.command("list")

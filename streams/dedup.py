@@ -17,9 +17,7 @@ import time
 from collections.abc import Iterable
 from datetime import timedelta
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
-
-from streams import clients
+from streams import topic_reader
 
 _TIMESTAMP = struct.Struct(">q")
 
@@ -80,51 +78,16 @@ class DedupStore:
     def restore(self, bootstrap: str, topic: str, partitions: Iterable[int]) -> int:
         """Read the committed changelog of ``partitions`` into memory; returns ids loaded."""
         partitions = list(partitions)
-        if not partitions:
-            return 0
         cutoff = int(time.time() * 1000) - self.retention_ms
-        consumer = Consumer(
-            clients.config(
-                bootstrap,
-                **{
-                    "group.id": "govsync-dedup-restore",  # never committed
-                    "enable.auto.commit": False,
-                    "isolation.level": "read_committed",
-                    "enable.partition.eof": True,
-                    "auto.offset.reset": "earliest",
-                },
-            )
-        )
+        for partition in partitions:
+            self._seen[partition] = {}
         loaded = 0
-        try:
-            remaining = set()
-            assignment = []
-            for partition in partitions:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=10
-                )
-                self._seen[partition] = {}
-                if high > low:
-                    assignment.append(TopicPartition(topic, partition, low))
-                    remaining.add(partition)
-            consumer.assign(assignment)
-            while remaining:
-                message = consumer.poll(1.0)
-                if message is None:
-                    continue
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        remaining.discard(message.partition())
-                        continue
-                    raise RuntimeError(f"restoring {topic}: {error.str()}")
-                value, key = message.value(), message.key()
-                if key is None or value is None:
-                    continue
-                at_ms = _TIMESTAMP.unpack(value)[0]
-                if at_ms >= cutoff:
-                    self._seen[message.partition()][key.decode()] = at_ms
-                    loaded += 1
-        finally:
-            consumer.close()
+        for message in topic_reader.partitions_to_end(bootstrap, topic, partitions):
+            value, key = message.value(), message.key()
+            if key is None or value is None:
+                continue
+            at_ms = _TIMESTAMP.unpack(value)[0]
+            if at_ms >= cutoff:
+                self._seen[message.partition()][key.decode()] = at_ms
+                loaded += 1
         return loaded

@@ -1,7 +1,7 @@
 """`make demo`: market regulation deregisters a company; tax and social security know in seconds.
 
 Everything is real: a plain SQL UPDATE in the market_regulation database, Debezium on
-Connect, Avro through Apicurio, the Faust worker, and the tax sink writing to the tax
+Connect, Avro through Apicurio, the worker, and the tax sink writing to the tax
 database. Each run picks a different active company, so the demo can be repeated.
 """
 
@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from connectors.sinks import SINKS, process_name
 from streams import provisioning, topic_reader
 from streams.serde import ValueDeserializer, registry_client
 from streams.settings import Settings
@@ -33,6 +34,7 @@ class Company:
     uscc: str
     name: str
     pending_reminders: int
+    employer_account: str | None
 
 
 @dataclass(frozen=True)
@@ -46,20 +48,27 @@ class Delivery:
 
 
 def pick_company(settings: Settings) -> Company:
-    """An active company that the tax bureau still sends reminders to."""
+    """An active company that the tax bureau still sends reminders to (and, preferably,
+    with an open employer account at social security)."""
     with psycopg.connect(settings.pg_conninfo("tax")) as tax:
         pending = dict(
             tax.execute(
                 "SELECT uscc, count(*) FROM tax_reminder WHERE state = 'pending' GROUP BY uscc"
             ).fetchall()
         )
+    with psycopg.connect(settings.pg_conninfo("social_security")) as social:
+        accounts = dict(
+            social.execute(
+                "SELECT uscc, account_no FROM employer_account WHERE status = 'open'"
+            ).fetchall()
+        )
     with psycopg.connect(settings.pg_conninfo("market_regulation")) as market:
         rows = market.execute(
             "SELECT credit_code, ent_name FROM enterprise WHERE reg_status = '1' ORDER BY id"
         ).fetchall()
-    for uscc, name in rows:
-        if pending.get(uscc):
-            return Company(uscc, name, pending[uscc])
+    candidates = [(uscc, name) for uscc, name in rows if pending.get(uscc)]
+    for uscc, name in sorted(candidates, key=lambda c: c[0] not in accounts):
+        return Company(uscc, name, pending[uscc], accounts.get(uscc))
     raise StackError("no active company with pending tax reminders is left in the seed data")
 
 
@@ -139,6 +148,23 @@ def pending_reminders(settings: Settings, uscc: str) -> int:
     return int(row[0]) if row else 0
 
 
+def account_status(settings: Settings, account_no: str) -> str:
+    with psycopg.connect(settings.pg_conninfo("social_security")) as social:
+        row = social.execute(
+            "SELECT status FROM employer_account WHERE account_no = %s", (account_no,)
+        ).fetchone()
+    return str(row[0]) if row else "missing"
+
+
+def wait_account_closed(settings: Settings, account_no: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    status = account_status(settings, account_no)
+    while status == "open" and time.monotonic() < deadline:
+        time.sleep(0.3)
+        status = account_status(settings, account_no)
+    return status
+
+
 def wait_reminders_cancelled(settings: Settings, uscc: str, timeout: float = 30.0) -> int:
     deadline = time.monotonic() + timeout
     left = pending_reminders(settings, uscc)
@@ -155,9 +181,10 @@ def run(settings: Settings, console: Console) -> bool:
         spinner.update("applying topology.yaml (topics, schemas, Debezium connector)")
         topology = load_topology(settings.topology)
         provisioning.apply(topology, settings)
-        spinner.update("starting the Faust worker and the tax sink")
+        spinner.update("starting the worker and the departments' sinks")
         start_app_process(settings, "worker", ["worker"])
-        start_app_process(settings, "tax-sink", ["sink", "tax"])
+        for department in SINKS:
+            start_app_process(settings, process_name(department), ["sink", department])
         company = pick_company(settings)
         spinner.update("waiting for the initial snapshot to flow through to the tax database")
         wait_for_pipeline(settings, company)
@@ -193,10 +220,19 @@ def run(settings: Settings, console: Console) -> bool:
         f"tax database: pending reminders for {company.uscc}: "
         f"{company.pending_reminders} before -> {left} after"
     )
+    account_closed = True
+    if company.employer_account is not None:
+        with console.status("waiting for the social security sink"):
+            account = wait_account_closed(settings, company.employer_account)
+        account_closed = account == "closed"
+        console.print(
+            f"social security database: employer account {company.employer_account}: "
+            f"open -> {account}"
+        )
     expected = {
         delivery_topic(s) for s in topology.active_subscriptions("enterprise", datetime.now(UTC))
     }
-    ok = {d.topic for d in deliveries} == expected and left == 0
+    ok = {d.topic for d in deliveries} == expected and left == 0 and account_closed
     console.print("[green]scenario complete[/green]" if ok else "[red]scenario incomplete[/red]")
     console.print(
         "\nThe stack is still running. Try next:\n"

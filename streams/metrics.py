@@ -2,7 +2,8 @@
 
 Accounting that proves nothing is lost reads from these: for every source,
 captured = normalized + dead-lettered; for every subscription, each normalized change
-is delivered, filtered (minimum necessary), or a dropped duplicate.
+is delivered, filtered (minimum necessary, inactive, or no canonical field changed), or a
+dropped duplicate.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ DEAD_LETTERED = Counter(
 )
 DUPLICATES = Counter(
     "govsync_duplicates_dropped_total", "Changes dropped as already delivered", ["entity"]
+)
+DISCREPANCIES = Counter(
+    "govsync_quality_discrepancies_total",
+    "Values a non-authoritative source holds that differ from the canonical value (一数一源)",
+    ["source", "field"],
 )
 DELIVERED = Counter(
     "govsync_delivered_records_total", "Records delivered to a subscription", ["subscription"]

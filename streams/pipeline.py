@@ -1,7 +1,8 @@
 """The worker's two stages, built from the topology.
 
     cdc.<department>.<table> --normalize--> changes.<entity> --route--> master.<entity>
-                 (invalid: govsync.dlq)                        \\--> deliver.<department>.<entity>
+                 (invalid: govsync.dlq)                        |--> deliver.<department>.<entity>
+                                                               \\--> govsync.quality (一数一源)
 
 Each stage turns one input record into the records to produce; the transactional
 engine (streams/transactional.py) makes each batch of them happen exactly once.
@@ -20,6 +21,9 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.serialization import SerializationError
 
 from streams import headers, metrics, schemas
+from streams.authority import QUALITY_TOPIC, Authority
+from streams.canonical import CHANGELOG_TOPIC as CANONICAL_CHANGELOG
+from streams.canonical import CanonicalStore, changelog_key
 from streams.dedup import DedupStore, changelog_topic, encode_seen
 from streams.normalize import NormalizeError, normalize
 from streams.projection import project
@@ -154,6 +158,9 @@ class RouteStage:
             for s in topology.subscriptions
         }
         self.dedup = DedupStore(topology.kafka.dedup_retention)
+        self.canonical = CanonicalStore()
+        self._authority = {e: Authority(topology, e) for e in entities}
+        self._quality = ValueSerializer(registry, QUALITY_TOPIC, schemas.quality_schema())
         self.pending = metrics.Pending()
         self.changelog = changelog_topic(self.name)
 
@@ -169,21 +176,53 @@ class RouteStage:
         now_ms = int(now.timestamp() * 1000)
         self.dedup.add(partition, change["event_id"], now_ms)
         key = change["key"].encode()
-        after = change["after"]
+        merge = self._authority[entity].merge(
+            change, self.canonical.get(entity, partition, change["key"])
+        )
+        self.canonical.put(entity, partition, change["key"], merge.canonical)
         outputs = [
             Output(self.changelog, change["event_id"].encode(), encode_seen(now_ms), [], partition),
+            Output(
+                CANONICAL_CHANGELOG,
+                changelog_key(entity, change["key"]),
+                merge.canonical.to_json(),
+                [],
+                partition,
+            ),
+        ]
+        for discrepancy in merge.discrepancies:
+            outputs.append(
+                Output(
+                    QUALITY_TOPIC,
+                    key,
+                    self._quality(discrepancy.model_dump()),
+                    headers.for_change(change, "quality"),
+                )
+            )
+            self.pending.inc(metrics.DISCREPANCIES, change["source"], discrepancy.field)
+        if not merge.changes_state:
+            # Nothing canonical changed (e.g. a source restating values another source
+            # owns): no master write, nothing for any subscription.
+            for subscription in self._topology.subscriptions:
+                if subscription.entity == entity:
+                    self.pending.inc(metrics.FILTERED, subscription.id)
+            return outputs
+        canonical = merge.change
+        after = canonical["after"]
+        outputs.append(
             Output(
                 master_topic(entity),
                 key,
                 self._state[entity](after) if after is not None else None,
-                headers.for_change(change, "master"),
-            ),
-        ]
+                headers.for_change(canonical, "master"),
+                partition,
+            )
+        )
         active = {s.id for s in self._topology.active_subscriptions(entity, now)}
         for subscription in self._topology.subscriptions:
             if subscription.entity != entity:
                 continue
-            delivery = project(change, subscription, self._topology.entity(entity))
+            delivery = project(canonical, subscription, self._topology.entity(entity))
             if delivery is None or subscription.id not in active:
                 self.pending.inc(metrics.FILTERED, subscription.id)
                 continue
@@ -193,7 +232,7 @@ class RouteStage:
                     target.topic,
                     key,
                     target.serialize(delivery),
-                    headers.for_change(change, f"deliver/{subscription.id}"),
+                    headers.for_change(canonical, f"deliver/{subscription.id}"),
                 )
             )
             self.pending.inc(metrics.DELIVERED, subscription.id)
@@ -209,15 +248,22 @@ class RouteStage:
         loaded = self.dedup.restore(self._bootstrap, self.changelog, numbers)
         metrics.DEDUP_ENTRIES.labels(self.name).set(self.dedup.size())
         log.info("route: restored %d event_ids for partitions %s", loaded, numbers)
+        keys = self.canonical.restore(
+            self._bootstrap, [(self._entity_of[tp.topic], tp.partition) for tp in partitions]
+        )
+        log.info("route: restored the canonical state of %d entities", keys)
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         self.dedup.drop({tp.partition for tp in partitions})
+        self.canonical.drop((self._entity_of[tp.topic], tp.partition) for tp in partitions)
 
     def committed(self) -> None:
         self.dedup.commit()
+        self.canonical.commit()
         self.pending.commit()
         metrics.DEDUP_ENTRIES.labels(self.name).set(self.dedup.size())
 
     def aborted(self) -> None:
         self.dedup.abort()
+        self.canonical.abort()
         self.pending.clear()

@@ -11,6 +11,8 @@ from pydantic import BaseModel
 
 from connectors import debezium
 from streams import admin, schemas, serde
+from streams.authority import QUALITY_TOPIC
+from streams.canonical import CHANGELOG_TOPIC as CANONICAL_CHANGELOG
 from streams.dedup import changelog_topic
 from streams.dlq import CLOSED_TOPIC
 from streams.settings import Settings
@@ -72,6 +74,24 @@ def topic_specs(topology: Topology) -> list[admin.TopicSpec]:
         )
     )
     specs.append(
+        admin.TopicSpec(
+            CANONICAL_CHANGELOG,
+            kafka.partitions,
+            kafka.replication_factor,
+            # Every change rewrites its key's entry: roll segments hourly so compaction
+            # can drop the old versions a restart would otherwise read.
+            {"cleanup.policy": "compact", "segment.ms": "3600000"},
+        )
+    )
+    specs.append(
+        admin.TopicSpec(
+            QUALITY_TOPIC,
+            kafka.partitions,
+            kafka.replication_factor,
+            {"cleanup.policy": "delete", "retention.ms": _ms(kafka.dlq_retention.total_seconds())},
+        )
+    )
+    specs.append(
         admin.TopicSpec(CLOSED_TOPIC, 1, kafka.replication_factor, {"cleanup.policy": "compact"})
     )
     specs.append(
@@ -93,6 +113,7 @@ def schema_plan(topology: Topology) -> dict[str, dict]:
         plan[master_topic(entity)] = schemas.entity_state_schema(topology, entity)
     for subscription in topology.subscriptions:
         plan[delivery_topic(subscription)] = schemas.delivery_schema(topology, subscription)
+    plan[QUALITY_TOPIC] = schemas.quality_schema()
     return plan
 
 

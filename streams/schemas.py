@@ -39,7 +39,7 @@ _AVRO_TYPES = {
 }
 # The file names this module owns in schemas/; others' schemas live beside them.
 _GENERATED_NAME = re.compile(
-    r"[a-z0-9_]+\.(?:state|change)\.avsc|deliver\.[a-z0-9_]+\.[a-z0-9_]+\.avsc"
+    r"quality\.avsc|[a-z0-9_]+\.(?:state|change)\.avsc|deliver\.[a-z0-9_]+\.[a-z0-9_]+\.avsc"
 )
 
 Schema = dict[str, Any]
@@ -157,6 +157,35 @@ def delivery_schema(topology: Topology, subscription: Subscription) -> Schema:
     return schema
 
 
+def quality_schema() -> Schema:
+    """A 一数一源 finding on ``govsync.quality``: a source disagrees with the owner of a field.
+    Values are text (JSON for non-strings) because fields of every type share the topic."""
+    optional_text = {"type": ["null", "string"], "default": None}
+    return {
+        "type": "record",
+        "name": "Discrepancy",
+        "namespace": "govsync.quality",
+        "doc": "A non-authoritative source's value differs from the canonical value.",
+        "fields": [
+            {"name": "entity", "type": "string"},
+            {"name": "key", "type": "string", "doc": "The entity key, also the record key."},
+            {"name": "field", "type": "string"},
+            {"name": "authoritative_source", "type": "string"},
+            {"name": "authoritative_value", **optional_text},
+            {
+                "name": "authoritative_ts_ms",
+                "type": ["null", "long"],
+                "default": None,
+                "doc": "When the owning source committed the canonical value, if known.",
+            },
+            {"name": "other_source", "type": "string"},
+            {"name": "other_value", **optional_text},
+            {"name": "other_ts_ms", "type": "long", "doc": "When the other source committed."},
+            {"name": "event_id", "type": "string", "doc": "The other source's change."},
+        ],
+    }
+
+
 def schema_files(topology: Topology) -> dict[str, str]:
     """The generated ``.avsc`` files, name → exact content."""
     schemas: dict[str, Schema] = {}
@@ -166,6 +195,7 @@ def schema_files(topology: Topology) -> dict[str, str]:
     for subscription in topology.subscriptions:
         name = f"deliver.{subscription.department}.{subscription.entity}.avsc"
         schemas[name] = delivery_schema(topology, subscription)
+    schemas["quality.avsc"] = quality_schema()
     return {
         name: json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
         for name, schema in schemas.items()

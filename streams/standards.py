@@ -143,6 +143,16 @@ def resident_id_15_to_18(id15: str) -> str:
     return first17 + resident_id_check_digit(first17)
 
 
+def legacy_resident_id(id18: str) -> str | None:
+    """The 15-digit number a legacy system files this (valid, 18-digit) person under, or
+    None for people born outside 19xx, who never had one. The inverse of
+    ``resident_id_15_to_18``: lets a department look up its old records by the canonical key.
+    """
+    if id18[6:8] != "19":
+        return None
+    return id18[:6] + id18[8:17]
+
+
 def normalize_resident_id(value: str) -> str:
     """The canonical 18-digit resident ID number (GB 11643-1999).
 

@@ -139,6 +139,44 @@ def _key_text(decode: ValueDeserializer, topic: str, key: bytes | None) -> str |
     return key.decode(errors="replace")
 
 
+def partitions_to_end(
+    bootstrap: str, topic: str, partitions: Iterable[int], timeout: float = 300.0
+) -> Iterator[Message]:
+    """Every committed message of ``partitions``, from the log start to the current end.
+
+    For restoring state: unlike ``messages`` it never returns early; not reaching the end
+    within ``timeout`` raises, because a partly restored state is silently wrong.
+    """
+    consumer = _consumer(bootstrap)
+    try:
+        remaining: set[int] = set()
+        assignment = []
+        for partition in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            if high > low:
+                assignment.append(TopicPartition(topic, partition, low))
+                remaining.add(partition)
+        consumer.assign(assignment)
+        deadline = time.monotonic() + timeout
+        while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{topic} partitions {sorted(remaining)} not read to the end in {timeout}s"
+                )
+            message = consumer.poll(1.0)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    remaining.discard(message.partition())
+                    continue
+                raise RuntimeError(f"reading {topic}: {error.str()}")
+            yield message
+    finally:
+        consumer.close()
+
+
 def beginning(bootstrap: str, topics: Iterable[str]) -> Offsets:
     """Offset 0 on every partition (an offset before the log start resets to the earliest)."""
     return dict.fromkeys(end_offsets(bootstrap, topics), 0)

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from connectors.sinks import SINKS, process_name
 from streams.settings import Settings
 from streams.stack import connect, jvm, kafka, postgres, registry, seed
 from streams.stack.process import read_pid, stop
@@ -16,7 +17,7 @@ from streams.topology import Topology, load_topology
 State = Literal["up", "down"]
 
 # Processes govsync itself starts (worker, sinks); stopped before the stack they depend on.
-APP_PROCESSES = ("tax-sink", "worker")
+APP_PROCESSES = (*(process_name(department) for department in SINKS), "worker")
 
 
 class PostgresStatus(BaseModel):

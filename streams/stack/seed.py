@@ -22,7 +22,9 @@ from psycopg import sql
 from streams.settings import REPO_ROOT
 from streams.standards import (
     USCC_CHARSET,
+    legacy_resident_id,
     organization_code_check_character,
+    resident_id_15_to_18,
     resident_id_check_digit,
     uscc_check_character,
 )
@@ -204,6 +206,47 @@ class EmployerAccount:
 
 
 @dataclass(frozen=True)
+class EnterpriseContact:
+    """A row of district_services.enterprise_contact."""
+
+    credit_code: str
+    company_name: str
+    address: str
+    contact_phone: str
+
+
+@dataclass(frozen=True)
+class Household:
+    """A row of public_security.household_registration (a living, registered person)."""
+
+    id_no: str
+    full_name: str
+    birth_date: date
+    domicile: str
+
+
+@dataclass(frozen=True)
+class InsuredPerson:
+    """A row of social_security.insured_person, the legacy register (15-digit IDs)."""
+
+    person_no: str
+    id_no: str
+    name: str
+    birth_date: date
+    pension_status: str
+
+
+@dataclass(frozen=True)
+class InsuredMember:
+    """A row of medical_insurance.insured_member."""
+
+    member_no: str
+    id_no: str
+    name: str
+    enrolled_on: date
+
+
+@dataclass(frozen=True)
 class SeedData:
     """The rows of every department, in load order; a department loads only its own."""
 
@@ -211,6 +254,10 @@ class SeedData:
     taxpayers: tuple[Taxpayer, ...]
     tax_reminders: tuple[TaxReminder, ...]
     employer_accounts: tuple[EmployerAccount, ...]
+    enterprise_contacts: tuple[EnterpriseContact, ...] = ()
+    households: tuple[Household, ...] = ()
+    insured_persons: tuple[InsuredPerson, ...] = ()
+    insured_members: tuple[InsuredMember, ...] = ()
 
 
 def _random_date(rng: random.Random, first: date, last: date) -> date:
@@ -359,7 +406,97 @@ def generate(count: int = 1000, seed: int = 20261123) -> SeedData:
                     closed_on=deregistered_on,
                 )
             )
-    return SeedData(tuple(enterprises), tuple(taxpayers), tuple(reminders), tuple(accounts))
+    people = _people(random.Random(seed + 1), enterprises)
+    return SeedData(
+        tuple(enterprises),
+        tuple(taxpayers),
+        tuple(reminders),
+        tuple(accounts),
+        enterprise_contacts=_district_contacts(random.Random(seed + 2), enterprises),
+        households=people,
+        insured_persons=_insured_persons(random.Random(seed + 3), people),
+        insured_members=_insured_members(random.Random(seed + 4), people),
+    )
+
+
+# The district whose service centre is a source (海淀区), and how many of its records
+# carry a stale company name (a 一数一源 finding from the first snapshot on).
+_DISTRICT = "110108"
+_STALE_NAMES = 2
+_PENSION_AGE_BORN_BEFORE = date(1966, 1, 1)
+
+
+def _district_contacts(
+    rng: random.Random, enterprises: Sequence[Enterprise]
+) -> tuple[EnterpriseContact, ...]:
+    """The district's copy of the companies registered in it, a couple of names out of date."""
+    local = [c for c in enterprises if c.credit_code[2:8] == _DISTRICT]
+    stale = set(rng.sample(range(len(local)), min(_STALE_NAMES, len(local))))
+    return tuple(
+        EnterpriseContact(
+            credit_code=company.credit_code,
+            company_name=company.ent_name.replace("有限公司", "有限责任公司")
+            if index in stale
+            else company.ent_name,
+            address=company.address,
+            contact_phone=f"1{rng.choice('3589')}{rng.randrange(10**9):09d}",
+        )
+        for index, company in enumerate(local)
+    )
+
+
+def _people(rng: random.Random, enterprises: Sequence[Enterprise]) -> tuple[Household, ...]:
+    """The companies' legal representatives as registered residents (18-digit IDs: public
+    security converted the legacy numbers long ago)."""
+    people: dict[str, Household] = {}
+    for company in enterprises:
+        id_no = (
+            resident_id_15_to_18(company.rep_id_no)
+            if len(company.rep_id_no) == 15
+            else company.rep_id_no
+        )
+        if id_no in people:
+            continue
+        born = date(int(id_no[6:10]), int(id_no[10:12]), int(id_no[12:14]))
+        division = next(d for d in DIVISIONS if d.code == id_no[:6])
+        street = f"{rng.choice(_ROADS)}{rng.randint(1, 999)}号"
+        people[id_no] = Household(
+            id_no=id_no,
+            full_name=company.rep_name,
+            birth_date=born,
+            domicile=f"{division.city}{division.district}{street}",
+        )
+    return tuple(people.values())
+
+
+def _insured_persons(rng: random.Random, people: Sequence[Household]) -> tuple[InsuredPerson, ...]:
+    """Most people in the legacy pension register, under their 15-digit numbers."""
+    return tuple(
+        InsuredPerson(
+            person_no=f"P{index:09d}",
+            id_no=legacy,
+            name=person.full_name,
+            birth_date=person.birth_date,
+            pension_status="receiving"
+            if person.birth_date < _PENSION_AGE_BORN_BEFORE
+            else "contributing",
+        )
+        for index, person in enumerate(people)
+        if rng.random() < 0.8 and (legacy := legacy_resident_id(person.id_no))
+    )
+
+
+def _insured_members(rng: random.Random, people: Sequence[Household]) -> tuple[InsuredMember, ...]:
+    return tuple(
+        InsuredMember(
+            member_no=f"M{index:09d}",
+            id_no=person.id_no,
+            name=person.full_name,
+            enrolled_on=_random_date(rng, date(2000, 1, 1), date(2020, 12, 31)),
+        )
+        for index, person in enumerate(people)
+        if rng.random() < 0.9
+    )
 
 
 @dataclass(frozen=True)
@@ -369,7 +506,7 @@ class _Table:
     rows: Callable[[SeedData], Sequence[object]]
 
 
-# Load order matters (foreign keys); the first table decides whether a department is seeded.
+# Load order matters (foreign keys); each table is loaded only while it is empty.
 _DEPARTMENTS: dict[str, tuple[_Table, ...]] = {
     "market_regulation": (_Table("enterprise", Enterprise, attrgetter("enterprises")),),
     "tax": (
@@ -378,7 +515,13 @@ _DEPARTMENTS: dict[str, tuple[_Table, ...]] = {
     ),
     "social_security": (
         _Table("employer_account", EmployerAccount, attrgetter("employer_accounts")),
+        _Table("insured_person", InsuredPerson, attrgetter("insured_persons")),
     ),
+    "district_services": (
+        _Table("enterprise_contact", EnterpriseContact, attrgetter("enterprise_contacts")),
+    ),
+    "public_security": (_Table("household_registration", Household, attrgetter("households")),),
+    "medical_insurance": (_Table("insured_member", InsuredMember, attrgetter("insured_members")),),
 }
 
 
@@ -391,8 +534,9 @@ def prepare_department(department: str, conninfo: str, data: SeedData) -> int:
     """Create the department's tables and load its seed rows; returns the rows loaded.
 
     Safe to call on every start: the DDL is idempotent, and rows are loaded only into an
-    empty main table, so changes made during a demo survive a restart. DDL and data
-    commit together, so a failed load leaves nothing half-seeded.
+    empty table, so changes made during a demo survive a restart (and a table added in a
+    later version is filled on the next start). DDL and data commit together, so a
+    failed load leaves nothing half-seeded.
     """
     tables = _DEPARTMENTS.get(department)
     if tables is None:
@@ -403,13 +547,13 @@ def prepare_department(department: str, conninfo: str, data: SeedData) -> int:
     loaded = 0
     with psycopg.connect(conninfo) as conn, conn.cursor() as cursor:
         cursor.execute(ddl)
-        cursor.execute(
-            sql.SQL("SELECT EXISTS (SELECT FROM {})").format(sql.Identifier(tables[0].name))
-        )
-        row = cursor.fetchone()
-        if row is not None and row[0]:
-            return 0
         for table in tables:
+            cursor.execute(
+                sql.SQL("SELECT EXISTS (SELECT FROM {})").format(sql.Identifier(table.name))
+            )
+            row = cursor.fetchone()
+            if row is not None and row[0]:
+                continue
             columns = [field.name for field in fields(table.row_type)]
             statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
                 sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))

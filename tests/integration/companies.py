@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import random
 import re
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
@@ -34,6 +36,15 @@ TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01")
 WAIT = 60.0  # seconds; generous, the worker may be restarted by someone else meanwhile
 
 _rng = random.SystemRandom()
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 # --- data factories ----------------------------------------------------------------------

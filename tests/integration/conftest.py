@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
+from connectors.sinks import SINKS, process_name
 from streams import provisioning, topic_reader
 from streams.serde import ValueDeserializer, registry_client
 from streams.settings import Settings
@@ -78,7 +79,8 @@ def stack() -> Iterator[Stack]:
     topology = load_topology(settings.topology)
     provisioning.apply(topology, settings)
     start_app_process(settings, "worker", ["worker"])
-    start_app_process(settings, "tax-sink", ["sink", "tax"])
+    for department in SINKS:
+        start_app_process(settings, process_name(department), ["sink", department])
     result = Stack(settings, topology, ValueDeserializer(registry_client(settings.registry_url)))
     _wait_for_snapshot(result)
     yield result

@@ -47,6 +47,7 @@ from tests.integration.companies import (
     new_uscc,
     unique_name,
     update,
+    wait_for,
     with_wrong_check_character,
 )
 from tests.integration.conftest import Stack
@@ -70,6 +71,7 @@ def expected_state(company: Enterprise) -> dict[str, Any]:
         "registered_capital": str(company.reg_capital),
         "address": company.address,
         "established_on": company.established_on.isoformat(),
+        "contact_phone": None,  # owned by the district source, which has no row for it
     }
 
 
@@ -95,15 +97,6 @@ def txid_of(record: Record) -> str:
     assert record.value is not None
     position = dict(part.split("=", 1) for part in record.value["source_position"].split(";"))
     return position["txid"]
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @dataclass(frozen=True)

@@ -78,17 +78,17 @@ def test_topology_validate_names_the_yaml_path_of_a_bad_subscription_field(
     """A subscription asking for a field the entity does not have is invalid input (exit 2),
     and the error names where in the YAML it is."""
     text = (REPO_ROOT / "topology.yaml").read_text(encoding="utf-8")
-    good = "fields: [uscc, name, status, address, registered_capital]"
+    good = "fields: [uscc, name, status, address, registered_capital, contact_phone]"
     assert text.count(good) == 1, "the tax subscription's field list moved; update this test"
     broken = tmp_path / "topology.yaml"
     broken.write_text(
-        text.replace(good, "fields: [uscc, name, status, address, registered_capital, no_such]"),
+        text.replace(good, good.replace("]", ", no_such]")),
         encoding="utf-8",
     )
 
     result = govsync("topology", "validate", "--file", str(broken))
     assert result.returncode == EXIT_INVALID, result.stdout + result.stderr
-    assert "subscriptions[0].fields[5]" in result.stderr
+    assert "subscriptions[0].fields[6]" in result.stderr
     assert "no_such" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -108,3 +108,26 @@ def test_topology_apply_is_idempotent(stack: Stack) -> None:
     connectors = {connector_name(source.database.name) for source in stack.topology.sources}
     assert after["connectors"] == dict.fromkeys(connectors, "unchanged")
     assert after["schemas"] == before["schemas"]
+
+
+def test_quality_lists_the_seeded_stale_names_as_json(stack: Stack) -> None:
+    """The district's seed has two companies under outdated names: `govsync quality`
+    reports each against market regulation's value, and filters by source and key."""
+    result = govsync("quality", "--source", "district_services.enterprise", "--json")
+    assert result.returncode == 0, result.stderr
+    findings = json.loads(result.stdout)
+    seeded = {
+        f["key"]: f
+        for f in findings
+        if f["field"] == "name" and f["other_value"].endswith("有限责任公司")
+    }
+    assert len(seeded) == 2, findings
+    for key, finding in seeded.items():
+        [(name,)] = stack.sql(
+            "market_regulation", "SELECT ent_name FROM enterprise WHERE credit_code = %s", (key,)
+        )
+        assert finding["authoritative_source"] == "market_regulation.enterprise"
+        assert finding["authoritative_value"] == name
+    one = next(iter(seeded))
+    narrowed = json.loads(govsync("quality", "--key", one, "--json").stdout)
+    assert {f["key"] for f in narrowed} == {one}

@@ -22,4 +22,5 @@ STATE: dict[str, Any] = {
     "registered_capital": "1000000.00",
     "address": "上海市浦东新区示例路1号",
     "established_on": "2015-06-01",
+    "contact_phone": None,
 }

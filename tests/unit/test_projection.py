@@ -48,6 +48,7 @@ def test_deregistration_reaches_tax_with_only_tax_fields() -> None:
             "status": "active",
             "registered_capital": "1000000.00",
             "address": STATE["address"],
+            "contact_phone": None,
         },
         "after": {
             "uscc": STATE["uscc"],
@@ -55,6 +56,7 @@ def test_deregistration_reaches_tax_with_only_tax_fields() -> None:
             "status": "deregistered",
             "registered_capital": "1000000.00",
             "address": STATE["address"],
+            "contact_phone": None,
         },
         "changed_fields": ["status"],
         "subscription": "tax.enterprise",

@@ -19,6 +19,7 @@ from streams.schemas import (
     change_event_schema,
     delivery_schema,
     entity_state_schema,
+    quality_schema,
     schema_files,
     write_schema_files,
 )
@@ -38,6 +39,26 @@ CHANGE = {
     "source_ts_ms": 1795000000000,
     "source_position": "lsn=123;txid=456",
 }
+
+PERSON = {
+    "resident_id": "110101199003074514",
+    "name": "张三",
+    "birth_date": "1990-03-07",
+    "status": "registered",
+    "death_date": None,
+    "address": "北京市东城区示例胡同1号",
+}
+PERSON_CHANGE = {
+    **CHANGE,
+    "event_id": "7f1c2a3e-0000-5000-8000-000000000002",
+    "entity": "person",
+    "key": PERSON["resident_id"],
+    "before": PERSON,
+    "after": {**PERSON, "status": "deceased", "death_date": "2026-11-20"},
+    "changed_fields": ["status", "death_date"],
+    "source": "public_security.person",
+}
+CHANGES = {"enterprise": CHANGE, "person": PERSON_CHANGE}
 
 
 def _round_trip(schema: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +83,7 @@ def _state_fields(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_every_schema_parses_with_fastavro_and_survives_json() -> None:
-    for schema in _all_schemas(TOPOLOGY):
+    for schema in [*_all_schemas(TOPOLOGY), quality_schema()]:
         assert json.loads(json.dumps(schema)) == schema
         fastavro.parse_schema(json.loads(json.dumps(schema)))
 
@@ -102,6 +123,7 @@ def test_change_event_round_trips() -> None:
     assert _round_trip(schema, CHANGE) == CHANGE
     registered = {**CHANGE, "kind": "registered", "before": None, "changed_fields": list(STATE)}
     assert _round_trip(schema, registered) == registered
+    assert _round_trip(change_event_schema(TOPOLOGY, "person"), PERSON_CHANGE) == PERSON_CHANGE
 
 
 def test_tax_delivery_schema_holds_exactly_tax_fields() -> None:
@@ -110,16 +132,24 @@ def test_tax_delivery_schema_holds_exactly_tax_fields() -> None:
     assert [field["name"] for field in schema["fields"]] == [*CHANGE, "subscription"]
     state = _state_fields(schema)
     assert set(state) == set(TAX.fields)
-    assert list(state) == ["uscc", "name", "status", "registered_capital", "address"]
+    assert list(state) == [
+        "uscc",
+        "name",
+        "status",
+        "registered_capital",
+        "address",
+        "contact_phone",
+    ]
     assert state["uscc"]["type"] == "string"
     assert all(state[name]["type"][0] == "null" for name in state if name != "uscc")
     assert state["status"]["type"][1]["namespace"] == "govsync.deliver.tax.enums"
 
 
 def test_projected_delivery_round_trips() -> None:
+    assert {subscription.entity for subscription in TOPOLOGY.subscriptions} == set(CHANGES)
     for subscription in TOPOLOGY.subscriptions:
         entity = TOPOLOGY.entity(subscription.entity)
-        delivery = project(CHANGE, subscription, entity)
+        delivery = project(CHANGES[subscription.entity], subscription, entity)
         assert delivery is not None
         assert _round_trip(delivery_schema(TOPOLOGY, subscription), delivery) == delivery
 
@@ -143,9 +173,13 @@ def test_committed_schema_files_match_the_topology() -> None:
         path = SCHEMAS_DIR / name
         assert path.exists(), hint
         assert path.read_text(encoding="utf-8") == text, hint
-    generated_looking = re.compile(r"[a-z0-9_]+\.(state|change)\.avsc|deliver\..+\.avsc")
+    generated_looking = re.compile(
+        r"quality\.avsc|[a-z0-9_]+\.(state|change)\.avsc|deliver\..+\.avsc"
+    )
     stale = [p.name for p in SCHEMAS_DIR.iterdir() if generated_looking.fullmatch(p.name)]
     assert sorted(stale) == sorted(expected), hint
+    assert "quality.avsc" in expected
+    assert json.loads(expected["quality.avsc"]) == quality_schema()
 
 
 def test_write_schema_files_replaces_stale_generated_files(tmp_path: Path) -> None:
@@ -161,7 +195,15 @@ def test_write_schema_files_replaces_stale_generated_files(tmp_path: Path) -> No
     assert json.loads(text) == delivery_schema(TOPOLOGY, TAX)
 
 
-@pytest.mark.parametrize("subscription_id", ["tax.enterprise", "social_security.enterprise"])
+@pytest.mark.parametrize(
+    "subscription_id",
+    [
+        "tax.enterprise",
+        "social_security.enterprise",
+        "social_security.person",
+        "medical_insurance.person",
+    ],
+)
 def test_reordering_a_subscription_keeps_its_schema(subscription_id: str, tmp_path: Path) -> None:
     raw = yaml.safe_load((REPO_ROOT / "topology.yaml").read_text(encoding="utf-8"))
     shuffled = copy.deepcopy(raw)

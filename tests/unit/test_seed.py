@@ -127,5 +127,50 @@ def test_out_of_range_counts_are_refused() -> None:
 
 
 def test_unknown_department_is_refused_before_connecting(data: SeedData) -> None:
-    with pytest.raises(ValueError, match="market_regulation, social_security, tax"):
+    known = (
+        "district_services, market_regulation, medical_insurance, public_security, "
+        "social_security, tax"
+    )
+    with pytest.raises(ValueError, match=known):
         prepare_department("health", "host=invalid.invalid", data)
+
+
+def test_households_have_valid_unique_18_digit_ids(data: SeedData) -> None:
+    ids = [person.id_no for person in data.households]
+    assert ids
+    assert len(set(ids)) == len(ids)
+    for id_no in ids:
+        assert len(id_no) == 18
+        assert normalize_resident_id(id_no) == id_no
+
+
+def test_legacy_register_converts_to_the_household_of_the_same_person(data: SeedData) -> None:
+    households = {person.id_no: person for person in data.households}
+    assert data.insured_persons
+    assert len({p.person_no for p in data.insured_persons}) == len(data.insured_persons)
+    for insured in data.insured_persons:
+        assert len(insured.id_no) == 15
+        assert insured.id_no.isdigit()
+        household = households[resident_id_15_to_18(insured.id_no)]
+        assert (insured.name, insured.birth_date) == (household.full_name, household.birth_date)
+
+
+def test_insured_members_reference_households(data: SeedData) -> None:
+    households = {person.id_no: person for person in data.households}
+    assert data.insured_members
+    assert len({m.member_no for m in data.insured_members}) == len(data.insured_members)
+    for member in data.insured_members:
+        assert member.id_no in households
+        assert member.name == households[member.id_no].full_name
+
+
+def test_district_contacts_are_the_districts_companies_two_names_stale(data: SeedData) -> None:
+    names = {company.credit_code: company.ent_name for company in data.enterprises}
+    local = {code for code in names if code[2:8] == "110108"}
+    contacts = data.enterprise_contacts
+    assert contacts
+    assert all(contact.credit_code[2:8] == "110108" for contact in contacts)
+    assert {contact.credit_code for contact in contacts} == local
+    assert len({contact.credit_code for contact in contacts}) == len(contacts)
+    stale = [c for c in contacts if c.company_name != names[c.credit_code]]
+    assert len(stale) == 2

@@ -76,13 +76,13 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], object], str, str]] = [
     (
         "duplicate source id",
         lambda d: d["sources"].append(copy.deepcopy(_source(d))),
-        "sources[1].id",
+        "sources[4].id",
         "duplicate source id 'market_regulation.enterprise'",
     ),
     (
         "duplicate subscription id",
         lambda d: d["subscriptions"].append(copy.deepcopy(_tax(d))),
-        "subscriptions[2].id",
+        "subscriptions[4].id",
         "duplicate subscription id 'tax.enterprise'",
     ),
     (
@@ -99,15 +99,15 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], object], str, str]] = [
     ),
     (
         "unknown source entity",
-        lambda d: _source(d).update(entity="person"),
+        lambda d: _source(d).update(entity="vehicle"),
         "sources[0].entity",
-        "unknown entity 'person'",
+        "unknown entity 'vehicle'",
     ),
     (
         "unknown subscription entity",
-        lambda d: _tax(d).update(entity="person"),
+        lambda d: _tax(d).update(entity="vehicle"),
         "subscriptions[0].entity",
-        "unknown entity 'person'",
+        "unknown entity 'vehicle'",
     ),
     (
         "key not a field",
@@ -160,7 +160,7 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], object], str, str]] = [
     (
         "field listed twice",
         lambda d: _tax(d)["fields"].append("name"),
-        "subscriptions[0].fields[5]",
+        "subscriptions[0].fields[6]",
         "name is listed twice",
     ),
     (
@@ -262,13 +262,13 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], object], str, str]] = [
     (
         "two authoritative sources",
         _second_source,
-        "sources[1].authoritative[1]",
+        "sources[4].authoritative[1]",
         "enterprise.name already has the authoritative source market_regulation.enterprise",
     ),
     (
         "database shared by two departments",
-        lambda d: (_second_source(d), d["sources"][1].update(authoritative=[])),
-        "sources[1].database.name",
+        lambda d: (_second_source(d), d["sources"][-1].update(authoritative=[])),
+        "sources[4].database.name",
         "database market_regulation already belongs to market_regulation (sources[0])",
     ),
     (
@@ -282,7 +282,7 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], object], str, str]] = [
                 "authoritative": [],
             }
         ),
-        "sources[1].database.name",
+        "sources[4].database.name",
         "market_regulation already captures from database market_regulation",
     ),
     (
@@ -350,10 +350,29 @@ def test_the_real_topology_loads() -> None:
     assert enterprise.key == "uscc"
     assert enterprise.fields["legal_rep_phone"].classification == "sensitive"
     assert topology.never_share == ["enterprise.legal_rep_phone"]
-    assert [s.id for s in topology.sources_for("enterprise")] == ["market_regulation.enterprise"]
+    assert list(topology.departments) == [
+        "market_regulation",
+        "tax",
+        "social_security",
+        "district_services",
+        "public_security",
+        "medical_insurance",
+    ]
+    assert [s.id for s in topology.sources_for("enterprise")] == [
+        "market_regulation.enterprise",
+        "district_services.enterprise",
+    ]
+    assert [s.id for s in topology.sources_for("person")] == [
+        "public_security.person",
+        "social_security.person",
+    ]
+    assert topology.source("district_services.enterprise").authoritative == ["contact_phone"]
+    assert topology.source("social_security.person").authoritative == []
     assert [s.id for s in topology.subscriptions] == [
         "tax.enterprise",
         "social_security.enterprise",
+        "social_security.person",
+        "medical_insurance.person",
     ]
 
 
@@ -384,11 +403,11 @@ def test_topic_names_and_durations() -> None:
 
 def test_lookups_of_unknown_names_say_what_is_unknown() -> None:
     topology = load_topology(TOPOLOGY)
-    with pytest.raises(KeyError, match="unknown entity 'person'"):
-        topology.entity("person")
+    with pytest.raises(KeyError, match="unknown entity 'vehicle'"):
+        topology.entity("vehicle")
     with pytest.raises(KeyError, match=r"unknown source 'tax\.x'"):
         topology.source("tax.x")
-    assert topology.sources_for("person") == []
+    assert topology.sources_for("vehicle") == []
 
 
 @pytest.mark.parametrize(
@@ -405,6 +424,8 @@ def test_subscription_is_active_between_approval_and_expiry(at: datetime, active
     assert topology.subscription("tax.enterprise").is_active(at) is active
     expected = ["tax.enterprise", "social_security.enterprise"] if active else []
     assert [s.id for s in topology.active_subscriptions("enterprise", at)] == expected
+    expected = ["social_security.person", "medical_insurance.person"] if active else []
+    assert [s.id for s in topology.active_subscriptions("person", at)] == expected
 
 
 @pytest.mark.parametrize("state", ["requested", "suspended", "revoked"])
@@ -451,10 +472,12 @@ def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
         _source(data)["columns"]["status"]["codes"]["5"] = "closed"
 
     problems = _problems(_write(tmp_path, _mutated(break_three_things)))
+    # Lowering tax's clearance puts two of its internal fields above it: address, contact_phone.
     _assert_reported(problems, "subscriptions[0].fields[3]", "above tax's clearance public")
+    _assert_reported(problems, "subscriptions[0].fields[5]", "above tax's clearance public")
     _assert_reported(problems, "subscriptions[1].fields[5]", "never_share")
     _assert_reported(problems, 'sources[0].columns.status.codes."5"', "'closed'")
-    assert len(problems) == 3
+    assert len(problems) == 4
 
 
 def test_all_structure_problems_are_reported_at_once(tmp_path: Path) -> None:

@@ -1,0 +1,27 @@
+-- Public security (公安): household registration (户籍), the authoritative source of people.
+-- Idempotent: applied on every `prepare`, so every statement must be safe to repeat.
+
+CREATE TABLE IF NOT EXISTS hukou_status_code (
+    code  char(1) PRIMARY KEY,
+    label text    NOT NULL
+);
+
+INSERT INTO hukou_status_code (code, label) VALUES
+    ('1', '正常'),
+    ('2', '死亡注销'),
+    ('3', '迁出注销')
+ON CONFLICT DO NOTHING;
+
+CREATE TABLE IF NOT EXISTS household_registration (
+    id          bigserial   PRIMARY KEY,
+    id_no       char(18)    NOT NULL UNIQUE,
+    full_name   text        NOT NULL,
+    birth_date  date        NOT NULL,
+    death_date  date,
+    domicile    text        NOT NULL,
+    hukou_status char(1)    NOT NULL DEFAULT '1' REFERENCES hukou_status_code (code),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Debezium needs the full before-image to compute which fields changed.
+ALTER TABLE household_registration REPLICA IDENTITY FULL;
