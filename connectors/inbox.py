@@ -28,7 +28,7 @@ from streams.settings import Settings
 
 log = logging.getLogger("govsync.sink")
 
-Outcome = Literal["applied", "duplicate"]
+Outcome = Literal["applied", "rejected", "duplicate"]
 Handler = Callable[[psycopg.Connection, dict[str, Any]], None]
 
 INBOX_DDL = """
@@ -40,7 +40,9 @@ CREATE TABLE IF NOT EXISTS govsync_inbox (
     kafka_partition integer NOT NULL,
     kafka_offset bigint NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
-)
+);
+ALTER TABLE govsync_inbox ADD COLUMN IF NOT EXISTS outcome text NOT NULL DEFAULT 'applied';
+ALTER TABLE govsync_inbox ADD COLUMN IF NOT EXISTS reason text
 """
 
 
@@ -53,7 +55,13 @@ def apply_once(
     partition: int,
     offset: int,
 ) -> Outcome:
-    """Record the event_id and apply the delivery, inside the caller's transaction."""
+    """Record the event_id and apply the delivery, inside the caller's transaction.
+
+    A delivery the department's data cannot take (a constraint or a value its schema
+    refuses) is recorded as ``rejected`` with the database's reason instead of stopping
+    the sink: it stays visible in the inbox and the deliveries after it still apply.
+    Connection and server failures are not rejections; they propagate.
+    """
     inserted = conn.execute(
         "INSERT INTO govsync_inbox"
         " (event_id, kind, entity_key, topic, kafka_partition, kafka_offset)"
@@ -62,7 +70,15 @@ def apply_once(
     ).rowcount
     if inserted == 0:
         return "duplicate"
-    handler(conn, delivery)
+    try:
+        with conn.transaction():  # a savepoint: a rejected change leaves no partial writes
+            handler(conn, delivery)
+    except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
+        conn.execute(
+            "UPDATE govsync_inbox SET outcome = 'rejected', reason = %s WHERE event_id = %s",
+            (" ".join(str(exc).split()), delivery["event_id"]),
+        )
+        return "rejected"
     return "applied"
 
 
@@ -173,7 +189,8 @@ def _apply(
             partition=message.partition(),
             offset=message.offset(),
         )
-    log.info(
+    log.log(
+        logging.WARNING if outcome == "rejected" else logging.INFO,
         "%s %s %s event_id=%s traceparent=%s",
         outcome,
         delivery["kind"],

@@ -66,13 +66,15 @@ class Discrepancy(BaseModel):
 
 @dataclass
 class Canonical:
-    """What govsync knows of one entity: its canonical state (None until a source that
-    owns a field has spoken, or after the key's owner deleted it), who set each value,
-    and what other sources hold for fields they do not own."""
+    """What govsync knows of one entity: its canonical state (None until the source that
+    owns the key has registered it, or after it deleted it), who set each value, what
+    other sources hold for fields they do not own, and values their owners sent before
+    the entity existed (``held``, applied when it begins)."""
 
     state: dict[str, Any] | None
     provenance: dict[str, Provenance] = field(default_factory=dict)
     observed: dict[str, dict[str, Observation]] = field(default_factory=dict)
+    held: dict[str, Observation] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -83,6 +85,7 @@ class Canonical:
                     s: {n: o.model_dump() for n, o in fields.items()}
                     for s, fields in self.observed.items()
                 },
+                "held": {n: o.model_dump() for n, o in self.held.items()},
             },
             ensure_ascii=False,
             separators=(",", ":"),
@@ -98,6 +101,7 @@ class Canonical:
                 s: {n: Observation(**o) for n, o in fields.items()}
                 for s, fields in raw["observed"].items()
             },
+            held={n: Observation(**o) for n, o in raw.get("held", {}).items()},
         )
 
 
@@ -141,28 +145,43 @@ class Authority:
         provenance = dict(current.provenance)
         observed = dict(current.observed)
 
-        after = before
-        if row is None and self.owner.get(self.entity.key, source) == source:
-            after = None  # the source that owns the key deleted the entity
-        elif row is None and owned:
+        held = dict(current.held)
+        key_owner = self.owner.get(self.entity.key)
+        values = {name: row.get(name) for name in owned} if row is not None else {}
+        if row is None and key_owner in (None, source):
+            after, held = None, {}  # the source that owns the key deleted the entity
+        elif row is None:
             after = None if before is None else {**before, **dict.fromkeys(owned)}
-        elif row is not None and (
-            before is not None or any(row.get(name) is not None for name in owned)
-        ):
-            # A source owning nothing about an entity nobody owns yet creates nothing.
-            after = dict(before) if before is not None else dict.fromkeys(self.entity.fields)
-            after.update({name: row.get(name) for name in owned})
+            for name in owned:
+                held.pop(name, None)
+        elif before is not None:
+            after = {**before, **values}
+        elif key_owner in (None, source) and any(v is not None for v in values.values()):
+            # The entity begins, with what other owners sent while waiting for it.
+            after = dict.fromkeys(self.entity.fields)
+            after.update({name: h.value for name, h in held.items()})
+            after.update(values)
             after[self.entity.key] = key
-        if after is None:
+            held = {}
+        else:
+            # Only the key's owner brings an entity into being; until it does, values from
+            # the owners of other fields wait (capture order across sources is arbitrary).
+            after = None
+            held.update(
+                {
+                    name: Observation(
+                        value=value, ts_ms=change["source_ts_ms"], event_id=change["event_id"]
+                    )
+                    for name, value in values.items()
+                }
+            )
+        if after is None and not held:
             provenance = {}
         elif row is not None:
+            previous = before if before is not None else {}
             for name in owned:
                 set_by = provenance.get(name)
-                if (
-                    set_by is None
-                    or set_by.source != source
-                    or (before or {}).get(name) != after.get(name)
-                ):
+                if set_by is None or set_by.source != source or previous.get(name) != values[name]:
                     provenance[name] = Provenance(source=source, ts_ms=change["source_ts_ms"])
 
         others = [n for n in self._mapped[source] if n not in owned and n != self.entity.key]
@@ -175,7 +194,7 @@ class Authority:
                 )
                 for name in others
             }
-        merged = Canonical(after, provenance, observed)
+        merged = Canonical(after, provenance, observed, held)
         canonical_change = {
             **change,
             "kind": kind_of(_op(change, before, after), before, after, self.entity),

@@ -539,3 +539,40 @@ def test_tax_sink_applies_a_delivery_once(stack: Stack) -> None:
                 conn.execute("DELETE FROM govsync_inbox WHERE entity_key = %s", (key,))
                 conn.execute("DELETE FROM tax_reminder WHERE uscc = %s", (key,))
                 conn.execute("DELETE FROM taxpayer WHERE uscc = %s", (key,))
+
+
+def test_a_delivery_the_department_cannot_take_is_rejected_not_fatal(stack: Stack) -> None:
+    """A delivery the tax database refuses (no name for a new taxpayer) is recorded in the
+    inbox as rejected with the database's reason, leaves no partial writes, and is a
+    duplicate when it comes again; the sink is not stopped by it."""
+    key = new_uscc()
+    nameless = {
+        "event_id": str(uuid.uuid4()),
+        "kind": "registered",
+        "entity": "enterprise",
+        "key": key,
+        "before": None,
+        "after": {"uscc": key, "name": None, "status": "active", "address": None},
+        "changed_fields": ["uscc", "status"],
+        "source": SOURCE_ID,
+        "source_ts_ms": int(time.time() * 1000),
+        "source_position": "lsn=0;txid=0",
+        "subscription": "tax.enterprise",
+    }
+    with psycopg.connect(stack.settings.pg_conninfo("tax"), autocommit=True) as conn:
+        try:
+            with conn.transaction():
+                outcome = tax_sink.apply_delivery(conn, nameless, partition=0, offset=0)
+            assert outcome == "rejected"
+            [(recorded, reason)] = conn.execute(
+                "SELECT outcome, reason FROM govsync_inbox WHERE event_id = %s",
+                (nameless["event_id"],),
+            ).fetchall()
+            assert recorded == "rejected"
+            assert "name" in reason and "not-null" in reason
+            assert conn.execute("SELECT 1 FROM taxpayer WHERE uscc = %s", (key,)).fetchall() == []
+            with conn.transaction():
+                again = tax_sink.apply_delivery(conn, nameless, partition=0, offset=1)
+            assert again == "duplicate"
+        finally:
+            conn.execute("DELETE FROM govsync_inbox WHERE entity_key = %s", (key,))

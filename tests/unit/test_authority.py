@@ -198,3 +198,23 @@ def test_legacy_register_is_checked_against_household_registration(legacy_first:
 def test_canonical_round_trips_through_its_changelog_encoding() -> None:
     canonical = ENTERPRISE.merge(change(DISTRICT, district_row(name="旧")), registered()).canonical
     assert Canonical.from_json(canonical.to_json()) == canonical
+
+
+def test_an_owned_value_sent_before_the_entity_exists_waits_for_the_key_owner() -> None:
+    """Only the key's owner registers an entity: a district phone captured before market
+    regulation's row creates nothing (no half-empty company reaches any department) and
+    is applied when the company is registered."""
+    early = ENTERPRISE.merge(change(DISTRICT, district_row(), kind="snapshot"), None)
+    assert early.canonical.state is None
+    assert not early.changes_state
+    assert early.canonical.held["contact_phone"].value == "13800138000"
+
+    registered = ENTERPRISE.merge(change(MARKET, market_row(), kind="snapshot"), early.canonical)
+    assert registered.change["kind"] == "snapshot"
+    assert registered.change["before"] is None
+    assert registered.change["after"] == {**STATE, "contact_phone": "13800138000"}
+    assert registered.canonical.held == {}
+    assert registered.canonical.provenance["contact_phone"].source == DISTRICT
+    assert registered.canonical.provenance["name"].source == MARKET
+    restored = Canonical.from_json(early.canonical.to_json())
+    assert restored == early.canonical
