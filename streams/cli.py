@@ -147,15 +147,18 @@ def worker(
             pid = start_app_process(settings, "worker", ["worker"])
         console.print(f"worker running (pid {pid}, log {settings.path('logs', 'worker.log')})")
         return
+    from streams import applied
     from streams import worker as stream_worker
     from streams.provisioning import check_applied
     from streams.topology import load_topology
 
     _configure_logging()
     with _errors():
-        topology = load_topology(settings.topology)
+        # What was applied, not what the file says now: editing it is not applying it.
+        current = applied.latest(settings.bootstrap)
+        topology = current.topology() if current else load_topology(settings.topology)
         check_applied(topology, settings)
-    stream_worker.serve(settings, topology)
+    stream_worker.serve(settings, topology, current.sha256 if current else None)
 
 
 @app.command("sink")
@@ -208,9 +211,10 @@ def topology_apply(file: TopologyFile = None, as_json: JsonFlag = False) -> None
     from streams.topology import load_topology
 
     settings = Settings.from_env()
+    path = file or settings.topology
     with _errors():
-        topology = load_topology(file or settings.topology)
-        report = provisioning.apply(topology, settings)
+        topology = load_topology(path)
+        report = provisioning.apply(topology, settings, path.read_text(encoding="utf-8"))
     if as_json:
         _print_json(report.model_dump())
         return
@@ -224,6 +228,38 @@ def topology_apply(file: TopologyFile = None, as_json: JsonFlag = False) -> None
         table.add_row("schema", f"{topic}-value", f"id {schema_id}, BACKWARD")
     for name, action in report.connectors.items():
         table.add_row("connector", name, action)
+    for change in report.changes:
+        table.add_row("change", change.path, _change_text(change))
+    console.print(table)
+
+
+def _change_text(change) -> str:  # type: ignore[no-untyped-def]
+    before, after = (json.dumps(v, ensure_ascii=False) for v in (change.before, change.after))
+    return f"{before} -> {after}" + (f" (by {change.by})" if change.by else "")
+
+
+@topology_app.command("history")
+def topology_history(as_json: JsonFlag = False) -> None:
+    """Every applied change: what, when, and who approved it (as the topology says)."""
+    from streams import applied
+
+    settings = Settings.from_env()
+    with _errors():
+        records = applied.history(settings.bootstrap)
+    if as_json:
+        _print_json([r.model_dump(mode="json") for r in records])
+        return
+    table = Table(title=f"{applied.CHANGES_TOPIC}: {len(records)} applies")
+    for column in ("applied at", "version", "what", "change"):
+        table.add_column(column)
+    for record in records:
+        for change in record.changes:
+            table.add_row(
+                f"{record.applied_at:%Y-%m-%d %H:%M:%S}",
+                record.sha256[:12],
+                change.path,
+                _change_text(change),
+            )
     console.print(table)
 
 

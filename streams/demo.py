@@ -180,7 +180,7 @@ def run(settings: Settings, console: Console) -> bool:
         embedded.up(settings, progress=lambda step: spinner.update(step))
         spinner.update("applying topology.yaml (topics, schemas, Debezium connector)")
         topology = load_topology(settings.topology)
-        provisioning.apply(topology, settings)
+        provisioning.apply(topology, settings, settings.topology.read_text(encoding="utf-8"))
         spinner.update("starting the worker and the departments' sinks")
         start_app_process(settings, "worker", ["worker"])
         for department in SINKS:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -25,12 +25,14 @@ from streams.authority import QUALITY_TOPIC, Authority
 from streams.canonical import CHANGELOG_TOPIC as CANONICAL_CHANGELOG
 from streams.canonical import CanonicalStore, changelog_key
 from streams.dedup import DedupStore, changelog_topic, encode_seen
+from streams.masking import mask_delivery
 from streams.normalize import NormalizeError, normalize
 from streams.projection import project
 from streams.serde import ValueDeserializer, ValueSerializer
 from streams.topology import (
     DLQ_TOPIC,
     Source,
+    Subscription,
     Topology,
     changes_topic,
     delivery_topic,
@@ -124,8 +126,22 @@ class NormalizeStage:
 
 @dataclass(frozen=True)
 class _Delivery:
+    subscription: Subscription
     topic: str
     serialize: ValueSerializer
+    mask_key: bytes
+
+
+@dataclass(frozen=True)
+class Routing:
+    """The subscriptions the route stage serves, swapped whole when the topology changes."""
+
+    topology: Topology
+    deliveries: dict[str, _Delivery]
+
+
+class ReloadRefused(ValueError):
+    """A topology change a running route stage cannot take (sources or entities changed)."""
 
 
 class RouteStage:
@@ -139,8 +155,10 @@ class RouteStage:
         topology: Topology,
         registry: SchemaRegistryClient,
         bootstrap: str,
+        mask_key: Callable[[str], bytes],
     ) -> None:
-        self._topology = topology
+        self._registry = registry
+        self._mask_key = mask_key
         self._bootstrap = bootstrap
         entities = sorted({s.entity for s in topology.sources})
         self._entity_of = {changes_topic(e): e for e in entities}
@@ -150,13 +168,7 @@ class RouteStage:
             e: ValueSerializer(registry, master_topic(e), schemas.entity_state_schema(topology, e))
             for e in entities
         }
-        self._deliveries = {
-            s.id: _Delivery(
-                delivery_topic(s),
-                ValueSerializer(registry, delivery_topic(s), schemas.delivery_schema(topology, s)),
-            )
-            for s in topology.subscriptions
-        }
+        self.routing = self._routing(topology)
         self.dedup = DedupStore(topology.kafka.dedup_retention)
         self.canonical = CanonicalStore()
         self._authority = {e: Authority(topology, e) for e in entities}
@@ -164,7 +176,33 @@ class RouteStage:
         self.pending = metrics.Pending()
         self.changelog = changelog_topic(self.name)
 
+    def _routing(self, topology: Topology) -> Routing:
+        return Routing(
+            topology,
+            {
+                s.id: _Delivery(
+                    s,
+                    delivery_topic(s),
+                    ValueSerializer(
+                        self._registry, delivery_topic(s), schemas.delivery_schema(topology, s)
+                    ),
+                    self._mask_key(s.department),
+                )
+                for s in topology.subscriptions
+            },
+        )
+
+    def reload(self, topology: Topology) -> None:
+        """Serve ``topology``'s subscriptions from the next record on (approvals, fields,
+        masks, new subscriptions). Sources and entities are what the stage's state and
+        inputs are built from; a change to them needs a new stage."""
+        current = self.routing.topology
+        if topology.entities != current.entities or topology.sources != current.sources:
+            raise ReloadRefused("sources or entities changed")
+        self.routing = self._routing(topology)
+
     def process(self, message: Message) -> list[Output]:
+        routing = self.routing  # one topology for the whole record, even during a reload
         entity = self._entity_of[message.topic()]
         change = self._decode(message.topic(), message.value())
         assert change is not None  # written by normalize, always a value
@@ -203,7 +241,7 @@ class RouteStage:
         if not merge.changes_state:
             # Nothing canonical changed (e.g. a source restating values another source
             # owns): no master write, nothing for any subscription.
-            for subscription in self._topology.subscriptions:
+            for subscription in routing.topology.subscriptions:
                 if subscription.entity == entity:
                     self.pending.inc(metrics.FILTERED, subscription.id)
             return outputs
@@ -218,20 +256,20 @@ class RouteStage:
                 partition,
             )
         )
-        active = {s.id for s in self._topology.active_subscriptions(entity, now)}
-        for subscription in self._topology.subscriptions:
+        active = {s.id for s in routing.topology.active_subscriptions(entity, now)}
+        for target in routing.deliveries.values():
+            subscription = target.subscription
             if subscription.entity != entity:
                 continue
-            delivery = project(canonical, subscription, self._topology.entity(entity))
+            delivery = project(canonical, subscription, routing.topology.entity(entity))
             if delivery is None or subscription.id not in active:
                 self.pending.inc(metrics.FILTERED, subscription.id)
                 continue
-            target = self._deliveries[subscription.id]
             outputs.append(
                 Output(
                     target.topic,
                     key,
-                    target.serialize(delivery),
+                    target.serialize(mask_delivery(delivery, subscription, target.mask_key)),
                     headers.for_change(canonical, f"deliver/{subscription.id}"),
                 )
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from connectors import debezium
-from streams import admin, schemas, serde
+from streams import admin, applied, schemas, serde
 from streams.authority import QUALITY_TOPIC
 from streams.canonical import CHANGELOG_TOPIC as CANONICAL_CHANGELOG
 from streams.dedup import changelog_topic
@@ -30,6 +30,7 @@ class ApplyReport(BaseModel):
     topics: dict[str, str]
     schemas: dict[str, int]
     connectors: dict[str, str]
+    changes: list[applied.Change]
 
 
 def _ms(seconds: float) -> str:
@@ -92,6 +93,19 @@ def topic_specs(topology: Topology) -> list[admin.TopicSpec]:
         )
     )
     specs.append(
+        admin.TopicSpec(
+            applied.TOPOLOGY_TOPIC, 1, kafka.replication_factor, {"cleanup.policy": "compact"}
+        )
+    )
+    specs.append(
+        admin.TopicSpec(
+            applied.CHANGES_TOPIC,
+            1,
+            kafka.replication_factor,
+            {"cleanup.policy": "delete", "retention.ms": "-1"},  # the record of approvals
+        )
+    )
+    specs.append(
         admin.TopicSpec(CLOSED_TOPIC, 1, kafka.replication_factor, {"cleanup.policy": "compact"})
     )
     specs.append(
@@ -117,7 +131,10 @@ def schema_plan(topology: Topology) -> dict[str, dict]:
     return plan
 
 
-def apply(topology: Topology, settings: Settings) -> ApplyReport:
+def apply(topology: Topology, settings: Settings, text: str) -> ApplyReport:
+    """Make the cluster match ``topology`` (parsed from ``text``), then publish ``text`` as
+    the applied topology, which running workers follow: publishing comes last, so they
+    never serve a subscription whose topic or schema does not exist yet."""
     client = admin.admin_client(settings.bootstrap)
     serde.ensure_reachable(settings.registry_url)
     topics = admin.ensure_topics(client, topic_specs(topology))
@@ -127,7 +144,8 @@ def apply(topology: Topology, settings: Settings) -> ApplyReport:
         for topic, schema in schema_plan(topology).items()
     }
     connectors = debezium.apply(topology, settings)
-    return ApplyReport(topics=topics, schemas=registered, connectors=connectors)
+    changes = applied.publish(settings.bootstrap, text, topology)
+    return ApplyReport(topics=topics, schemas=registered, connectors=connectors, changes=changes)
 
 
 def check_applied(topology: Topology, settings: Settings) -> None:

@@ -16,12 +16,19 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from streams.settings import REPO_ROOT, Settings
-from streams.topology import Entity, Subscription, Topology, TopologyError, load_topology
+from streams.topology import (
+    Entity,
+    Mask,
+    Subscription,
+    Topology,
+    TopologyError,
+    load_topology,
+)
 
 SCHEMAS_DIR = REPO_ROOT / "schemas"
 
@@ -50,14 +57,29 @@ def _pascal(name: str) -> str:
 
 
 def _state_record(
-    entity_name: str, entity: Entity, field_names: Iterable[str], namespace: str
+    entity_name: str,
+    entity: Entity,
+    field_names: Iterable[str],
+    namespace: str,
+    masks: Mapping[str, Mask] | None = None,
 ) -> Schema:
+    """The state record; a masked field is text (its masked form), a dropped one absent."""
     type_prefix = _pascal(entity_name)
     fields: list[Schema] = []
+    masks = masks or {}
     for name in field_names:
         field = entity.fields[name]
+        mask = masks.get(name)
+        if mask is not None and mask.rule == "drop":
+            continue
         avro_type: str | Schema
-        if field.type == "enum":
+        doc = f"classification: {field.classification}"
+        if mask is not None:
+            avro_type = "string"
+            doc += f"; masked: {mask.rule}" + (
+                f" (first and last {mask.kept} characters kept)" if mask.rule == "partial" else ""
+            )
+        elif field.type == "enum":
             avro_type = {
                 "type": "enum",
                 "name": f"{type_prefix}{_pascal(name)}",
@@ -66,7 +88,6 @@ def _state_record(
             }
         else:
             avro_type = _AVRO_TYPES[field.type]
-        doc = f"classification: {field.classification}"
         if name == entity.key:
             fields.append({"name": name, "type": avro_type, "doc": doc})
         else:
@@ -144,7 +165,9 @@ def delivery_schema(topology: Topology, subscription: Subscription) -> Schema:
     """A change as one department receives it: only its subscription's fields."""
     entity = topology.entity(subscription.entity)
     namespace = f"govsync.deliver.{subscription.department}"
-    state = _state_record(subscription.entity, entity, subscription.fields_in(entity), namespace)
+    state = _state_record(
+        subscription.entity, entity, subscription.fields_in(entity), namespace, subscription.mask
+    )
     schema = _envelope(
         f"{_pascal(subscription.entity)}Delivery",
         namespace,

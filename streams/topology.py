@@ -68,6 +68,11 @@ def _format_duration(value: timedelta) -> str:
     return f"{value // _DURATION_UNITS['ms']}ms"
 
 
+def _mask_shorthand(value: object) -> object:
+    """``legal_rep_id: hash`` is shorthand for ``legal_rep_id: {rule: hash}``."""
+    return {"rule": value} if isinstance(value, str) else value
+
+
 def _column_shorthand(value: object) -> object:
     """``name: ent_name`` is shorthand for ``name: {column: ent_name}``."""
     return {"column": value} if isinstance(value, str) else value
@@ -81,6 +86,7 @@ Duration = Annotated[
 FieldType = Literal["string", "enum", "date", "timestamp", "decimal", "int", "bool"]
 Standard = Literal["uscc", "resident_id", "date", "timestamp"]
 MaskRule = Literal["partial", "hash", "drop"]
+DEFAULT_PARTIAL_KEEP = 3
 NonEmptyList = Annotated[list[str], pydantic.Field(min_length=1)]
 
 
@@ -158,6 +164,26 @@ class Source(_Model):
         return f"cdc.{self.department}.{self.table}"
 
 
+class Mask(_Model):
+    """How one field is masked for one subscription: ``partial`` keeps the first and last
+    ``keep`` characters, ``hash`` is an HMAC-SHA256 under the department's own key (so two
+    departments' hashes never join), ``drop`` delivers the fact of a change but no value."""
+
+    rule: MaskRule
+    keep: PositiveInt | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _keep_only_for_partial(self) -> Mask:
+        if self.rule != "partial" and self.keep is not None:
+            raise ValueError(f"keep applies to the partial rule, not {self.rule}")
+        return self
+
+    @property
+    def kept(self) -> int:
+        """Characters kept at each end by ``partial``."""
+        return self.keep or DEFAULT_PARTIAL_KEEP
+
+
 class Approval(_Model):
     state: Literal["requested", "approved", "suspended", "revoked"]
     by: str | None = None
@@ -179,7 +205,9 @@ class Subscription(_Model):
     department: str
     entity: str
     fields: NonEmptyList
-    mask: dict[str, MaskRule] = pydantic.Field(default_factory=dict)
+    mask: dict[str, Annotated[Mask, BeforeValidator(_mask_shorthand)]] = pydantic.Field(
+        default_factory=dict
+    )
     approval: Approval
     sla: Sla
 
@@ -282,6 +310,12 @@ def load_topology(path: Path | str) -> Topology:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise TopologyError([Problem(ROOT, f"cannot read {path}: {exc}")]) from None
+    return parse_topology(text)
+
+
+def parse_topology(text: str) -> Topology:
+    """Validate a topology document given as text (a file's content, or the applied
+    topology as published on Kafka)."""
     try:
         document = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -354,6 +388,8 @@ def _structure_problem(data: object, error: ErrorDetails) -> Problem:
     for part in error["loc"]:
         if part == "[key]":
             continue
+        if isinstance(node, str):
+            break  # a shorthand (``name: blur``): the key inside it was never written
         if isinstance(node, list) and isinstance(part, int):
             parts.append(part)
             node = node[part] if part < len(node) else None
@@ -633,6 +669,10 @@ def _subscription_problems(topology: Topology, ranks: dict[str, int]) -> Iterato
             elif field_name not in subscription.fields:
                 yield _problem(
                     mask_at, f"masks {field_name}, which the subscription does not receive"
+                )
+            elif field_name == entity.key:
+                yield _problem(
+                    mask_at, f"{field_name} is the entity key: it keys the delivery records"
                 )
 
 

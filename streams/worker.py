@@ -11,25 +11,39 @@ import threading
 import time
 from typing import NoReturn
 
+from confluent_kafka import KafkaException
 from prometheus_client import start_http_server
 
-from streams.pipeline import NormalizeStage, RouteStage
+from streams import applied, masking, topic_reader
+from streams.pipeline import NormalizeStage, ReloadRefused, RouteStage
 from streams.serde import registry_client
 from streams.settings import Settings
-from streams.topology import Topology
+from streams.topology import Topology, TopologyError
 from streams.transactional import EngineConfig, Stage, Watchdog, run
 
 log = logging.getLogger("govsync.worker")
 
 EXPIRY_INTERVAL_S = 3600.0
 WATCH_INTERVAL_S = 5.0
+TOPOLOGY_POLL_S = 1.0
 
 
-def serve(settings: Settings, topology: Topology, stop: threading.Event | None = None) -> None:
+def serve(
+    settings: Settings,
+    topology: Topology,
+    applied_sha256: str | None = None,
+    stop: threading.Event | None = None,
+) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``); each stage finishes its current transaction."""
     stop = stop or _stop_on_signals()
     registry = registry_client(settings.registry_url)
-    route = RouteStage(topology, registry, settings.bootstrap)
+    secrets_dir = settings.path("secrets")
+    route = RouteStage(
+        topology,
+        registry,
+        settings.bootstrap,
+        lambda department: masking.department_key(secrets_dir, department),
+    )
     stages: list[Stage] = [NormalizeStage(topology, registry), route]
     config = EngineConfig(bootstrap=settings.bootstrap, instance=settings.worker_instance)
     start_http_server(settings.worker_port, addr=settings.host)
@@ -41,6 +55,14 @@ def serve(settings: Settings, topology: Topology, stop: threading.Event | None =
         )
         for stage in stages
     ]
+    threads.append(
+        threading.Thread(
+            target=_follow_topology,
+            args=(settings.bootstrap, route, applied_sha256, stop),
+            name="topology",
+            daemon=True,
+        )
+    )
     for thread in threads:
         thread.start()
     log.info("worker ready: %s", ", ".join(f"{s.name} <- {', '.join(s.topics)}" for s in stages))
@@ -49,7 +71,8 @@ def serve(settings: Settings, topology: Topology, stop: threading.Event | None =
     while not stop.wait(WATCH_INTERVAL_S):
         stalled = watchdog.stalled(stall_limit)
         if stalled:
-            _restart(stalled)
+            detail = ", ".join(f"{stage} for {seconds:.0f}s" for stage, seconds in stalled.items())
+            _restart(f"stuck inside a Kafka transaction call ({detail})")
         if time.monotonic() - last_expiry > EXPIRY_INTERVAL_S:
             last_expiry = time.monotonic()
             log.info("dedup: expired %d event_ids", route.dedup.expire())
@@ -58,12 +81,40 @@ def serve(settings: Settings, topology: Topology, stop: threading.Event | None =
     log.info("worker stopped")
 
 
-def _restart(stalled: dict[str, float]) -> NoReturn:
+def _follow_topology(
+    bootstrap: str, route: RouteStage, sha256: str | None, stop: threading.Event
+) -> None:
+    """Take each newly applied topology: subscription changes (approval, fields, masks,
+    new subscriptions) in place; changed sources or entities by restarting the worker."""
+    seen: topic_reader.Offsets | None = None
+    while not stop.wait(TOPOLOGY_POLL_S):
+        try:
+            ends = topic_reader.end_offsets(bootstrap, [applied.TOPOLOGY_TOPIC])
+            if ends == seen:
+                continue
+            current = applied.latest(bootstrap)
+            seen = ends
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("cannot read the applied topology (%s); will retry", exc)
+            continue
+        if current is None or current.sha256 == sha256:
+            continue
+        try:
+            route.reload(current.topology())
+        except TopologyError as exc:
+            log.error("ignoring an invalid applied topology %s: %s", current.sha256[:12], exc)
+        except ReloadRefused as exc:
+            _restart(f"the applied topology {current.sha256[:12]} changed {exc}")
+        else:
+            log.info("now serving the topology applied at %s", current.applied_at.isoformat())
+        sha256 = current.sha256
+
+
+def _restart(reason: str) -> NoReturn:
     """Replace this process with a fresh worker (same pid, so pid files and signals still
-    work). Its producers' init_transactions fence and abort the hung transactions; the
+    work). Its producers' init_transactions fence and abort open transactions; the
     committed offsets and the dedup changelog make the redo exactly once."""
-    detail = ", ".join(f"{stage} for {seconds:.0f}s" for stage, seconds in stalled.items())
-    log.error("stuck inside a Kafka transaction call (%s); restarting the worker", detail)
+    log.error("%s; restarting the worker", reason)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

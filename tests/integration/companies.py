@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import random
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+from streams.masking import department_key
+from streams.settings import REPO_ROOT
 from streams.stack.seed import DIVISIONS, Enterprise
 from streams.standards import (
     USCC_CHARSET,
@@ -36,6 +41,26 @@ TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01")
 WAIT = 60.0  # seconds; generous, the worker may be restarted by someone else meanwhile
 
 _rng = random.SystemRandom()
+
+
+GOVSYNC = Path(sys.executable).with_name("govsync")
+
+
+def govsync(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as an operator runs it, in its own process."""
+    return subprocess.run(
+        [str(GOVSYNC), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+
+
+def mask_key(stack: Stack, topic: str) -> bytes:
+    """The masking key of the department a delivery topic belongs to."""
+    return department_key(stack.settings.path("secrets"), topic.split(".")[1])
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = WAIT) -> None:

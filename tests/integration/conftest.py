@@ -77,7 +77,7 @@ def stack() -> Iterator[Stack]:
     settings = Settings.from_env()
     embedded.up(settings)
     topology = load_topology(settings.topology)
-    provisioning.apply(topology, settings)
+    provisioning.apply(topology, settings, settings.topology.read_text(encoding="utf-8"))
     start_app_process(settings, "worker", ["worker"])
     for department in SINKS:
         start_app_process(settings, process_name(department), ["sink", department])

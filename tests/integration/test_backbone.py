@@ -23,6 +23,7 @@ from confluent_kafka.serialization import SerializationError
 
 from connectors import tax_sink
 from streams.headers import as_dict
+from streams.masking import keyed_hash, mask_state, partial
 from streams.stack.seed import Enterprise
 from streams.standards import (
     resident_id_15_to_18,
@@ -42,6 +43,7 @@ from tests.integration.companies import (
     TRACEPARENT,
     WAIT,
     insert,
+    mask_key,
     new_company,
     new_resident_id,
     new_uscc,
@@ -220,13 +222,16 @@ def test_insert_is_registered_and_delivered_with_exactly_the_subscribed_fields(
         assert value["subscription"] == subscription.id
         assert value["kind"] == "registered"
         assert value["event_id"] == change.value["event_id"]
-        assert set(value["after"]) == set(subscription.fields)
-        assert value["after"] == {name: state[name] for name in subscription.fields}
+        dropped = {n for n, m in subscription.mask.items() if m.rule == "drop"}
+        assert set(value["after"]) == set(subscription.fields) - dropped
+        expected = {name: state[name] for name in subscription.fields}
+        assert value["after"] == mask_state(expected, subscription, mask_key(stack, topic))
         assert_headers(delivery)
 
     social = of(records, SOCIAL, key)[0].value
     assert social is not None
-    assert social["after"]["legal_rep_id"] == resident_id_15_to_18(company.rep_id_no)
+    # Masked for social security: first and last four digits of the converted number.
+    assert social["after"]["legal_rep_id"] == partial(resident_id_15_to_18(company.rep_id_no), 4)
     assert social["after"]["status"] == "active"
     tax = of(records, TAX, key)[0].value
     assert tax is not None
@@ -297,8 +302,11 @@ def test_update_of_an_unsubscribed_field_is_not_delivered(stack: Stack) -> None:
         ("updated", ["legal_rep_name"]),
         ("updated", ["name"]),
     ]
-    assert social[1]["before"]["legal_rep_name"] == company.rep_name
-    assert social[1]["after"]["legal_rep_name"] == new_rep
+    # Hashed for social security with its own key: the change shows, the name does not.
+    assert social[1]["before"]["legal_rep_name"] == keyed_hash(
+        company.rep_name, mask_key(stack, SOCIAL)
+    )
+    assert social[1]["after"]["legal_rep_name"] == keyed_hash(new_rep, mask_key(stack, SOCIAL))
 
     # Same key, same partition, commit order: had the rep change been delivered to tax it
     # would sit between the registration and the name change.

@@ -7,31 +7,18 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from connectors.debezium import connector_name
 from streams.settings import REPO_ROOT
+from tests.integration.companies import govsync
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.stack
 
-GOVSYNC = Path(sys.executable).with_name("govsync")
 EXIT_INVALID = 2
-
-
-def govsync(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(GOVSYNC), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO_ROOT,
-        check=False,
-    )
 
 
 def test_status_json_reports_every_component_without_secrets(stack: Stack) -> None:

@@ -68,6 +68,7 @@ def test_a_differing_name_goes_to_quality_and_the_owned_phone_flows(stack: Stack
     [delivery] = [r.value for r in of(records, TAX, uscc)]
     assert delivery is not None
     assert delivery["changed_fields"] == ["contact_phone"]
+    assert delivery["after"]["contact_phone"] == "138*****000"  # masked for tax: partial
     assert delivery["after"]["name"] == name
     assert delivery["source"] == DISTRICT
     # Social security does not receive the phone: nothing it subscribes to changed.

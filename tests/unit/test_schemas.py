@@ -13,6 +13,7 @@ import fastavro
 import pytest
 import yaml
 
+from streams.masking import mask_delivery
 from streams.projection import project
 from streams.schemas import (
     SCHEMAS_DIR,
@@ -149,8 +150,9 @@ def test_projected_delivery_round_trips() -> None:
     assert {subscription.entity for subscription in TOPOLOGY.subscriptions} == set(CHANGES)
     for subscription in TOPOLOGY.subscriptions:
         entity = TOPOLOGY.entity(subscription.entity)
-        delivery = project(CHANGES[subscription.entity], subscription, entity)
-        assert delivery is not None
+        projected = project(CHANGES[subscription.entity], subscription, entity)
+        assert projected is not None
+        delivery = mask_delivery(projected, subscription, b"k" * 32)
         assert _round_trip(delivery_schema(TOPOLOGY, subscription), delivery) == delivery
 
 
