@@ -37,6 +37,11 @@ def _converter(prefix: str, settings: Settings) -> dict[str, str]:
         # Confluent wire format: 4-byte content id in the payload, not Apicurio headers.
         f"{prefix}.apicurio.registry.as-confluent": "true",
         f"{prefix}.apicurio.registry.headers.enabled": "false",
+        # The id in the payload must be the content id: that is what the Confluent-compatible
+        # API resolves (/schemas/ids/{id}). The default, the global id, names the same schema
+        # only until two subjects share one content (every connector's identical heartbeat
+        # schemas), after which readers would decode with the wrong schema.
+        f"{prefix}.apicurio.registry.use-id": "contentId",
     }
 
 

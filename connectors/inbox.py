@@ -91,7 +91,7 @@ def run(
     """Consume until ``stop`` is set (or SIGTERM/SIGINT when run as a process)."""
     stop = stop or _stop_on_signals()
     deserialize = ValueDeserializer(registry_client(settings.registry_url))
-    group = f"{department.replace('_', '-')}-sink"
+    group = f"{department}-sink"  # within the department's ACL: groups <department>-*
     membership = _Membership(AdminClient(clients.config(settings.bootstrap)), group)
     consumer = _subscribed(settings, group, handlers)
     with psycopg.connect(settings.pg_conninfo(department)) as conn:

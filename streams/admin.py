@@ -20,6 +20,8 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
+from streams import clients
+
 
 class AdminError(RuntimeError):
     """Kafka refused or could not complete an administrative request."""
@@ -43,7 +45,7 @@ TopicAction = Literal["created", "updated", "unchanged"]
 def admin_client(bootstrap: str, extra: dict[str, str] | None = None) -> AdminClient:
     # librdkafka would log every failed connection attempt to stderr; unreachability
     # is reported once, as BrokerUnreachable, instead.
-    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, **(extra or {})})
+    return AdminClient(clients.config(bootstrap, **{"log_level": 0, **(extra or {})}))
 
 
 def existing_topics(admin: AdminClient, timeout: float = 5.0) -> dict[str, int]:

@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 the operation failed, 2 invalid input (e.g. topology),
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -147,12 +148,13 @@ def worker(
             pid = start_app_process(settings, "worker", ["worker"])
         console.print(f"worker running (pid {pid}, log {settings.path('logs', 'worker.log')})")
         return
-    from streams import applied
+    from streams import applied, credentials
     from streams import worker as stream_worker
     from streams.provisioning import check_applied
     from streams.topology import load_topology
 
     _configure_logging()
+    os.environ["GOVSYNC_KAFKA_PRINCIPAL"] = credentials.WORKER  # inherited by a self-restart
     with _errors():
         # What was applied, not what the file says now: editing it is not applying it.
         current = applied.latest(settings.bootstrap)
@@ -186,7 +188,8 @@ def sink(
     from connectors import inbox
 
     _configure_logging()
-    inbox.run(settings, department, SINKS[department])
+    os.environ["GOVSYNC_KAFKA_PRINCIPAL"] = department  # the department's own Kafka login
+    inbox.run(Settings.from_env(), department, SINKS[department])
 
 
 @topology_app.command("validate")
@@ -228,6 +231,7 @@ def topology_apply(file: TopologyFile = None, as_json: JsonFlag = False) -> None
         table.add_row("schema", f"{topic}-value", f"id {schema_id}, BACKWARD")
     for name, action in report.connectors.items():
         table.add_row("connector", name, action)
+    table.add_row("acls", f"{report.acls['total']} bindings", str(report.acls))
     for change in report.changes:
         table.add_row("change", change.path, _change_text(change))
     console.print(table)

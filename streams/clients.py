@@ -1,5 +1,8 @@
 """Kafka client configuration shared by every govsync producer and consumer.
 
+Every client authenticates with SASL/SCRAM as the process's principal (or the one asked
+for), see streams/credentials.py.
+
 librdkafka logs each failed reconnect while a broker restarts (twenty lines a second
 per client); errors are instead reported through ``error_cb``, at most once per
 interval for each kind, so a restart reads as a few lines, not thousands.
@@ -12,6 +15,9 @@ import time
 from typing import Any
 
 from confluent_kafka import KafkaError
+
+from streams import credentials
+from streams.settings import Settings
 
 log = logging.getLogger("govsync.kafka")
 
@@ -27,5 +33,11 @@ def _report(error: KafkaError) -> None:
         log.warning("kafka client: %s", error.str())
 
 
-def config(bootstrap: str, **extra: Any) -> dict[str, Any]:
-    return {"bootstrap.servers": bootstrap, "log_level": 2, "error_cb": _report, **extra}
+def config(bootstrap: str, principal: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "log_level": 2,
+        "error_cb": _report,
+        **credentials.librdkafka(Settings.from_env(), principal),
+        **extra,
+    }

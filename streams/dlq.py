@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.serialization import SerializationError
 from pydantic import BaseModel
 
-from streams import topic_reader
+from streams import clients, topic_reader
 from streams.headers import as_dict
 from streams.normalize import NormalizeError
 from streams.pipeline import NormalizeStage
@@ -177,7 +177,7 @@ def _log_starts_and_committed(
     settings: Settings, partitions: list[tuple[str, int]]
 ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
     """Log start offsets, and the normalize group's committed offsets (log start if none)."""
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": NORMALIZE_GROUP})
+    consumer = Consumer(clients.config(settings.bootstrap, **{"group.id": NORMALIZE_GROUP}))
     try:
         starts = {
             (t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[0]
@@ -275,11 +275,10 @@ def reprocess(
 
 def _transactional_producer(settings: Settings) -> Producer:
     producer = Producer(
-        {
-            "bootstrap.servers": settings.bootstrap,
-            "transactional.id": "govsync-dlq-reprocess",
-            "linger.ms": 5,
-        }
+        clients.config(
+            settings.bootstrap,
+            **{"transactional.id": "govsync-dlq-reprocess", "linger.ms": 5},
+        )
     )
     producer.init_transactions(60)
     return producer

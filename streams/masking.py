@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import secrets
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from streams.secrets import private_secret
 from streams.topology import Mask, Subscription
 
 MASK_CHAR = "*"
-KEY_BYTES = 32
 
 
 def partial(value: str, keep: int) -> str:
@@ -73,19 +70,5 @@ def mask_delivery(delivery: dict[str, Any], subscription: Subscription, key: byt
 
 
 def department_key(directory: Path, department: str) -> bytes:
-    """The department's masking key, created on first use: random, never printed, in a
-    file only the owner can read. It is written aside and linked into place, so a
-    concurrent reader never sees it half-written and two creators agree on one key."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = directory / f"mask-{department}.key"
-    if not path.exists():
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".mask-")  # mode 0600
-        try:
-            with os.fdopen(fd, "w") as file:
-                file.write(secrets.token_bytes(KEY_BYTES).hex())
-            os.link(temporary, path)
-        except FileExistsError:
-            pass  # another process created it first; use theirs
-        finally:
-            os.unlink(temporary)
-    return bytes.fromhex(path.read_text().strip())
+    """The department's masking key (streams/secrets.py: random, private, created once)."""
+    return bytes.fromhex(private_secret(directory, f"mask-{department}.key"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from connectors import debezium
-from streams import admin, applied, schemas, serde
+from streams import access, admin, applied, schemas, serde
 from streams.authority import QUALITY_TOPIC
 from streams.canonical import CHANGELOG_TOPIC as CANONICAL_CHANGELOG
 from streams.dedup import changelog_topic
@@ -30,6 +30,7 @@ class ApplyReport(BaseModel):
     topics: dict[str, str]
     schemas: dict[str, int]
     connectors: dict[str, str]
+    acls: dict[str, int]
     changes: list[applied.Change]
 
 
@@ -138,6 +139,7 @@ def apply(topology: Topology, settings: Settings, text: str) -> ApplyReport:
     client = admin.admin_client(settings.bootstrap)
     serde.ensure_reachable(settings.registry_url)
     topics = admin.ensure_topics(client, topic_specs(topology))
+    acls = access.apply(client, settings, topology)
     registry = serde.registry_client(settings.registry_url)
     registered = {
         topic: serde.register(registry, topic, schema)
@@ -145,7 +147,9 @@ def apply(topology: Topology, settings: Settings, text: str) -> ApplyReport:
     }
     connectors = debezium.apply(topology, settings)
     changes = applied.publish(settings.bootstrap, text, topology)
-    return ApplyReport(topics=topics, schemas=registered, connectors=connectors, changes=changes)
+    return ApplyReport(
+        topics=topics, schemas=registered, connectors=connectors, acls=acls, changes=changes
+    )
 
 
 def check_applied(topology: Topology, settings: Settings) -> None:

@@ -27,6 +27,9 @@ class Settings(BaseModel, frozen=True):
     registry_port: int = 18080
     worker_port: int = 16066
     worker_instance: str = "0"
+    # Who this process is to Kafka (SASL/SCRAM): admin for operators' commands; the worker
+    # and each department's sink are started with their own principal.
+    kafka_principal: str = "admin"
     kafka_heap: str = "768m"
     connect_heap: str = "768m"
     registry_heap: str = "512m"

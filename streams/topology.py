@@ -23,6 +23,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, Po
 from pydantic_core import ErrorDetails
 
 DLQ_TOPIC = "govsync.dlq"
+# Department ids are Kafka principals; these belong to govsync itself (streams/credentials.py).
+RESERVED_PRINCIPALS = ("admin", "worker", "connect", "controller")
 
 ROOT = "<root>"
 """Problem path for the document as a whole (unreadable, not YAML, not a mapping)."""
@@ -428,6 +430,10 @@ def _cross_reference_problems(topology: Topology) -> Iterator[Problem]:
         if not _IDENTIFIER.fullmatch(department_id):
             yield _problem(
                 at, "department id must be lower_snake_case: it names topics and Avro namespaces"
+            )
+        if department_id in RESERVED_PRINCIPALS:
+            yield _problem(
+                at, f"{department_id!r} is reserved: it names govsync's own Kafka principal"
             )
         if department.clearance not in ranks:
             yield _problem(

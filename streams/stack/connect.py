@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from streams import credentials
 from streams.settings import Settings
 from streams.stack import jvm
 from streams.stack.process import read_pid, require_free_port, spawn, wait_until
@@ -19,6 +20,9 @@ def _render_config(settings: Settings) -> str:
         host=settings.host,
         connect_port=settings.connect_port,
         plugin_path=settings.dist_dir / "plugins",
+        connect_jaas=credentials.jaas(
+            credentials.CONNECT, credentials.password(settings, credentials.CONNECT)
+        ),
     )
 
 

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from connectors.sinks import SINKS, process_name
+from streams import access, admin
 from streams.settings import Settings
 from streams.stack import connect, jvm, kafka, postgres, registry, seed
 from streams.stack.process import read_pid, stop
@@ -90,19 +91,12 @@ def up(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> 
         seed.prepare_department(department, settings.pg_conninfo(department), data)
     progress("starting Kafka")
     kafka.start(settings)
-    write_client_properties(settings)
+    progress("creating Kafka users and ACLs")
+    access.apply(admin.admin_client(settings.bootstrap), settings, topology)
     progress("starting Apicurio Registry")
     registry.start(settings)
     progress("starting Kafka Connect")
     connect.start(settings)
-
-
-def write_client_properties(settings: Settings) -> Path:
-    """Client config in the key=value form Kafka's tools (--command-config) and librdkafka read."""
-    path = settings.path("client-admin.properties")
-    path.write_text(f"bootstrap.servers={settings.bootstrap}\n")
-    path.chmod(0o600)
-    return path
 
 
 def department_databases(topology: Topology) -> list[str]:

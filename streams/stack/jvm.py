@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 from string import Template
 
+from streams.secrets import write_private
 from streams.settings import REPO_ROOT, Settings
 from streams.stack.process import StackError
 
@@ -72,9 +73,9 @@ def registry_jar(dist: Path) -> Path | None:
 
 
 def render_config(template: str, destination: Path, **values: object) -> str:
-    """Fill a ``deploy/local`` template's ``${name}`` placeholders into the state directory."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    destination.write_text(Template((DEPLOY / template).read_text()).substitute(values))
+    """Fill a ``deploy/local`` template's ``${name}`` placeholders into the state directory
+    (owner-only: the configs carry passwords)."""
+    write_private(destination, Template((DEPLOY / template).read_text()).substitute(values))
     return str(destination)
 
 

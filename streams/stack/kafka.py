@@ -8,11 +8,13 @@ import uuid
 
 from confluent_kafka.admin import AdminClient
 
+from streams import clients, credentials
 from streams.settings import Settings
 from streams.stack import jvm
 from streams.stack.process import StackError, read_pid, require_free_port, spawn, wait_until
 
 NAME = "kafka"
+SECURED_MARKER = "govsync-secured"
 
 
 def _render_config(settings: Settings) -> str:
@@ -23,23 +25,40 @@ def _render_config(settings: Settings) -> str:
         kafka_port=settings.kafka_port,
         controller_port=settings.controller_port,
         data_dir=settings.path("kafka", "data"),
+        admin_jaas=credentials.jaas(credentials.ADMIN, _password(settings, credentials.ADMIN)),
+        controller_password=_password(settings, credentials.CONTROLLER),
     )
 
 
+def _password(settings: Settings, principal: str) -> str:
+    return credentials.password(settings, principal)
+
+
 def _format_storage(settings: Settings, config: str) -> None:
-    """Format the log directory once; KRaft refuses to start on an unformatted one."""
-    if (settings.path("kafka", "data", "meta.properties")).exists():
+    """Format the log directory once; KRaft refuses to start on an unformatted one. The
+    admin's SCRAM credential goes into the first metadata, as the broker itself logs in
+    with it; every other principal is added later through the admin API."""
+    marker = settings.path("kafka", "data", SECURED_MARKER)
+    if settings.path("kafka", "data", "meta.properties").exists():
+        if not marker.exists():
+            raise StackError(
+                f"{settings.path('kafka')} was formatted before Kafka required SASL logins;"
+                " its broker cannot start secured. Run `govsync down`, delete that"
+                " directory (its topics are lost) and run `govsync up` again"
+            )
         return
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    admin = f"SCRAM-SHA-512=[name={credentials.ADMIN},password={_password(settings, 'admin')}]"
     argv = jvm.java_command(
         "kafka.tools.StorageTool",
         heap="256m",
         cp=jvm.classpath(settings.dist_dir / "kafka" / "libs"),
-        args=["format", "-t", cluster_id, "-c", config, "--standalone"],
+        args=["format", "-t", cluster_id, "-c", config, "--standalone", "--add-scram", admin],
     )
     result = subprocess.run(argv, capture_output=True, text=True)
     if result.returncode != 0:
         raise StackError(f"formatting Kafka storage failed: {result.stdout[-300:]}")
+    marker.write_text("SASL/SCRAM-SHA-512 from the first start\n")
 
 
 def start(settings: Settings) -> None:
@@ -69,7 +88,7 @@ def start(settings: Settings) -> None:
 
 def is_up(settings: Settings) -> bool:
     try:
-        admin = AdminClient({"bootstrap.servers": settings.bootstrap, "log_level": 0})
+        admin = AdminClient(clients.config(settings.bootstrap, log_level=0))
         admin.list_topics(timeout=2)
     except Exception:
         return False

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 import yaml
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
 
-from streams import admin, applied, topic_reader
+from streams import admin, applied, clients, topic_reader
 from streams.masking import MASK_CHAR
 from streams.settings import REPO_ROOT
 from streams.stack.process import read_pid
@@ -252,3 +254,120 @@ def test_no_masked_field_is_ever_delivered_in_clear(stack: Stack) -> None:
                         assert MASK_CHAR in value, (subscription.id, name, value)
     assert all(checked.values()), f"no masked values found to check: {checked}"
     print(f"masked values checked on the delivery topics, none in clear: {checked}")
+
+
+def first_read_error(stack: Stack, principal: str, topic: str, group: str) -> str:
+    """Read ``topic`` as ``principal`` in ``group``: ``ok`` if records (or its end) come
+    back, else the error's name, e.g. TOPIC_AUTHORIZATION_FAILED."""
+    consumer = Consumer(
+        clients.config(
+            stack.settings.bootstrap,
+            principal=principal,
+            **{
+                "group.id": group,
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+            },
+        )
+    )
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            error = message.error()
+            if error is None or error.code() == KafkaError._PARTITION_EOF:
+                return "ok"
+            return error.name()
+        return "timeout"
+    finally:
+        consumer.close()
+
+
+def write_error(stack: Stack, principal: str, topic: str) -> str:
+    producer = Producer(clients.config(stack.settings.bootstrap, principal=principal))
+    outcome: list[str] = []
+    producer.produce(
+        topic,
+        key=b"forged",
+        value=b"forged",
+        on_delivery=lambda err, _: outcome.append("ok" if err is None else err.name()),
+    )
+    producer.flush(20)
+    return outcome[0] if outcome else "timeout"
+
+
+DENIED_READS = [
+    ("tax", "deliver.social_security.enterprise", "tax-probe"),
+    ("tax", "deliver.medical_insurance.person", "tax-probe"),
+    ("tax", "changes.enterprise", "tax-probe"),
+    ("tax", "master.enterprise", "tax-probe"),
+    ("tax", "cdc.market_regulation.public.enterprise", "tax-probe"),
+    ("tax", "govsync.dlq", "tax-probe"),
+    ("social_security", "deliver.tax.enterprise", "social_security-probe"),
+    ("medical_insurance", "deliver.social_security.person", "medical_insurance-probe"),
+    ("market_regulation", "deliver.tax.enterprise", "market_regulation-probe"),
+    ("worker", "deliver.tax.enterprise", "govsync-probe"),
+    ("connect", "changes.enterprise", "govsync-connect-probe"),
+]
+
+
+@pytest.mark.parametrize(("principal", "topic", "group"), DENIED_READS)
+def test_a_principal_cannot_read_what_is_not_its_own(
+    stack: Stack, principal: str, topic: str, group: str
+) -> None:
+    assert first_read_error(stack, principal, topic, group) == "TOPIC_AUTHORIZATION_FAILED"
+
+
+def test_a_department_reads_its_own_deliveries_only_in_its_own_groups(stack: Stack) -> None:
+    assert first_read_error(stack, "tax", TAX, "tax-probe") == "ok"
+    assert (
+        first_read_error(stack, "tax", TAX, "social_security-sink") == "GROUP_AUTHORIZATION_FAILED"
+    )
+
+
+@pytest.mark.parametrize(
+    ("principal", "topic"),
+    [
+        ("tax", "deliver.tax.enterprise"),  # no forging deliveries to oneself
+        ("tax", "deliver.social_security.enterprise"),
+        ("tax", "master.enterprise"),
+        ("social_security", "cdc.market_regulation.public.enterprise"),
+    ],
+)
+def test_a_department_cannot_write_pipeline_topics(
+    stack: Stack, principal: str, topic: str
+) -> None:
+    assert write_error(stack, principal, topic) == "TOPIC_AUTHORIZATION_FAILED"
+
+
+def test_without_the_right_password_nothing_connects(stack: Stack) -> None:
+    settings = stack.settings
+    wrong = {
+        **clients.config(settings.bootstrap, principal="tax"),
+        "sasl.password": "not-the-password",
+        "log_level": 0,
+    }
+    errors: list[str] = []
+    admin_client = AdminClient({**wrong, "error_cb": lambda e: errors.append(e.name())})
+    with pytest.raises(KafkaException):
+        admin_client.list_topics(timeout=5)
+    admin_client.poll(2)  # error callbacks are served here
+    assert "_AUTHENTICATION" in errors
+
+
+def test_credentials_are_private_files_and_never_printed(stack: Stack) -> None:
+    secrets = stack.settings.path("secrets")
+    files = sorted(secrets.iterdir())
+    assert any(p.name == "kafka-tax.password" for p in files)
+    for path in [*files, *stack.settings.path().glob("client-*.properties")]:
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    passwords = [p.read_text().strip() for p in files if p.name.startswith("kafka-")]
+    status = govsync("status", "--json")
+    logs = "".join(p.read_text(errors="replace") for p in stack.settings.path("logs").iterdir())
+    for secret in passwords:
+        assert secret not in status.stdout + status.stderr
+        assert secret not in logs

@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.serialization import SerializationError
 
 from connectors import tax_sink
+from streams import clients
 from streams.headers import as_dict
 from streams.masking import keyed_hash, mask_state, partial
 from streams.stack.seed import Enterprise
@@ -118,12 +119,14 @@ def read_raw(
 ) -> list[Raw]:
     """Tail ``start`` with a plain confluent_kafka consumer until ``done`` holds."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": stack.settings.bootstrap,
-            "group.id": f"govsync-it-{uuid.uuid4().hex}",  # never committed
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
+        clients.config(
+            stack.settings.bootstrap,
+            **{
+                "group.id": f"govsync-it-{uuid.uuid4().hex}",  # never committed
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            },
+        )
     )
     consumer.assign([TopicPartition(t, p, o) for (t, p), o in start.items()])
     seen: list[Raw] = []

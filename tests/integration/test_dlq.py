@@ -20,7 +20,7 @@ import yaml
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema
 
-from streams import dlq, topic_reader
+from streams import clients, dlq, topic_reader
 from streams.headers import as_dict
 from streams.serde import registry_client
 from streams.topology import DLQ_TOPIC, load_topology
@@ -161,7 +161,7 @@ def bad_records(stack: Stack) -> dict[str, bytes | None]:
 
 def produce(stack: Stack, values: dict[str, bytes | None]) -> dict[str, tuple[int, int]]:
     """Write each value onto the cdc topic; returns code -> (partition, offset)."""
-    producer = Producer({"bootstrap.servers": stack.settings.bootstrap})
+    producer = Producer(clients.config(stack.settings.bootstrap))
     positions: dict[str, tuple[int, int]] = {}
     for code, value in values.items():
 

@@ -14,7 +14,7 @@ from collections import Counter
 from confluent_kafka import Consumer, TopicPartition
 
 from connectors import debezium
-from streams import topic_reader
+from streams import clients, topic_reader
 from streams.topic_reader import Offsets
 from streams.topology import changes_topic
 from tests.integration.companies import insert, new_company, update
@@ -40,7 +40,7 @@ def wait_until_routed(stack: Stack, timeout: float = 180.0) -> None:
     End offsets of a transactional topic sit past its commit markers, so "caught up"
     means: reading committed records from the group's offsets finds nothing.
     """
-    probe = Consumer({"bootstrap.servers": stack.settings.bootstrap, "group.id": "govsync-route"})
+    probe = Consumer(clients.config(stack.settings.bootstrap, **{"group.id": "govsync-route"}))
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

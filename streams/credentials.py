@@ -1,0 +1,59 @@
+"""Kafka principals and their SCRAM-SHA-512 credentials.
+
+Every client authenticates: ``admin`` (operators' commands, provisioning; a super user),
+``worker`` (the stream processors), ``connect`` (Kafka Connect with Debezium) and one
+principal per department, named by its id, for its sink. The broker's controller listener
+has its own ``controller`` login. Passwords are generated in the state directory
+(streams/secrets.py) and never printed; ``client-<principal>.properties`` files there let
+Kafka's own tools and a department's clients connect as that principal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.secrets import private_secret, write_private
+from streams.settings import Settings
+
+ADMIN, WORKER, CONNECT, CONTROLLER = "admin", "worker", "connect", "controller"
+MECHANISM = "SCRAM-SHA-512"
+SCRAM_ITERATIONS = 8192
+
+
+def password(settings: Settings, principal: str) -> str:
+    return private_secret(settings.path("secrets"), f"kafka-{principal}.password")
+
+
+def librdkafka(settings: Settings, principal: str | None = None) -> dict[str, Any]:
+    """SASL settings for confluent-kafka clients, as ``principal`` (default: the process's)."""
+    who = principal or settings.kafka_principal
+    return {
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanisms": MECHANISM,
+        "sasl.username": who,
+        "sasl.password": password(settings, who),
+    }
+
+
+def jaas(principal: str, secret: str) -> str:
+    return (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{principal}" password="{secret}";'
+    )
+
+
+def java_client_properties(settings: Settings, principal: str) -> str:
+    """The same, in the form Java clients and Kafka's tools read (``--command-config``)."""
+    return (
+        f"bootstrap.servers={settings.bootstrap}\n"
+        "security.protocol=SASL_PLAINTEXT\n"
+        f"sasl.mechanism={MECHANISM}\n"
+        f"sasl.jaas.config={jaas(principal, password(settings, principal))}\n"
+    )
+
+
+def write_client_properties(settings: Settings, principal: str) -> None:
+    write_private(
+        settings.path(f"client-{principal}.properties"),
+        java_client_properties(settings, principal),
+    )

@@ -1,0 +1,43 @@
+"""The ACLs generated from the topology: each department reads only its own deliveries."""
+
+from __future__ import annotations
+
+from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
+
+from streams.access import RECEIPTS_TOPIC, grants, principals
+from tests.unit.examples import TOPOLOGY
+
+
+def test_every_department_and_service_gets_a_principal() -> None:
+    assert set(principals(TOPOLOGY)) == {"worker", "connect", *TOPOLOGY.departments}
+    assert "admin" not in principals(TOPOLOGY)  # a super user, from the broker config
+
+
+def test_a_department_reads_only_its_own_delivery_topics_and_groups() -> None:
+    for department in TOPOLOGY.departments:
+        mine = {g for g in grants(TOPOLOGY) if g[0] == department}
+        topics_read = {
+            (name, pattern)
+            for _, kind, name, pattern, op in mine
+            if kind == ResourceType.TOPIC and op == AclOperation.READ
+        }
+        assert topics_read == {(f"deliver.{department}.", ResourcePatternType.PREFIXED)}
+        written = {
+            name for _, kind, name, _, op in mine if op in (AclOperation.WRITE, AclOperation.ALL)
+        }
+        assert written == {RECEIPTS_TOPIC}
+        groups = {name for _, kind, name, _, _ in mine if kind == ResourceType.GROUP}
+        assert groups == {f"{department}-"}
+
+
+def test_no_department_prefix_covers_another_departments_topics() -> None:
+    prefixes = {f"deliver.{d}." for d in TOPOLOGY.departments}
+    for prefix in prefixes:
+        assert [p for p in prefixes if p != prefix and p.startswith(prefix)] == []
+
+
+def test_the_worker_writes_deliveries_but_does_not_read_them() -> None:
+    worker = {(name, op) for who, _, name, _, op in grants(TOPOLOGY) if who == "worker"}
+    assert ("deliver.", AclOperation.WRITE) in worker
+    assert ("deliver.", AclOperation.READ) not in worker
+    assert ("cdc.", AclOperation.WRITE) not in worker
