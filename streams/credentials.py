@@ -14,6 +14,7 @@ from typing import Any
 
 from streams.secrets import private_secret, write_private
 from streams.settings import Settings
+from streams.stack import tls
 
 ADMIN, WORKER, CONNECT, CONTROLLER = "admin", "worker", "connect", "controller"
 MECHANISM = "SCRAM-SHA-512"
@@ -27,12 +28,15 @@ def password(settings: Settings, principal: str) -> str:
 def librdkafka(settings: Settings, principal: str | None = None) -> dict[str, Any]:
     """SASL settings for confluent-kafka clients, as ``principal`` (default: the process's)."""
     who = principal or settings.kafka_principal
-    return {
-        "security.protocol": "SASL_PLAINTEXT",
+    config = {
+        "security.protocol": settings.kafka_protocol,
         "sasl.mechanisms": MECHANISM,
         "sasl.username": who,
         "sasl.password": password(settings, who),
     }
+    if settings.kafka_tls:
+        config["ssl.ca.location"] = str(tls.ca_pem(settings))
+    return config
 
 
 def jaas(principal: str, secret: str) -> str:
@@ -46,9 +50,10 @@ def java_client_properties(settings: Settings, principal: str) -> str:
     """The same, in the form Java clients and Kafka's tools read (``--command-config``)."""
     return (
         f"bootstrap.servers={settings.bootstrap}\n"
-        "security.protocol=SASL_PLAINTEXT\n"
+        f"security.protocol={settings.kafka_protocol}\n"
         f"sasl.mechanism={MECHANISM}\n"
         f"sasl.jaas.config={jaas(principal, password(settings, principal))}\n"
+        f"{tls.java_client_config(settings)}"
     )
 
 

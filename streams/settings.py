@@ -30,6 +30,13 @@ class Settings(BaseModel, frozen=True):
     # Who this process is to Kafka (SASL/SCRAM): admin for operators' commands; the worker
     # and each department's sink are started with their own principal.
     kafka_principal: str = "admin"
+    # SASL over TLS on the client listener instead of over plain TCP (loopback default).
+    kafka_tls: bool = False
+
+    @property
+    def kafka_protocol(self) -> str:
+        return "SASL_SSL" if self.kafka_tls else "SASL_PLAINTEXT"
+
     kafka_heap: str = "768m"
     connect_heap: str = "768m"
     registry_heap: str = "512m"

@@ -6,7 +6,7 @@ import httpx
 
 from streams import credentials
 from streams.settings import Settings
-from streams.stack import jvm
+from streams.stack import jvm, tls
 from streams.stack.process import read_pid, require_free_port, spawn, wait_until
 
 NAME = "connect"
@@ -22,6 +22,11 @@ def _render_config(settings: Settings) -> str:
         plugin_path=settings.dist_dir / "plugins",
         connect_jaas=credentials.jaas(
             credentials.CONNECT, credentials.password(settings, credentials.CONNECT)
+        ),
+        client_protocol=settings.kafka_protocol,
+        tls_config="".join(
+            tls.java_client_config(settings, prefix)
+            for prefix in ("", "producer.", "consumer.", "admin.")
         ),
     )
 

@@ -10,7 +10,7 @@ from confluent_kafka.admin import AdminClient
 
 from streams import clients, credentials
 from streams.settings import Settings
-from streams.stack import jvm
+from streams.stack import jvm, tls
 from streams.stack.process import StackError, read_pid, require_free_port, spawn, wait_until
 
 NAME = "kafka"
@@ -27,6 +27,8 @@ def _render_config(settings: Settings) -> str:
         data_dir=settings.path("kafka", "data"),
         admin_jaas=credentials.jaas(credentials.ADMIN, _password(settings, credentials.ADMIN)),
         controller_password=_password(settings, credentials.CONTROLLER),
+        client_protocol=settings.kafka_protocol,
+        tls_config=tls.broker_config(settings),
     )
 
 
@@ -69,6 +71,8 @@ def start(settings: Settings) -> None:
     require_free_port(
         settings.host, settings.controller_port, "the KRaft controller", "controller_port"
     )
+    if settings.kafka_tls:
+        tls.ensure_certificates(settings)
     config = _render_config(settings)
     _format_storage(settings, config)
     log = settings.path("logs", "kafka.log")
