@@ -4,8 +4,9 @@ change to the department's database exactly once.
 Each change is applied in one transaction together with a row in ``govsync_inbox`` keyed
 by event_id, so a redelivered or replayed change is recognised and never applied twice.
 Offsets are committed only after the database commit: a crash re-reads, the inbox
-absorbs the repeat. A department sink is then only its handlers: topic -> how one
-delivery changes its tables.
+absorbs the repeat. After each commit the sink answers on ``govsync.receipts``
+(applied, or rejected with the reason). A department sink is then only its handlers:
+topic -> how one delivery changes its tables.
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, Literal
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
-from streams import clients
+from streams import clients, headers
+from streams.access import RECEIPTS_TOPIC
 from streams.headers import as_dict
-from streams.serde import ValueDeserializer, registry_client
+from streams.schemas import receipt_schema
+from streams.serde import ValueDeserializer, ValueSerializer, registry_client
 from streams.settings import Settings
 
 log = logging.getLogger("govsync.sink")
@@ -94,14 +98,16 @@ def run(
     group = f"{department}-sink"  # within the department's ACL: groups <department>-*
     membership = _Membership(AdminClient(clients.config(settings.bootstrap)), group)
     consumer = _subscribed(settings, group, handlers)
+    receipts = Receipts(settings, department)
     with psycopg.connect(settings.pg_conninfo(department)) as conn:
         conn.execute(INBOX_DDL)
         conn.commit()
         log.info("%s sink consuming %s", department, ", ".join(sorted(handlers)))
         while not stop.is_set():
             messages = consumer.consume(num_messages=500, timeout=0.5)
-            applied = [m for m in messages if _apply(conn, deserialize, handlers, m)]
-            if applied:
+            handled = [m for m in messages if _apply(conn, deserialize, handlers, m, receipts)]
+            if handled:
+                receipts.flush()  # receipts out before the offsets move on
                 _commit(consumer)
             if not messages and membership.lost(consumer):
                 log.warning(
@@ -171,6 +177,7 @@ def _apply(
     deserialize: ValueDeserializer,
     handlers: Mapping[str, Handler],
     message: Message,
+    receipts: Receipts,
 ) -> bool:
     error = message.error()
     if error is not None:
@@ -189,6 +196,12 @@ def _apply(
             partition=message.partition(),
             offset=message.offset(),
         )
+        recorded = conn.execute(
+            "SELECT outcome, reason, applied_at FROM govsync_inbox WHERE event_id = %s",
+            (delivery["event_id"],),
+        ).fetchone()
+    assert recorded is not None
+    receipts.send(delivery, message, recorded[0], recorded[1], recorded[2])
     log.log(
         logging.WARNING if outcome == "rejected" else logging.INFO,
         "%s %s %s event_id=%s traceparent=%s",
@@ -199,6 +212,64 @@ def _apply(
         as_dict(message.headers()).get("traceparent"),
     )
     return True
+
+
+class Receipts:
+    """The department's answers on ``govsync.receipts``, one per delivery handled.
+
+    Sent after the database commit, as the inbox recorded it, and again when a delivery
+    comes back as a duplicate (the first receipt may have been lost in a crash between
+    the commit and the send): receipts are at least once, keyed and identified by event_id.
+    """
+
+    def __init__(self, settings: Settings, department: str) -> None:
+        self._department = department
+        self._producer = Producer(
+            clients.config(settings.bootstrap, **{"enable.idempotence": True, "linger.ms": 20})
+        )
+        self._serialize = ValueSerializer(
+            registry_client(settings.registry_url), RECEIPTS_TOPIC, receipt_schema()
+        )
+
+    def send(
+        self,
+        delivery: dict[str, Any],
+        message: Message,
+        outcome: str,
+        reason: str | None,
+        applied_at: datetime,
+    ) -> None:
+        receipt = {
+            "event_id": delivery["event_id"],
+            "subscription": delivery["subscription"],
+            "department": self._department,
+            "entity_key": delivery["key"],
+            "outcome": outcome,
+            "reason": reason,
+            "topic": message.topic(),
+            "partition": message.partition(),
+            "offset": message.offset(),
+            "applied_at_ms": int(applied_at.timestamp() * 1000),
+        }
+        self._producer.produce(
+            RECEIPTS_TOPIC,
+            key=delivery["event_id"].encode(),
+            value=self._serialize(receipt),
+            headers=[
+                ("event_id", delivery["event_id"].encode()),
+                (
+                    "traceparent",
+                    headers.traceparent(
+                        delivery["event_id"], f"receipt/{delivery['subscription']}"
+                    ).encode(),
+                ),
+            ],
+        )
+
+    def flush(self) -> None:
+        left = self._producer.flush(30)
+        if left:
+            raise RuntimeError(f"{left} receipts not acknowledged by Kafka within 30s")
 
 
 def _commit(consumer: Consumer) -> None:

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from connectors import debezium
 from streams import access, admin, applied, schemas, serde
+from streams.access import RECEIPTS_TOPIC
 from streams.authority import QUALITY_TOPIC
 from streams.canonical import CHANGELOG_TOPIC as CANONICAL_CHANGELOG
 from streams.dedup import changelog_topic
@@ -87,6 +88,14 @@ def topic_specs(topology: Topology) -> list[admin.TopicSpec]:
     )
     specs.append(
         admin.TopicSpec(
+            RECEIPTS_TOPIC,
+            kafka.partitions,
+            kafka.replication_factor,
+            {"cleanup.policy": "delete", "retention.ms": _ms(kafka.dlq_retention.total_seconds())},
+        )
+    )
+    specs.append(
+        admin.TopicSpec(
             QUALITY_TOPIC,
             kafka.partitions,
             kafka.replication_factor,
@@ -129,6 +138,7 @@ def schema_plan(topology: Topology) -> dict[str, dict]:
     for subscription in topology.subscriptions:
         plan[delivery_topic(subscription)] = schemas.delivery_schema(topology, subscription)
     plan[QUALITY_TOPIC] = schemas.quality_schema()
+    plan[RECEIPTS_TOPIC] = schemas.receipt_schema()
     return plan
 
 

@@ -46,7 +46,9 @@ _AVRO_TYPES = {
 }
 # The file names this module owns in schemas/; others' schemas live beside them.
 _GENERATED_NAME = re.compile(
-    r"quality\.avsc|[a-z0-9_]+\.(?:state|change)\.avsc|deliver\.[a-z0-9_]+\.[a-z0-9_]+\.avsc"
+    r"(?:quality|receipts)\.avsc"
+    r"|[a-z0-9_]+\.(?:state|change)\.avsc"
+    r"|deliver\.[a-z0-9_]+\.[a-z0-9_]+\.avsc"
 )
 
 Schema = dict[str, Any]
@@ -209,6 +211,31 @@ def quality_schema() -> Schema:
     }
 
 
+def receipt_schema() -> Schema:
+    """A department's answer to one delivery, on ``govsync.receipts``."""
+    return {
+        "type": "record",
+        "name": "Receipt",
+        "namespace": "govsync.receipts",
+        "doc": "Whether a department applied a delivered change; at least once per delivery.",
+        "fields": [
+            {"name": "event_id", "type": "string"},
+            {"name": "subscription", "type": "string"},
+            {"name": "department", "type": "string"},
+            {"name": "entity_key", "type": "string"},
+            {
+                "name": "outcome",
+                "type": {"type": "enum", "name": "Outcome", "symbols": ["applied", "rejected"]},
+            },
+            {"name": "reason", "type": ["null", "string"], "default": None},
+            {"name": "topic", "type": "string", "doc": "The delivery topic."},
+            {"name": "partition", "type": "int"},
+            {"name": "offset", "type": "long"},
+            {"name": "applied_at_ms", "type": "long", "doc": "When the department committed."},
+        ],
+    }
+
+
 def schema_files(topology: Topology) -> dict[str, str]:
     """The generated ``.avsc`` files, name → exact content."""
     schemas: dict[str, Schema] = {}
@@ -219,6 +246,7 @@ def schema_files(topology: Topology) -> dict[str, str]:
         name = f"deliver.{subscription.department}.{subscription.entity}.avsc"
         schemas[name] = delivery_schema(topology, subscription)
     schemas["quality.avsc"] = quality_schema()
+    schemas["receipts.avsc"] = receipt_schema()
     return {
         name: json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
         for name, schema in schemas.items()
