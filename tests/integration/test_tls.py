@@ -15,8 +15,8 @@ from streams.settings import REPO_ROOT
 from tests.integration.conftest import Stack
 
 PROBE = """
-import json, sys
-from confluent_kafka.admin import AdminClient
+import json
+from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.cimpl import KafkaException
 from streams import clients
 from streams.settings import Settings
@@ -27,14 +27,16 @@ settings = Settings.from_env()
 kafka.start(settings)
 try:
     config = clients.config(settings.bootstrap, log_level=0)
-    topics = AdminClient(config).list_topics(timeout=10).topics
+    client = AdminClient(config)
+    client.create_topics([NewTopic("tls-probe", 1, 1)])["tls-probe"].result(30)
+    listed = "tls-probe" in client.list_topics(timeout=10).topics
     plain = AdminClient({**config, "security.protocol": "SASL_PLAINTEXT"})
     try:
         plain.list_topics(timeout=5)
         plaintext = "connected"
     except KafkaException:
         plaintext = "refused"
-    print(json.dumps({"protocol": config["security.protocol"], "tls_topics": len(topics) >= 0,
+    print(json.dumps({"protocol": config["security.protocol"], "created_over_tls": listed,
                       "plaintext": plaintext}))
 finally:
     stop(settings.path("run"), kafka.NAME, timeout=60)
@@ -64,9 +66,9 @@ def test_kafka_speaks_sasl_over_tls_when_asked(stack: Stack, tmp_path: Path) -> 
     )
     assert result.returncode == 0, result.stderr[-2000:]
     outcome = result.stdout.strip().splitlines()[-1]
-    assert outcome == ('{"protocol": "SASL_SSL", "tls_topics": true, "plaintext": "refused"}'), (
-        result.stdout
-    )
+    assert outcome == (
+        '{"protocol": "SASL_SSL", "created_over_tls": true, "plaintext": "refused"}'
+    ), result.stdout
     assert (state / "kafka" / "tls" / "ca.pem").read_text().startswith("-----BEGIN CERTIFICATE")
     assert (state / "kafka" / "tls" / "broker.p12").stat().st_mode & 0o777 == 0o600
 
