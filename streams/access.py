@@ -32,6 +32,7 @@ from streams.settings import Settings
 from streams.topology import Topology
 
 RECEIPTS_TOPIC = "govsync.receipts"
+SUPER_USERS = {f"User:{credentials.ADMIN}", f"User:{credentials.CONTROLLER}"}
 
 _TOPIC, _GROUP = ResourceType.TOPIC, ResourceType.GROUP
 _PREFIXED, _LITERAL = ResourcePatternType.PREFIXED, ResourcePatternType.LITERAL
@@ -106,7 +107,6 @@ def ensure_users(client: AdminClient, settings: Settings, names: Iterable[str]) 
 
 def reconcile_acls(client: AdminClient, topology: Topology) -> dict[str, int]:
     """Create the bindings the topology implies, delete govsync's others; returns counts."""
-    managed = {f"User:{p}" for p in principals(topology)}
     wanted = {_binding(g) for g in grants(topology)}
     everything = AclBindingFilter(
         ResourceType.ANY,
@@ -123,12 +123,8 @@ def reconcile_acls(client: AdminClient, topology: Topology) -> dict[str, int]:
         if missing:
             for future in client.create_acls(missing).values():
                 future.result()
-        # Bindings for a principal govsync manages, or one of a department since removed.
-        extra = [
-            b
-            for b in present - wanted
-            if b.principal in managed or b.principal not in {"User:admin", "User:controller"}
-        ]
+        # Any other binding: a principal's former grants, or a department since removed.
+        extra = [b for b in present - wanted if b.principal not in SUPER_USERS]
         if extra:
             filters = [
                 AclBindingFilter(

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, Producer, TopicPartition
 from pydantic import BaseModel
 
 from streams import clients, topic_reader
 from streams.topology import Subscription, Topology, parse_topology
+
+log = logging.getLogger("govsync.applied")
 
 TOPOLOGY_TOPIC = "govsync.topology"
 CHANGES_TOPIC = "govsync.topology.changes"
@@ -67,6 +72,31 @@ def latest(bootstrap: str) -> Applied | None:
         if message.key() == _KEY and message.value():
             found = Applied.model_validate_json(message.value())
     return found
+
+
+def follow(bootstrap: str, stop: threading.Event, poll_s: float = 1.0) -> Iterator[Applied]:
+    """The applied topology, then each one applied later, until ``stop``: one consumer for
+    the caller's lifetime, tailing the single partition; a version is yielded once the
+    consumer has caught up, so a backlog of applies yields only the newest."""
+    consumer = topic_reader.reader(bootstrap)
+    consumer.assign([TopicPartition(TOPOLOGY_TOPIC, 0, OFFSET_BEGINNING)])
+    newest: Applied | None = None
+    try:
+        while not stop.is_set():
+            message = consumer.poll(poll_s)
+            if message is None:
+                continue
+            error = message.error()
+            if error is None and message.key() == _KEY and message.value():
+                newest = Applied.model_validate_json(message.value())
+            elif error is not None and error.code() == KafkaError._PARTITION_EOF:
+                if newest is not None:
+                    yield newest
+                    newest = None
+            elif error is not None:
+                log.warning("reading %s: %s", TOPOLOGY_TOPIC, error.str())
+    finally:
+        consumer.close()
 
 
 def history(bootstrap: str) -> list[ChangeRecord]:

@@ -32,7 +32,8 @@ class Record:
     headers: dict[str, str]
 
 
-def _consumer(bootstrap: str) -> Consumer:
+def reader(bootstrap: str) -> Consumer:
+    """A consumer that only looks: read committed, never commits, reports partition ends."""
     return Consumer(
         clients.config(
             bootstrap,
@@ -49,7 +50,7 @@ def _consumer(bootstrap: str) -> Consumer:
 
 def end_offsets(bootstrap: str, topics: Iterable[str]) -> Offsets:
     """The current end (high watermark) of every partition of ``topics``."""
-    consumer = _consumer(bootstrap)
+    consumer = reader(bootstrap)
     try:
         offsets: Offsets = {}
         metadata = consumer.list_topics(timeout=10)
@@ -74,7 +75,7 @@ def messages(
     """Raw messages from ``start`` on. Without ``until`` it stops at the end of every
     partition; with ``until`` it keeps tailing until it returns true for what was read,
     or ``timeout``."""
-    consumer = _consumer(bootstrap)
+    consumer = reader(bootstrap)
     consumer.assign([TopicPartition(t, p, o) for (t, p), o in start.items()])
     remaining = set(start)
     seen: list[Message] = []
@@ -147,7 +148,7 @@ def partitions_to_end(
     For restoring state: unlike ``messages`` it never returns early; not reaching the end
     within ``timeout`` raises, because a partly restored state is silently wrong.
     """
-    consumer = _consumer(bootstrap)
+    consumer = reader(bootstrap)
     try:
         remaining: set[int] = set()
         assignment = []

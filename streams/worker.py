@@ -11,10 +11,9 @@ import threading
 import time
 from typing import NoReturn
 
-from confluent_kafka import KafkaException
 from prometheus_client import start_http_server
 
-from streams import applied, masking, topic_reader
+from streams import applied, masking
 from streams.pipeline import NormalizeStage, ReloadRefused, RouteStage
 from streams.serde import registry_client
 from streams.settings import Settings
@@ -86,18 +85,8 @@ def _follow_topology(
 ) -> None:
     """Take each newly applied topology: subscription changes (approval, fields, masks,
     new subscriptions) in place; changed sources or entities by restarting the worker."""
-    seen: topic_reader.Offsets | None = None
-    while not stop.wait(TOPOLOGY_POLL_S):
-        try:
-            ends = topic_reader.end_offsets(bootstrap, [applied.TOPOLOGY_TOPIC])
-            if ends == seen:
-                continue
-            current = applied.latest(bootstrap)
-            seen = ends
-        except (KafkaException, RuntimeError) as exc:
-            log.warning("cannot read the applied topology (%s); will retry", exc)
-            continue
-        if current is None or current.sha256 == sha256:
+    for current in applied.follow(bootstrap, stop, TOPOLOGY_POLL_S):
+        if current.sha256 == sha256:
             continue
         try:
             route.reload(current.topology())
