@@ -65,7 +65,7 @@ def main() -> None:
             )
             time.sleep(args.interval)
 
-    decode = ValueDeserializer(registry_client(settings.registry_url))
+    decode = ValueDeserializer(registry_client(settings))
     wanted = set(companies)
     arrivals: dict[str, dict[str, int]] = {uscc: {} for uscc in companies}
     commit_ms: dict[str, int] = {}

@@ -14,7 +14,9 @@ from typing import Literal
 
 import httpx
 
+from streams import credentials
 from streams.settings import Settings
+from streams.stack import connect
 from streams.topology import Source, Topology
 
 ConnectorAction = Literal["created", "updated", "unchanged"]
@@ -42,6 +44,14 @@ def _converter(prefix: str, settings: Settings) -> dict[str, str]:
         # only until two subjects share one content (every connector's identical heartbeat
         # schemas), after which readers would decode with the wrong schema.
         f"{prefix}.apicurio.registry.use-id": "contentId",
+        # Ride out a registry restart (apply restarts it when departments change): retry
+        # for a minute, and keep using a cached schema when a periodic refresh fails.
+        f"{prefix}.apicurio.registry.retry-count": "60",
+        f"{prefix}.apicurio.registry.retry-backoff-ms": "1000",
+        f"{prefix}.apicurio.registry.fault-tolerant-refresh": "true",
+        # Connect's own registry login (it registers Debezium's schemas), by reference.
+        f"{prefix}.apicurio.auth.username": credentials.CONNECT,
+        f"{prefix}.apicurio.auth.password": connect.registry_password_reference(settings),
     }
 
 
@@ -154,11 +164,25 @@ def _get(client: httpx.Client, path: str) -> dict | None:
     return response.json()
 
 
+REBALANCE_WAIT_S = 60.0
+
+
+def _rebalancing(response: httpx.Response) -> bool:
+    """Connect answers 409 or 500 while its group rebalances, e.g. right after a connector
+    config changed; the same request succeeds once the rebalance is over."""
+    return response.status_code in (409, 500) and "rebalanc" in response.text.lower()
+
+
 def _request(client: httpx.Client, method: str, path: str, **kwargs: object) -> httpx.Response:
-    try:
-        response = client.request(method, path, **kwargs)  # type: ignore[arg-type]
-    except httpx.HTTPError as exc:
-        raise ConnectError(f"Kafka Connect at {client.base_url} is unreachable: {exc}") from exc
+    deadline = time.monotonic() + REBALANCE_WAIT_S
+    while True:
+        try:
+            response = client.request(method, path, **kwargs)  # type: ignore[arg-type]
+        except httpx.HTTPError as exc:
+            raise ConnectError(f"Kafka Connect at {client.base_url} is unreachable: {exc}") from exc
+        if not _rebalancing(response) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     if response.status_code >= 400 and response.status_code != 404:
         try:
             message = response.json().get("message", response.text)

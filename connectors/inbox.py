@@ -94,7 +94,7 @@ def run(
 ) -> None:
     """Consume until ``stop`` is set (or SIGTERM/SIGINT when run as a process)."""
     stop = stop or _stop_on_signals()
-    deserialize = ValueDeserializer(registry_client(settings.registry_url))
+    deserialize = ValueDeserializer(registry_client(settings))
     group = f"{department}-sink"  # within the department's ACL: groups <department>-*
     membership = _Membership(AdminClient(clients.config(settings.bootstrap)), group)
     consumer = _subscribed(settings, group, handlers)
@@ -228,7 +228,7 @@ class Receipts:
             clients.config(settings.bootstrap, **{"enable.idempotence": True, "linger.ms": 20})
         )
         self._serialize = ValueSerializer(
-            registry_client(settings.registry_url), RECEIPTS_TOPIC, receipt_schema()
+            registry_client(settings), RECEIPTS_TOPIC, receipt_schema()
         )
 
     def send(

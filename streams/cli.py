@@ -155,6 +155,7 @@ def worker(
 
     _configure_logging()
     os.environ["GOVSYNC_KAFKA_PRINCIPAL"] = credentials.WORKER  # inherited by a self-restart
+    settings = Settings.from_env()
     with _errors():
         # What was applied, not what the file says now: editing it is not applying it.
         current = applied.latest(settings.bootstrap)
@@ -232,6 +233,7 @@ def topology_apply(file: TopologyFile = None, as_json: JsonFlag = False) -> None
     for name, action in report.connectors.items():
         table.add_row("connector", name, action)
     table.add_row("acls", f"{report.acls['total']} bindings", str(report.acls))
+    table.add_row("registry", "users", report.registry_users)
     for change in report.changes:
         table.add_row("change", change.path, _change_text(change))
     console.print(table)

@@ -1,4 +1,4 @@
-"""Kafka principals and their SCRAM-SHA-512 credentials.
+"""Principals and their credentials: SCRAM-SHA-512 on Kafka, HTTP Basic on the schema registry.
 
 Every client authenticates: ``admin`` (operators' commands, provisioning; a super user),
 ``worker`` (the stream processors), ``connect`` (Kafka Connect with Debezium) and one
@@ -6,6 +6,10 @@ principal per department, named by its id, for its sink. The broker's controller
 has its own ``controller`` login. Passwords are generated in the state directory
 (streams/secrets.py) and never printed; ``client-<principal>.properties`` files there let
 Kafka's own tools and a department's clients connect as that principal.
+
+The same principals log in to Apicurio Registry, with passwords of their own: ``admin``
+registers schemas (apply), ``connect`` registers Debezium's, and everyone else, the
+departments and the worker included, may only read.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from streams.stack import tls
 ADMIN, WORKER, CONNECT, CONTROLLER = "admin", "worker", "connect", "controller"
 MECHANISM = "SCRAM-SHA-512"
 SCRAM_ITERATIONS = 8192
+
+# Apicurio's role-based authorization roles.
+REGISTRY_ADMIN, REGISTRY_WRITER, REGISTRY_READER = "sr-admin", "sr-developer", "sr-readonly"
 
 
 def password(settings: Settings, principal: str) -> str:
@@ -62,3 +69,17 @@ def write_client_properties(settings: Settings, principal: str) -> None:
         settings.path(f"client-{principal}.properties"),
         java_client_properties(settings, principal),
     )
+
+
+def registry_role(principal: str) -> str:
+    return {ADMIN: REGISTRY_ADMIN, CONNECT: REGISTRY_WRITER}.get(principal, REGISTRY_READER)
+
+
+def registry_password(settings: Settings, principal: str) -> str:
+    return private_secret(settings.path("secrets"), f"registry-{principal}.password")
+
+
+def registry_basic_auth(settings: Settings, principal: str | None = None) -> dict[str, str]:
+    """HTTP Basic settings for confluent_kafka.schema_registry, as ``principal``."""
+    who = principal or settings.kafka_principal
+    return {"basic.auth.user.info": f"{who}:{registry_password(settings, who)}"}

@@ -108,7 +108,7 @@ def collect_deliveries(
     wanted = {
         delivery_topic(s): s for s in topology.active_subscriptions("enterprise", datetime.now(UTC))
     }
-    decode = ValueDeserializer(registry_client(settings.registry_url))
+    decode = ValueDeserializer(registry_client(settings))
 
     def complete(seen: list[topic_reader.Record]) -> bool:
         return {r.topic for r in seen if _is_deregistration(r, company)} >= set(wanted)

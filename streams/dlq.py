@@ -219,7 +219,7 @@ def reprocess(
     """
     records, raw = held(settings)
     todo = [r for r in records if r.open and (positions is None or r.position in positions)]
-    stage = NormalizeStage(topology, registry_client(settings.registry_url))
+    stage = NormalizeStage(topology, registry_client(settings))
     newest = _latest_source_ts(settings, {s.entity for s in topology.sources})
     reprocess_id = str(uuid.uuid4())
     now = datetime.now(UTC).isoformat()
@@ -291,7 +291,7 @@ def show(settings: Settings, position: str) -> dict:
     if record is None:
         raise KeyError(position)
     message = raw[position]
-    deserialize = ValueDeserializer(registry_client(settings.registry_url))
+    deserialize = ValueDeserializer(registry_client(settings))
     try:
         original: object = deserialize(record.source_topic, message.value())
     except SerializationError as exc:

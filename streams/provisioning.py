@@ -7,6 +7,8 @@ connectors (which start producing at once). Every step is idempotent.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel
 
 from connectors import debezium
@@ -17,6 +19,7 @@ from streams.canonical import CHANGELOG_TOPIC as CANONICAL_CHANGELOG
 from streams.dedup import changelog_topic
 from streams.dlq import CLOSED_TOPIC
 from streams.settings import Settings
+from streams.stack import registry
 from streams.stack.process import StackError
 from streams.topology import (
     DLQ_TOPIC,
@@ -32,6 +35,7 @@ class ApplyReport(BaseModel):
     schemas: dict[str, int]
     connectors: dict[str, str]
     acls: dict[str, int]
+    registry_users: Literal["unchanged", "updated, registry restarted"]
     changes: list[applied.Change]
 
 
@@ -147,28 +151,33 @@ def apply(topology: Topology, settings: Settings, text: str) -> ApplyReport:
     the applied topology, which running workers follow: publishing comes last, so they
     never serve a subscription whose topic or schema does not exist yet."""
     client = admin.admin_client(settings.bootstrap)
-    serde.ensure_reachable(settings.registry_url)
+    serde.ensure_reachable(settings)
     topics = admin.ensure_topics(client, topic_specs(topology))
     acls = access.apply(client, settings, topology)
-    registry = serde.registry_client(settings.registry_url)
+    restarted = registry.ensure_users(settings, topology)
+    schema_registry = serde.registry_client(settings)
     registered = {
-        topic: serde.register(registry, topic, schema)
+        topic: serde.register(schema_registry, topic, schema)
         for topic, schema in schema_plan(topology).items()
     }
     connectors = debezium.apply(topology, settings)
     changes = applied.publish(settings.bootstrap, text, topology)
     return ApplyReport(
-        topics=topics, schemas=registered, connectors=connectors, acls=acls, changes=changes
+        topics=topics,
+        schemas=registered,
+        connectors=connectors,
+        acls=acls,
+        registry_users="updated, registry restarted" if restarted else "unchanged",
+        changes=changes,
     )
 
 
 def check_applied(topology: Topology, settings: Settings) -> None:
     """Refuse to start processing against a cluster the topology was not applied to."""
-    serde.ensure_reachable(settings.registry_url)
+    serde.ensure_reachable(settings)
     present = admin.existing_topics(admin.admin_client(settings.bootstrap))
     missing = [spec.name for spec in topic_specs(topology) if spec.name not in present]
-    registry = serde.registry_client(settings.registry_url)
-    subjects = set(registry.get_subjects())
+    subjects = set(serde.registry_client(settings).get_subjects())
     missing += [
         serde.value_subject(t)
         for t in schema_plan(topology)

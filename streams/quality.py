@@ -24,7 +24,7 @@ def findings(
     source: str | None = None,
 ) -> list[Finding]:
     """Every recorded finding matching the filters, oldest first."""
-    decode = ValueDeserializer(registry_client(settings.registry_url))
+    decode = ValueDeserializer(registry_client(settings))
     start = topic_reader.beginning(settings.bootstrap, [QUALITY_TOPIC])
     found = [
         Finding(

@@ -22,6 +22,9 @@ from confluent_kafka.schema_registry import (
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from streams import credentials
+from streams.settings import Settings
+
 COMPATIBILITY = ConfigCompatibilityLevel.BACKWARD
 
 
@@ -33,8 +36,11 @@ class SchemaRejected(RuntimeError):
     """The registry refused a schema, e.g. as incompatible with what is registered."""
 
 
-def registry_client(url: str) -> SchemaRegistryClient:
-    return SchemaRegistryClient({"url": url})
+def registry_client(settings: Settings, principal: str | None = None) -> SchemaRegistryClient:
+    """A registry client logged in as ``principal`` (default: this process's principal)."""
+    return SchemaRegistryClient(
+        {"url": settings.registry_url, **credentials.registry_basic_auth(settings, principal)}
+    )
 
 
 def value_subject(topic: str) -> str:
@@ -52,10 +58,12 @@ def register(client: SchemaRegistryClient, topic: str, schema: dict[str, Any]) -
         raise SchemaRejected(f"the registry refused the schema for {subject}: {exc}") from exc
 
 
-def ensure_reachable(url: str) -> None:
+def ensure_reachable(settings: Settings) -> None:
     """Fail with one clear line before any work, rather than deep inside a client library."""
+    url, who = settings.registry_url, settings.kafka_principal
+    login = (who, credentials.registry_password(settings, who))
     try:
-        httpx.get(f"{url}/subjects", timeout=5).raise_for_status()
+        httpx.get(f"{url}/subjects", auth=login, timeout=5).raise_for_status()
     except httpx.HTTPError as exc:
         raise RegistryUnreachable(f"the schema registry at {url} is unreachable: {exc}") from exc
 

@@ -27,8 +27,9 @@ class Settings(BaseModel, frozen=True):
     registry_port: int = 18080
     worker_port: int = 16066
     worker_instance: str = "0"
-    # Who this process is to Kafka (SASL/SCRAM): admin for operators' commands; the worker
-    # and each department's sink are started with their own principal.
+    # Who this process is to Kafka (SASL/SCRAM) and to the schema registry (HTTP Basic):
+    # admin for operators' commands; the worker and each department's sink are started
+    # with their own principal.
     kafka_principal: str = "admin"
     # SASL over TLS on the client listener instead of over plain TCP (loopback default).
     kafka_tls: bool = False

@@ -35,7 +35,7 @@ def serve(
 ) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``); each stage finishes its current transaction."""
     stop = stop or _stop_on_signals()
-    registry = registry_client(settings.registry_url)
+    registry = registry_client(settings)
     secrets_dir = settings.path("secrets")
     route = RouteStage(
         topology,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from streams import credentials
+from streams.secrets import write_private
 from streams.settings import Settings
 from streams.stack import jvm, tls
 from streams.stack.process import read_pid, require_free_port, spawn, wait_until
@@ -12,7 +13,19 @@ from streams.stack.process import read_pid, require_free_port, spawn, wait_until
 NAME = "connect"
 
 
+REGISTRY_LOGIN = "registry-connect.properties"
+
+
+def registry_password_reference(settings: Settings) -> str:
+    """What connector configs say instead of the registry password (FileConfigProvider)."""
+    return f"${{file:{settings.path('secrets', REGISTRY_LOGIN)}:password}}"
+
+
 def _render_config(settings: Settings) -> str:
+    write_private(
+        settings.path("secrets", REGISTRY_LOGIN),
+        f"password={credentials.registry_password(settings, credentials.CONNECT)}\n",
+    )
     return jvm.render_config(
         "connect-distributed.properties",
         settings.path("connect", "connect-distributed.properties"),

@@ -94,7 +94,7 @@ def up(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> 
     progress("creating Kafka users and ACLs")
     access.apply(admin.admin_client(settings.bootstrap), settings, topology)
     progress("starting Apicurio Registry")
-    registry.start(settings)
+    registry.start(settings, topology)
     progress("starting Kafka Connect")
     connect.start(settings)
 

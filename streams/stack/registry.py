@@ -1,22 +1,60 @@
-"""Apicurio Registry 3.x, storing its schemas in the stack's PostgreSQL so they survive restarts."""
+"""Apicurio Registry 3.x, storing its schemas in the stack's PostgreSQL so they survive restarts.
+
+Every request must authenticate (HTTP Basic against the registry's embedded user realm)
+and roles decide what it may do: ``admin`` registers govsync's schemas, ``connect``
+registers Debezium's, and every other principal — each department, the worker — may
+only read. The users live in a 0600 file in the state directory that Quarkus reads at
+start-up, so no password is on a command line; a new department means a restart.
+"""
 
 from __future__ import annotations
 
 import httpx
 
+from streams import access, credentials
+from streams.secrets import write_private
 from streams.settings import Settings
 from streams.stack import jvm
 from streams.stack.postgres import REGISTRY_DATABASE
-from streams.stack.process import read_pid, require_free_port, spawn, wait_until
+from streams.stack.process import read_pid, require_free_port, spawn, stop, wait_until
+from streams.topology import Topology
 
 NAME = "registry"
+USERS_FILE = "registry-users.properties"
 
 
-def start(settings: Settings) -> None:
+def users_config(settings: Settings, topology: Topology) -> str:
+    lines = ["quarkus.security.users.embedded.plain-text=true"]
+    for principal in (credentials.ADMIN, *access.principals(topology)):
+        secret = credentials.registry_password(settings, principal)
+        lines.append(f"quarkus.security.users.embedded.users.{principal}={secret}")
+        lines.append(
+            f"quarkus.security.users.embedded.roles.{principal}="
+            f"{credentials.registry_role(principal)}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def ensure_users(settings: Settings, topology: Topology) -> bool:
+    """Give every principal of ``topology`` a registry login; restart a running registry
+    if that changed who may log in (the realm is read at start-up). True if restarted."""
+    path = settings.path("secrets", USERS_FILE)
+    wanted = users_config(settings, topology)
+    if path.exists() and path.read_text() == wanted:
+        return False
+    write_private(path, wanted)
+    if not stop(settings.path("run"), NAME, timeout=60):
+        return False
+    start(settings, topology)
+    return True
+
+
+def start(settings: Settings, topology: Topology) -> None:
     run_dir = settings.path("run")
     if read_pid(run_dir, NAME) is not None:
         return
     require_free_port(settings.host, settings.registry_port, "Apicurio Registry", "registry_port")
+    users = write_private(settings.path("secrets", USERS_FILE), users_config(settings, topology))
     log = settings.path("logs", "registry.log")
     jdbc = f"jdbc:postgresql://{settings.host}:{settings.pg_port}/{REGISTRY_DATABASE}"
     pid = spawn(
@@ -37,6 +75,10 @@ def start(settings: Settings) -> None:
                 "apicurio.datasource.jdbc.initial-size": "2",
                 "apicurio.datasource.jdbc.min-size": "2",
                 "apicurio.datasource.jdbc.max-size": "10",
+                "quarkus.http.auth.basic": "true",
+                "apicurio.auth.role-based-authorization": "true",
+                "apicurio.auth.role-source": "token",  # the roles of the authenticated identity
+                "quarkus.config.locations": users.as_uri(),
                 "quarkus.log.level": "WARN",
                 'quarkus.log.category."io.apicurio".level': "INFO",
             },

@@ -81,6 +81,6 @@ def stack() -> Iterator[Stack]:
     start_app_process(settings, "worker", ["worker"])
     for department in SINKS:
         start_app_process(settings, process_name(department), ["sink", department])
-    result = Stack(settings, topology, ValueDeserializer(registry_client(settings.registry_url)))
+    result = Stack(settings, topology, ValueDeserializer(registry_client(settings)))
     _wait_for_snapshot(result)
     yield result

@@ -365,7 +365,8 @@ def test_credentials_are_private_files_and_never_printed(stack: Stack) -> None:
     assert any(p.name == "kafka-tax.password" for p in files)
     for path in [*files, *stack.settings.path().glob("client-*.properties")]:
         assert path.stat().st_mode & 0o777 == 0o600, path
-    passwords = [p.read_text().strip() for p in files if p.name.startswith("kafka-")]
+    passwords = [p.read_text().strip() for p in files if p.name.endswith(".password")]
+    assert any(p.name == "registry-tax.password" for p in files)
     status = govsync("status", "--json")
     logs = "".join(p.read_text(errors="replace") for p in stack.settings.path("logs").iterdir())
     for secret in passwords:

@@ -88,7 +88,7 @@ SCHEMAS = {
 def _framed(stack: Stack, kind: str, record: dict[str, Any]) -> bytes:
     """Confluent wire format: magic byte, 4-byte schema id, Avro body."""
     schema = SCHEMAS[kind]
-    schema_id = registry_client(stack.settings.registry_url).register_schema(
+    schema_id = registry_client(stack.settings).register_schema(
         f"govsync-tests-{kind}", Schema(json.dumps(schema), "AVRO")
     )
     body = io.BytesIO()

@@ -1,10 +1,16 @@
-"""The ACLs generated from the topology: each department reads only its own deliveries."""
+"""The ACLs and registry roles generated from the topology: each department reads only its
+own deliveries, and no department writes schemas."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 
+from streams import credentials
 from streams.access import RECEIPTS_TOPIC, grants, principals
+from streams.settings import Settings
+from streams.stack import registry
 from tests.unit.examples import TOPOLOGY
 
 
@@ -41,3 +47,20 @@ def test_the_worker_writes_deliveries_but_does_not_read_them() -> None:
     assert ("deliver.", AclOperation.WRITE) in worker
     assert ("deliver.", AclOperation.READ) not in worker
     assert ("cdc.", AclOperation.WRITE) not in worker
+
+
+def test_only_admin_and_connect_may_write_schemas(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    realm = registry.users_config(settings, TOPOLOGY)
+    roles = dict(
+        line.removeprefix("quarkus.security.users.embedded.roles.").split("=")
+        for line in realm.splitlines()
+        if line.startswith("quarkus.security.users.embedded.roles.")
+    )
+    assert roles.pop("admin") == "sr-admin"
+    assert roles.pop("connect") == "sr-developer"
+    assert set(roles) == {"worker", *TOPOLOGY.departments}
+    assert set(roles.values()) == {"sr-readonly"}
+    for principal in ("admin", "connect", *roles):
+        secret = credentials.registry_password(settings, principal)
+        assert f"users.{principal}={secret}\n" in realm
