@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import httpx
@@ -19,7 +21,7 @@ from streams.settings import Settings
 from streams.stack import connect
 from streams.topology import Source, Topology
 
-ConnectorAction = Literal["created", "updated", "unchanged"]
+ConnectorAction = Literal["created", "updated", "unchanged", "restarted failed tasks"]
 
 
 class ConnectError(RuntimeError):
@@ -44,11 +46,6 @@ def _converter(prefix: str, settings: Settings) -> dict[str, str]:
         # only until two subjects share one content (every connector's identical heartbeat
         # schemas), after which readers would decode with the wrong schema.
         f"{prefix}.apicurio.registry.use-id": "contentId",
-        # Ride out a registry restart (apply restarts it when departments change): retry
-        # for a minute, and keep using a cached schema when a periodic refresh fails.
-        f"{prefix}.apicurio.registry.retry-count": "60",
-        f"{prefix}.apicurio.registry.retry-backoff-ms": "1000",
-        f"{prefix}.apicurio.registry.fault-tolerant-refresh": "true",
         # Connect's own registry login (it registers Debezium's schemas), by reference.
         f"{prefix}.apicurio.auth.username": credentials.CONNECT,
         f"{prefix}.apicurio.auth.password": connect.registry_password_reference(settings),
@@ -101,7 +98,8 @@ def render(topology: Topology, settings: Settings) -> dict[str, dict[str, str]]:
 
 
 def apply(topology: Topology, settings: Settings) -> dict[str, ConnectorAction]:
-    """Create or update each connector; unchanged configs are left alone (no task restart)."""
+    """Create or update each connector; unchanged configs are left alone (no task restart),
+    but a task that has failed is restarted: applying means capturing, too."""
     actions: dict[str, ConnectorAction] = {}
     with httpx.Client(base_url=settings.connect_url, timeout=30) as client:
         for name, config in render(topology, settings).items():
@@ -110,10 +108,39 @@ def apply(topology: Topology, settings: Settings) -> dict[str, ConnectorAction]:
                 current.pop("name", None)
                 if current == config:
                     actions[name] = "unchanged"
+                    if _failed_tasks(client, name):
+                        _request(
+                            client,
+                            "POST",
+                            f"/connectors/{name}/restart?includeTasks=true&onlyFailed=true",
+                        )
+                        actions[name] = "restarted failed tasks"
                     continue
             response = _request(client, "PUT", f"/connectors/{name}/config", json=config)
             actions[name] = "created" if response.status_code == 201 else "updated"
     return actions
+
+
+def _failed_tasks(client: httpx.Client, name: str) -> bool:
+    tasks = (_get(client, f"/connectors/{name}/status") or {}).get("tasks") or []
+    return any(task.get("state") == "FAILED" for task in tasks)
+
+
+@contextmanager
+def paused(topology: Topology, settings: Settings) -> Iterator[None]:
+    """Hold capture while the registry restarts: Apicurio's converter does not retry a
+    refused connection, and a task that fails on one stays failed."""
+    with httpx.Client(base_url=settings.connect_url, timeout=30) as client:
+        names = [n for n in render(topology, settings) if _get(client, f"/connectors/{n}")]
+        for name in names:
+            _request(client, "PUT", f"/connectors/{name}/pause")
+        for name in names:
+            _wait_state(client, name, "PAUSED", tasks=True)
+        try:
+            yield
+        finally:
+            for name in names:
+                _request(client, "PUT", f"/connectors/{name}/resume")
 
 
 def status(settings: Settings, name: str) -> dict:
@@ -147,11 +174,17 @@ def resnapshot(settings: Settings, name: str) -> None:
         _request(client, "PUT", f"/connectors/{name}/resume")
 
 
-def _wait_state(client: httpx.Client, name: str, wanted: str, timeout: float = 60.0) -> None:
+def _wait_state(
+    client: httpx.Client, name: str, wanted: str, timeout: float = 60.0, *, tasks: bool = False
+) -> None:
+    """Until the connector (and, with ``tasks``, every task of it) is in state ``wanted``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        state = (_get(client, f"/connectors/{name}/status") or {}).get("connector", {})
-        if state.get("state") == wanted:
+        status = _get(client, f"/connectors/{name}/status") or {}
+        states = [status.get("connector", {}).get("state")]
+        if tasks:
+            states += [task.get("state") for task in status.get("tasks") or []]
+        if all(state == wanted for state in states):
             return
         time.sleep(0.5)
     raise ConnectError(f"connector {name} did not reach {wanted} within {timeout:.0f}s")

@@ -26,8 +26,10 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
-from streams import credentials
+from streams import applied, credentials
 from streams.admin import AdminError
+from streams.audit import AUDIT_TOPIC
+from streams.lineage import TRACE_TOPIC
 from streams.settings import Settings
 from streams.topology import Topology
 
@@ -41,7 +43,12 @@ _Grant = tuple[str, ResourceType, str, ResourcePatternType, AclOperation]
 
 def principals(topology: Topology) -> list[str]:
     """Every principal govsync creates a SCRAM user for (admin comes from the format)."""
-    return [credentials.WORKER, credentials.CONNECT, *sorted(topology.departments)]
+    return [
+        credentials.WORKER,
+        credentials.LEDGER,
+        credentials.CONNECT,
+        *sorted(topology.departments),
+    ]
 
 
 def grants(topology: Topology) -> set[_Grant]:
@@ -61,6 +68,19 @@ def grants(topology: Topology) -> set[_Grant]:
         (worker, ResourceType.TRANSACTIONAL_ID, "govsync-", _PREFIXED, write),
         (worker, ResourceType.TRANSACTIONAL_ID, "govsync-", _PREFIXED, describe),
         (worker, ResourceType.BROKER, "kafka-cluster", _LITERAL, AclOperation.IDEMPOTENT_WRITE),
+    }
+    ledger = credentials.LEDGER
+    for prefix in ("changes.", "deliver."):
+        wanted |= {(ledger, _TOPIC, prefix, _PREFIXED, op) for op in (read, describe)}
+    for topic in (RECEIPTS_TOPIC, applied.CHANGES_TOPIC):
+        wanted |= {(ledger, _TOPIC, topic, _LITERAL, op) for op in (read, describe)}
+    for topic in (TRACE_TOPIC, AUDIT_TOPIC):
+        wanted |= {(ledger, _TOPIC, topic, _LITERAL, op) for op in (read, write, describe)}
+    wanted |= {
+        (ledger, _GROUP, "govsync-ledger", _PREFIXED, read),
+        (ledger, ResourceType.TRANSACTIONAL_ID, "govsync-ledger", _PREFIXED, write),
+        (ledger, ResourceType.TRANSACTIONAL_ID, "govsync-ledger", _PREFIXED, describe),
+        (ledger, ResourceType.BROKER, "kafka-cluster", _LITERAL, AclOperation.IDEMPOTENT_WRITE),
     }
     for prefix in ("govsync-connect-", "__debezium-heartbeat."):
         wanted.add((connect, _TOPIC, prefix, _PREFIXED, AclOperation.ALL))

@@ -28,7 +28,11 @@ dlq_app = typer.Typer(
 )
 app.add_typer(topology_app, name="topology")
 app.add_typer(connector_app, name="connector")
+audit_app = typer.Typer(
+    no_args_is_help=True, help="The tamper-evident audit trail: verify it, ask who received what."
+)
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(audit_app, name="audit")
 
 # Rich wraps at 80 columns when not on a terminal; CI logs and pipes deserve wider tables.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -139,7 +143,7 @@ def _status_table(report) -> None:  # type: ignore[no-untyped-def]
 def worker(
     background: Annotated[bool, typer.Option(help="Run detached; logs in the state dir.")] = False,
 ) -> None:
-    """Run the stream processors (normalize, route), exactly once."""
+    """Run the stream processors (normalize, route, ledger), exactly once."""
     settings = Settings.from_env()
     if background:
         from streams.stack.background import start_app_process
@@ -473,6 +477,123 @@ def dlq_reprocess(
         f"{report.superseded} superseded; still failing: "
         + (", ".join(f"{code} {n}" for code, n in report.still_failing.items()) or "none")
     )
+
+
+def _applied_topology(settings: Settings):  # type: ignore[no-untyped-def]
+    """What is in force: the applied topology, or the file before anything was applied."""
+    from streams import applied
+    from streams.topology import load_topology
+
+    current = applied.latest(settings.bootstrap)
+    return current.topology() if current else load_topology(settings.topology)
+
+
+@app.command("trace")
+def trace(
+    query: Annotated[str, typer.Argument(help="An event_id, or an entity key (USCC, ID).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Where a change went, hop by hop, with latency; an entity key lists its changes.
+
+    Commit, capture, normalize, each department's delivery and its receipt; an entity key
+    gives every change of that entity, newest first."""
+    import time
+
+    from streams import lineage
+
+    settings = Settings.from_env()
+    with _errors():
+        topology = _applied_topology(settings)
+        hops = lineage.read(settings, query)
+        found = lineage.traces(hops, query, topology, int(time.time() * 1000))
+    if as_json:
+        _print_json([{**t.model_dump(), "complete": t.complete} for t in found])
+    else:
+        names = {d: dept.name for d, dept in topology.departments.items()}
+        for found_trace in found:
+            console.print(lineage.table(found_trace, names))
+    if not found:
+        err.print(f"no change with event_id or entity key {query!r} on {lineage.TRACE_TOPIC}")
+        raise typer.Exit(EXIT_FAILED)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    topic: Annotated[str, typer.Option(help="Verify another copy of the trail.")] = "govsync.audit",
+    as_json: JsonFlag = False,
+) -> None:
+    """Walk every hash chain; report altered, removed, reordered or duplicated records."""
+    from streams import audit
+
+    with _errors():
+        reports = audit.verify_topic(Settings.from_env(), topic)
+    if as_json:
+        _print_json(
+            {
+                "topic": topic,
+                "intact": all(r.intact for r in reports.values()),
+                "chains": {p: {**r.model_dump(), "intact": r.intact} for p, r in reports.items()},
+            }
+        )
+    else:
+        table = Table(title=f"{topic}: one hash chain per partition")
+        for column in ("partition", "records", "checkpoints", "head", "verdict"):
+            table.add_column(column)
+        for partition, report in sorted(reports.items()):
+            verdict = "[green]intact[/green]" if report.intact else "[red]BROKEN[/red]"
+            table.add_row(
+                str(partition),
+                str(report.records),
+                str(report.checkpoints),
+                report.head_sha256[:16],
+                verdict,
+            )
+        console.print(table)
+        for partition, report in sorted(reports.items()):
+            for finding in report.findings:
+                console.print(
+                    f"[red]{finding.problem}[/red] partition {partition} offset "
+                    f"{finding.offset} (seq {finding.seq}): {finding.message}"
+                )
+    if not all(r.intact for r in reports.values()):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@audit_app.command("who-received")
+def audit_who_received(
+    key: Annotated[str, typer.Argument(help="An entity key (USCC, resident ID).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Which departments received which fields of an entity, when, under which approval."""
+    from datetime import datetime
+
+    from streams import audit
+    from streams.lineage import CST
+
+    settings = Settings.from_env()
+    with _errors():
+        received = audit.who_received(audit.read(settings, key=key), key)
+        names = {d: dept.name for d, dept in _applied_topology(settings).departments.items()}
+    if as_json:
+        _print_json([r.model_dump() for r in received])
+        return
+    table = Table(title=f"who received {key}: {len(received)} deliveries")
+    for column in ("when (CST)", "department", "change", "fields", "approval", "receipt"):
+        table.add_column(column)
+    for r in received:
+        fields = ", ".join(f"{f} ({r.masked[f]})" if f in r.masked else f for f in r.fields)
+        approval = r.approval
+        table.add_row(
+            f"{datetime.fromtimestamp(r.at_ms / 1000, CST):%Y-%m-%d %H:%M:%S}",
+            names.get(r.department, r.department),
+            r.kind,
+            fields,
+            f"{approval.get('state', '')} by {approval.get('by', '?')}: "
+            f"{approval.get('purpose', '')} ({approval.get('legal_basis', '')}, "
+            f"until {approval.get('expires', '')})",
+            r.receipt or "[yellow]none yet[/yellow]",
+        )
+    console.print(table)
 
 
 @app.command()

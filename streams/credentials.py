@@ -1,11 +1,12 @@
 """Principals and their credentials: SCRAM-SHA-512 on Kafka, HTTP Basic on the schema registry.
 
 Every client authenticates: ``admin`` (operators' commands, provisioning; a super user),
-``worker`` (the stream processors), ``connect`` (Kafka Connect with Debezium) and one
-principal per department, named by its id, for its sink. The broker's controller listener
-has its own ``controller`` login. Passwords are generated in the state directory
-(streams/secrets.py) and never printed; ``client-<principal>.properties`` files there let
-Kafka's own tools and a department's clients connect as that principal.
+``worker`` (the stream processors), ``ledger`` (the worker's lineage and audit stage),
+``connect`` (Kafka Connect with Debezium) and one principal per department, named by its
+id, for its sink. The broker's controller listener has its own ``controller`` login.
+Passwords are generated in the state directory (streams/secrets.py) and never printed;
+``client-<principal>.properties`` files there let Kafka's own tools and a department's
+clients connect as that principal.
 
 The same principals log in to Apicurio Registry, with passwords of their own: ``admin``
 registers schemas (apply), ``connect`` registers Debezium's, and everyone else, the
@@ -21,6 +22,7 @@ from streams.settings import Settings
 from streams.stack import tls
 
 ADMIN, WORKER, CONNECT, CONTROLLER = "admin", "worker", "connect", "controller"
+LEDGER = "ledger"  # the worker's lineage and audit stage: reads deliveries, writes the trail
 MECHANISM = "SCRAM-SHA-512"
 SCRAM_ITERATIONS = 8192
 

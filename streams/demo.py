@@ -17,7 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from connectors.sinks import SINKS, process_name
-from streams import provisioning, topic_reader
+from streams import lineage, provisioning, topic_reader
 from streams.serde import ValueDeserializer, registry_client
 from streams.settings import Settings
 from streams.stack import embedded
@@ -27,6 +27,7 @@ from streams.topology import Topology, delivery_topic, load_topology
 
 PIPELINE_READY_TIMEOUT = 180.0
 DELIVERY_TIMEOUT = 60.0
+TRACE_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Delivery:
     topic: str
     fields: list[str]
     kind: str
+    event_id: str
     latency_ms: int
 
 
@@ -127,9 +129,32 @@ def collect_deliveries(
             topic=record.topic,
             fields=[name for name in after if after[name] is not None],
             kind=record.value["kind"],
+            event_id=record.value["event_id"],
             latency_ms=record.timestamp_ms - int(record.headers["source_ts"]),
         )
     return list(found.values())
+
+
+def wait_for_trace(
+    settings: Settings,
+    topology: Topology,
+    deliveries: list[Delivery],
+    start: topic_reader.Offsets,
+    timeout: float = TRACE_TIMEOUT,
+) -> lineage.Trace | None:
+    """The deregistration's trace once each department's receipt is on it (at the timeout,
+    the trace as far as it got, with what is missing)."""
+    if not deliveries:
+        return None
+    event_id = deliveries[0].event_id
+    deadline = time.monotonic() + timeout
+    while True:
+        hops = lineage.read(settings, event_id, start)
+        trace = lineage.build(event_id, hops, topology, int(time.time() * 1000)) if hops else None
+        receipts = sum(s.stage == "receipt" for s in trace.steps) if trace else 0
+        if receipts == len(deliveries) or time.monotonic() > deadline:
+            return trace
+        time.sleep(0.5)
 
 
 def _is_deregistration(record: topic_reader.Record, company: Company) -> bool:
@@ -200,6 +225,7 @@ def run(settings: Settings, console: Console) -> bool:
     start = topic_reader.end_offsets(
         settings.bootstrap, [delivery_topic(s) for s in topology.subscriptions]
     )
+    trace_start = topic_reader.end_offsets(settings.bootstrap, [lineage.TRACE_TOPIC])
     deregister(settings, company)
     with console.status("waiting for the deliveries"):
         deliveries = collect_deliveries(settings, topology, company, start)
@@ -233,6 +259,13 @@ def run(settings: Settings, console: Console) -> bool:
         delivery_topic(s) for s in topology.active_subscriptions("enterprise", datetime.now(UTC))
     }
     ok = {d.topic for d in deliveries} == expected and left == 0 and account_closed
+    with console.status("waiting for the receipts on govsync.trace"):
+        trace = wait_for_trace(settings, topology, deliveries, trace_start)
+    if trace is not None:
+        names = {d: dept.name for d, dept in topology.departments.items()}
+        console.print(lineage.table(trace, names))
+        console.print(f"the same, any time: .venv/bin/govsync trace {trace.event_id}")
+    ok = ok and trace is not None and trace.complete
     console.print("[green]scenario complete[/green]" if ok else "[red]scenario incomplete[/red]")
     console.print(
         "\nThe stack is still running. Try next:\n"

@@ -2,7 +2,8 @@
 
 ``event_id``, ``traceparent`` (W3C Trace Context), ``source`` (department.table) and
 ``source_ts`` (commit time, epoch ms). The trace id is derived from the event id, so
-retries and replays of one change share a trace.
+retries and replays of one change share a trace. Records on ``changes.*`` also name the
+cdc record they were normalized from (``captured``), for the lineage on govsync.trace.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 Headers = list[tuple[str, bytes]]
+
+CAPTURED = "captured"
 
 
 def trace_id(event_id: str) -> str:
@@ -43,3 +46,17 @@ def as_dict(
         return {}
     pairs = headers.items() if isinstance(headers, Mapping) else headers
     return {key: (value or b"").decode(errors="replace") for key, value in pairs}
+
+
+def captured(topic: str, partition: int, offset: int, timestamp_ms: int) -> tuple[str, bytes]:
+    """Where normalize read a change: the cdc record's position and when Connect wrote it."""
+    return CAPTURED, f"{topic}/{partition}/{offset}/{timestamp_ms}".encode()
+
+
+def parse_captured(value: str | None) -> tuple[str, int, int, int] | None:
+    """The ``captured`` header back as (topic, partition, offset, timestamp ms)."""
+    try:
+        topic, partition, offset, timestamp_ms = (value or "").split("/")
+        return topic, int(partition), int(offset), int(timestamp_ms)
+    except ValueError:
+        return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from confluent_kafka import Message, TopicPartition
@@ -109,7 +109,8 @@ class NormalizeStage:
             self.pending.inc(metrics.DEAD_LETTERED, source.id, code)
             return [dead_letter(message, code, str(exc))]
         self.pending.inc(metrics.NORMALIZED, source.id, source.entity)
-        return [out]
+        where = (message.topic(), message.partition(), message.offset(), message.timestamp()[1])
+        return [replace(out, headers=[*out.headers, headers.captured(*where)])]
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
         """Stateless."""

@@ -14,10 +14,12 @@ from pydantic import BaseModel
 from connectors import debezium
 from streams import access, admin, applied, schemas, serde
 from streams.access import RECEIPTS_TOPIC
+from streams.audit import AUDIT_TOPIC
 from streams.authority import QUALITY_TOPIC
 from streams.canonical import CHANGELOG_TOPIC as CANONICAL_CHANGELOG
 from streams.dedup import changelog_topic
 from streams.dlq import CLOSED_TOPIC
+from streams.lineage import TRACE_TOPIC
 from streams.settings import Settings
 from streams.stack import registry
 from streams.stack.process import StackError
@@ -100,6 +102,23 @@ def topic_specs(topology: Topology) -> list[admin.TopicSpec]:
     )
     specs.append(
         admin.TopicSpec(
+            TRACE_TOPIC,
+            kafka.partitions,
+            kafka.replication_factor,
+            {"cleanup.policy": "delete", "retention.ms": _ms(kafka.dlq_retention.total_seconds())},
+        )
+    )
+    specs.append(
+        admin.TopicSpec(
+            AUDIT_TOPIC,
+            kafka.partitions,  # one hash chain per partition
+            kafka.replication_factor,
+            # Kept forever and never compacted: a chain verifies only from its first record.
+            {"cleanup.policy": "delete", "retention.ms": "-1"},
+        )
+    )
+    specs.append(
+        admin.TopicSpec(
             QUALITY_TOPIC,
             kafka.partitions,
             kafka.replication_factor,
@@ -143,6 +162,8 @@ def schema_plan(topology: Topology) -> dict[str, dict]:
         plan[delivery_topic(subscription)] = schemas.delivery_schema(topology, subscription)
     plan[QUALITY_TOPIC] = schemas.quality_schema()
     plan[RECEIPTS_TOPIC] = schemas.receipt_schema()
+    plan[TRACE_TOPIC] = schemas.lineage_schema()
+    plan[AUDIT_TOPIC] = schemas.audit_schema()
     return plan
 
 
@@ -154,7 +175,10 @@ def apply(topology: Topology, settings: Settings, text: str) -> ApplyReport:
     serde.ensure_reachable(settings)
     topics = admin.ensure_topics(client, topic_specs(topology))
     acls = access.apply(client, settings, topology)
-    restarted = registry.ensure_users(settings, topology)
+    restarted = registry.users_outdated(settings, topology)
+    if restarted:
+        with debezium.paused(topology, settings):
+            registry.restart(settings, topology)
     schema_registry = serde.registry_client(settings)
     registered = {
         topic: serde.register(schema_registry, topic, schema)

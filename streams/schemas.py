@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from streams.audit import AUDIT_KINDS
+from streams.lineage import LINEAGE_STAGES
 from streams.settings import REPO_ROOT, Settings
 from streams.topology import (
     Entity,
@@ -46,7 +48,7 @@ _AVRO_TYPES = {
 }
 # The file names this module owns in schemas/; others' schemas live beside them.
 _GENERATED_NAME = re.compile(
-    r"(?:quality|receipts)\.avsc"
+    r"(?:quality|receipts|audit|trace)\.avsc"
     r"|[a-z0-9_]+\.(?:state|change)\.avsc"
     r"|deliver\.[a-z0-9_]+\.[a-z0-9_]+\.avsc"
 )
@@ -236,6 +238,84 @@ def receipt_schema() -> Schema:
     }
 
 
+def lineage_schema() -> Schema:
+    """One hop of one change, on ``govsync.trace`` (streams/lineage.py)."""
+    optional_text = {"type": ["null", "string"], "default": None}
+    return {
+        "type": "record",
+        "name": "Hop",
+        "namespace": "govsync.trace",
+        "doc": "Where a change was seen, and when: captured, normalized, delivered, receipt.",
+        "fields": [
+            {"name": "event_id", "type": "string"},
+            {
+                "name": "stage",
+                "type": {"type": "enum", "name": "Stage", "symbols": LINEAGE_STAGES},
+            },
+            {"name": "kind", "type": "string", "doc": "The change's kind, e.g. deregistered."},
+            {"name": "entity", "type": "string"},
+            {"name": "entity_key", "type": "string"},
+            {"name": "department", **optional_text},
+            {"name": "subscription", **optional_text},
+            {"name": "topic", "type": "string"},
+            {"name": "partition", "type": "int"},
+            {"name": "offset", "type": "long"},
+            {"name": "at_ms", "type": "long", "doc": "When the hop happened (epoch ms)."},
+            {"name": "source_ts_ms", "type": "long", "doc": "The source commit (epoch ms)."},
+            {"name": "outcome", **optional_text},
+            {"name": "reason", **optional_text},
+        ],
+    }
+
+
+def audit_schema() -> Schema:
+    """One link of the hash-chained audit trail on ``govsync.audit`` (streams/audit.py).
+    Every field of ``AuditRecord``, because the hash covers every field: a field the schema
+    dropped could not be verified from what is on Kafka."""
+    optional_text = {"type": ["null", "string"], "default": None}
+    text_map = {"type": {"type": "map", "values": "string"}, "default": {}}
+    return {
+        "type": "record",
+        "name": "AuditRecord",
+        "namespace": "govsync.audit",
+        "doc": "Who received which data, when, under which approval; each record carries the "
+        "SHA-256 of its predecessor, so tampering breaks the chain where it happened.",
+        "fields": [
+            {"name": "seq", "type": "long", "doc": "Position in the chain, from 0."},
+            {
+                "name": "kind",
+                "type": {"type": "enum", "name": "AuditKind", "symbols": AUDIT_KINDS},
+            },
+            {"name": "at_ms", "type": "long", "doc": "When it happened, epoch milliseconds."},
+            {"name": "actor", "type": "string", "doc": "Who did it: a principal or department."},
+            {"name": "event_id", **optional_text},
+            {"name": "entity", **optional_text},
+            {"name": "entity_key", **optional_text},
+            {"name": "department", **optional_text},
+            {"name": "subscription", **optional_text},
+            {
+                "name": "fields",
+                "type": {"type": "array", "items": "string"},
+                "default": [],
+                "doc": "The fields the department received.",
+            },
+            {**text_map, "name": "approval", "doc": "by, at, purpose, legal_basis, expires."},
+            {
+                **text_map,
+                "name": "detail",
+                "doc": "Anything else: topic/partition/offset, outcome, reason, replay id, "
+                "checkpoint count and head.",
+            },
+            {"name": "prev_sha256", "type": "string", "doc": "sha256 of the previous record."},
+            {
+                "name": "sha256",
+                "type": "string",
+                "doc": "SHA-256 over prev_sha256 and the canonical JSON of every other field.",
+            },
+        ],
+    }
+
+
 def schema_files(topology: Topology) -> dict[str, str]:
     """The generated ``.avsc`` files, name → exact content."""
     schemas: dict[str, Schema] = {}
@@ -247,6 +327,8 @@ def schema_files(topology: Topology) -> dict[str, str]:
         schemas[name] = delivery_schema(topology, subscription)
     schemas["quality.avsc"] = quality_schema()
     schemas["receipts.avsc"] = receipt_schema()
+    schemas["audit.avsc"] = audit_schema()
+    schemas["trace.avsc"] = lineage_schema()
     return {
         name: json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
         for name, schema in schemas.items()

@@ -18,6 +18,7 @@ from confluent_kafka.schema_registry import (
     SchemaRegistryClient,
     SchemaRegistryError,
     ServerConfig,
+    topic_subject_name_strategy,
 )
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -75,7 +76,12 @@ class ValueSerializer:
         self._serializer = AvroSerializer(
             client,
             json.dumps(schema),
-            conf={"auto.register.schemas": False, "use.latest.version": False},
+            conf={
+                "auto.register.schemas": False,
+                "use.latest.version": False,
+                # {topic}-value, decided here: no association lookup at the registry.
+                "subject.name.strategy": topic_subject_name_strategy,
+            },
         )
         self._context = SerializationContext(topic, MessageField.VALUE)
 

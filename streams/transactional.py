@@ -19,9 +19,9 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -97,6 +97,10 @@ class EngineConfig:
     # Without a bound, commit/abort block until the producer is fenced (minutes) when the
     # broker restarts mid-transaction; on expiry the session ends and a new one starts.
     transaction_timeout: float = 10.0
+    # Whom the stage's clients log in as (default: the process's principal), and
+    # consumer settings of its own.
+    principal: str | None = None
+    consumer: Mapping[str, Any] = field(default_factory=dict)
 
 
 def run(stage: Stage, config: EngineConfig, stop: threading.Event, watchdog: Watchdog) -> None:
@@ -114,6 +118,7 @@ def _session(stage: Stage, config: EngineConfig, stop: threading.Event, watchdog
     producer = Producer(
         clients.config(
             config.bootstrap,
+            config.principal,
             **{
                 "transactional.id": f"govsync-{stage.name}-{config.instance}",
                 "linger.ms": 5,
@@ -127,6 +132,7 @@ def _session(stage: Stage, config: EngineConfig, stop: threading.Event, watchdog
     consumer = Consumer(
         clients.config(
             config.bootstrap,
+            config.principal,
             **{
                 "group.id": f"govsync-{stage.name}",
                 # Static membership: a restarted instance takes its partitions back at
@@ -136,6 +142,7 @@ def _session(stage: Stage, config: EngineConfig, stop: threading.Event, watchdog
                 "isolation.level": "read_committed",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
+                **config.consumer,
             },
         )
     )

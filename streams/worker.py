@@ -1,5 +1,5 @@
-"""`govsync worker`: the normalize and route stages, each an exactly-once transactional
-loop in its own thread, and the worker's Prometheus metrics on ``/metrics``."""
+"""`govsync worker`: the normalize, route and ledger stages, each an exactly-once
+transactional loop in its own thread, and the worker's Prometheus metrics on ``/metrics``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from typing import NoReturn
 
 from prometheus_client import start_http_server
 
-from streams import applied, masking
+from streams import applied, credentials, masking
+from streams.ledger import LedgerStage
 from streams.pipeline import NormalizeStage, ReloadRefused, RouteStage
 from streams.serde import registry_client
 from streams.settings import Settings
@@ -43,21 +45,36 @@ def serve(
         settings.bootstrap,
         lambda department: masking.department_key(secrets_dir, department),
     )
-    stages: list[Stage] = [NormalizeStage(topology, registry), route]
+    ledger = LedgerStage(topology, registry, settings.bootstrap, topology.kafka.partitions)
+    stages: list[Stage] = [NormalizeStage(topology, registry), route, ledger]
     config = EngineConfig(bootstrap=settings.bootstrap, instance=settings.worker_instance)
+    configs = {stage.name: config for stage in stages}
+    configs[ledger.name] = replace(
+        config,
+        principal=credentials.LEDGER,
+        consumer={
+            # One instance owns partition p of every input topic, so chain p has one writer.
+            "partition.assignment.strategy": "range",
+            # Delivery topics of new subscriptions are picked up within seconds.
+            "topic.metadata.refresh.interval.ms": 5000,
+        },
+    )
     start_http_server(settings.worker_port, addr=settings.host)
     log.info("metrics on http://%s:%d/metrics", settings.host, settings.worker_port)
     watchdog = Watchdog()
     threads = [
         threading.Thread(
-            target=run, args=(stage, config, stop, watchdog), name=stage.name, daemon=True
+            target=run,
+            args=(stage, configs[stage.name], stop, watchdog),
+            name=stage.name,
+            daemon=True,
         )
         for stage in stages
     ]
     threads.append(
         threading.Thread(
             target=_follow_topology,
-            args=(settings.bootstrap, route, applied_sha256, stop),
+            args=(settings.bootstrap, route, ledger, applied_sha256, stop),
             name="topology",
             daemon=True,
         )
@@ -81,7 +98,11 @@ def serve(
 
 
 def _follow_topology(
-    bootstrap: str, route: RouteStage, sha256: str | None, stop: threading.Event
+    bootstrap: str,
+    route: RouteStage,
+    ledger: LedgerStage,
+    sha256: str | None,
+    stop: threading.Event,
 ) -> None:
     """Take each newly applied topology: subscription changes (approval, fields, masks,
     new subscriptions) in place; changed sources or entities by restarting the worker."""
@@ -89,7 +110,9 @@ def _follow_topology(
         if current.sha256 == sha256:
             continue
         try:
-            route.reload(current.topology())
+            topology = current.topology()
+            route.reload(topology)
+            ledger.reload(topology)
         except TopologyError as exc:
             log.error("ignoring an invalid applied topology %s: %s", current.sha256[:12], exc)
         except ReloadRefused as exc:

@@ -4,7 +4,8 @@ Every request must authenticate (HTTP Basic against the registry's embedded user
 and roles decide what it may do: ``admin`` registers govsync's schemas, ``connect``
 registers Debezium's, and every other principal — each department, the worker — may
 only read. The users live in a 0600 file in the state directory that Quarkus reads at
-start-up, so no password is on a command line; a new department means a restart.
+start-up, so no password is on a command line; a new department means a restart, which
+`topology apply` does with capture paused.
 """
 
 from __future__ import annotations
@@ -35,18 +36,18 @@ def users_config(settings: Settings, topology: Topology) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ensure_users(settings: Settings, topology: Topology) -> bool:
-    """Give every principal of ``topology`` a registry login; restart a running registry
-    if that changed who may log in (the realm is read at start-up). True if restarted."""
+def users_outdated(settings: Settings, topology: Topology) -> bool:
+    """Whether the registry's users differ from the principals ``topology`` implies."""
     path = settings.path("secrets", USERS_FILE)
-    wanted = users_config(settings, topology)
-    if path.exists() and path.read_text() == wanted:
-        return False
-    write_private(path, wanted)
-    if not stop(settings.path("run"), NAME, timeout=60):
-        return False
-    start(settings, topology)
-    return True
+    return not path.exists() or path.read_text() != users_config(settings, topology)
+
+
+def restart(settings: Settings, topology: Topology) -> None:
+    """Restart a running registry with ``topology``'s users (the realm is read at start-up)."""
+    if stop(settings.path("run"), NAME, timeout=60):
+        start(settings, topology)
+    else:
+        write_private(settings.path("secrets", USERS_FILE), users_config(settings, topology))
 
 
 def start(settings: Settings, topology: Topology) -> None:

@@ -97,11 +97,11 @@ def test_connect_registers_debeziums_schemas_and_admin_registers_govsyncs(stack:
         assert value_subject(delivery_topic(subscription)) in subjects
 
 
-def test_a_new_department_gets_a_read_only_login_and_capture_rides_out_the_restart(
+def test_a_new_department_gets_a_read_only_login_and_capture_survives_the_restart(
     stack: Stack, tmp_path: Path
 ) -> None:
-    """The registry's users are read at start-up, so apply restarts it for a new department;
-    Debezium keeps converting through the restart (retries, cached schemas)."""
+    """The registry's users are read at start-up, so apply restarts it for a new department,
+    with capture paused meanwhile: a change committed then is captured once it resumes."""
     data = yaml.safe_load(TOPOLOGY.read_text(encoding="utf-8"))
     data["departments"]["civil_affairs"] = {"name": "民政局", "clearance": "internal"}
     wider = tmp_path / "topology.yaml"

@@ -15,7 +15,7 @@ from tests.unit.examples import TOPOLOGY
 
 
 def test_every_department_and_service_gets_a_principal() -> None:
-    assert set(principals(TOPOLOGY)) == {"worker", "connect", *TOPOLOGY.departments}
+    assert set(principals(TOPOLOGY)) == {"worker", "ledger", "connect", *TOPOLOGY.departments}
     assert "admin" not in principals(TOPOLOGY)  # a super user, from the broker config
 
 
@@ -59,7 +59,7 @@ def test_only_admin_and_connect_may_write_schemas(tmp_path: Path) -> None:
     )
     assert roles.pop("admin") == "sr-admin"
     assert roles.pop("connect") == "sr-developer"
-    assert set(roles) == {"worker", *TOPOLOGY.departments}
+    assert set(roles) == {"worker", "ledger", *TOPOLOGY.departments}
     assert set(roles.values()) == {"sr-readonly"}
     for principal in ("admin", "connect", *roles):
         secret = credentials.registry_password(settings, principal)

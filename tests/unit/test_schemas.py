@@ -176,7 +176,7 @@ def test_committed_schema_files_match_the_topology() -> None:
         assert path.exists(), hint
         assert path.read_text(encoding="utf-8") == text, hint
     generated_looking = re.compile(
-        r"(quality|receipts)\.avsc|[a-z0-9_]+\.(state|change)\.avsc|deliver\..+\.avsc"
+        r"(quality|receipts|audit|trace)\.avsc|[a-z0-9_]+\.(state|change)\.avsc|deliver\..+\.avsc"
     )
     stale = [p.name for p in SCHEMAS_DIR.iterdir() if generated_looking.fullmatch(p.name)]
     assert sorted(stale) == sorted(expected), hint

@@ -1,0 +1,349 @@
+"""The ledger stage: lineage on ``govsync.trace`` and the hash-chained ``govsync.audit``,
+written from what the pipeline committed.
+
+It follows the change, delivery, receipt and topology-change topics (read committed), so
+it sees exactly what departments can see, at the offsets they see it, and the normalize
+and route stages carry no extra work. It runs as its own Kafka principal, ``ledger``:
+the only one besides departments that may read deliveries, and the only writer of the
+audit trail.
+
+One chain per partition of ``govsync.audit``: records from input partition ``p`` of any
+topic extend chain ``p mod n``. The range assignor gives one instance partition ``p`` of
+every input topic, so each chain has a single writer even when the worker is scaled out.
+A chain's head is read back from the topic after every start, rebalance or abort.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from streams import applied, clients, credentials, headers, schemas
+from streams.access import RECEIPTS_TOPIC
+from streams.audit import AUDIT_TOPIC, AuditRecord, Chain
+from streams.headers import as_dict
+from streams.lineage import TRACE_TOPIC, Hop
+from streams.serde import ValueDeserializer, ValueSerializer
+from streams.topology import Topology
+from streams.transactional import Output
+
+log = logging.getLogger("govsync.ledger")
+
+CHECKPOINT_EVERY = 1000
+TAIL_WINDOW = 64  # records read back from a chain's end to find its head
+WORKER_ACTOR = "worker"
+
+CHANGES_PATTERN, DELIVERIES_PATTERN = r"^changes\..*", r"^deliver\..*"
+
+
+def approval_of(topology: Topology, subscription_id: str) -> dict[str, str]:
+    """The approval a delivery was made under, as the audit trail keeps it (plain text)."""
+    subscription = next((s for s in topology.subscriptions if s.id == subscription_id), None)
+    if subscription is None:
+        return {}
+    approval = subscription.approval.model_dump(mode="json")
+    return {name: str(value) for name, value in approval.items() if value is not None}
+
+
+class LedgerStage:
+    name = "ledger"
+    topics: Sequence[str] = (
+        CHANGES_PATTERN,
+        DELIVERIES_PATTERN,
+        RECEIPTS_TOPIC,
+        applied.CHANGES_TOPIC,
+    )
+
+    def __init__(
+        self,
+        topology: Topology,
+        registry: SchemaRegistryClient,
+        bootstrap: str,
+        audit_partitions: int,
+    ) -> None:
+        self.topology = topology
+        self._bootstrap = bootstrap
+        self._partitions = audit_partitions
+        self._decode = ValueDeserializer(registry)
+        self._hop = ValueSerializer(registry, TRACE_TOPIC, schemas.lineage_schema())
+        self._audit = ValueSerializer(registry, AUDIT_TOPIC, schemas.audit_schema())
+        self._chains: dict[int, Chain] = {}  # committed heads
+        self._pending: dict[int, Chain] = {}  # heads moved by the open transaction
+
+    def reload(self, topology: Topology) -> None:
+        """Approvals recorded from the next record on are those of ``topology``."""
+        self.topology = topology
+
+    # --- the Stage protocol -------------------------------------------------------------
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        self._forget()
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        self._forget()
+
+    def committed(self) -> None:
+        self._chains.update(self._pending)
+        self._pending.clear()
+
+    def aborted(self) -> None:
+        self._forget()
+
+    def process(self, message: Message) -> list[Output]:
+        topic = message.topic()
+        if topic == applied.CHANGES_TOPIC:
+            return self._topology_changes(message)
+        value = self._decode(topic, message.value())
+        if value is None:
+            return []
+        if topic == RECEIPTS_TOPIC:
+            return self._receipt(message, value)
+        if topic.startswith("deliver."):
+            return self._delivery(message, value)
+        return self._change(message, value)
+
+    # --- per input ----------------------------------------------------------------------
+
+    def _change(self, message: Message, change: dict[str, Any]) -> list[Output]:
+        """A change on changes.<entity>: it was captured (the cdc record normalize read,
+        named in its ``captured`` header) and normalized (this record)."""
+        outputs = []
+        captured = headers.parse_captured(as_dict(message.headers()).get(headers.CAPTURED))
+        if captured is not None:
+            topic, partition, offset, at_ms = captured
+            outputs.append(self._lineage(change, "captured", topic, partition, offset, at_ms))
+        outputs.append(
+            self._lineage(
+                change,
+                "normalized",
+                message.topic(),
+                message.partition(),
+                message.offset(),
+                message.timestamp()[1],
+            )
+        )
+        return outputs
+
+    def _delivery(self, message: Message, delivery: dict[str, Any]) -> list[Output]:
+        subscription_id = delivery["subscription"]
+        department = message.topic().split(".")[1]
+        at_ms = message.timestamp()[1]
+        hop = self._lineage(
+            delivery,
+            "delivered",
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            at_ms,
+            department=department,
+            subscription=subscription_id,
+        )
+        state = delivery.get("after") or delivery.get("before") or {}
+        subscription = next(
+            (s for s in self.topology.subscriptions if s.id == subscription_id), None
+        )
+        masks = subscription.mask if subscription is not None else {}
+        received = sorted(name for name, value in state.items() if value is not None)
+        detail = {
+            "kind": delivery["kind"],
+            "position": f"{message.topic()}[{message.partition()}]@{message.offset()}",
+        }
+        masked = [f"{name}:{masks[name].rule}" for name in received if name in masks]
+        if masked:
+            detail["masked"] = ",".join(masked)
+        return [
+            hop,
+            *self._seal(
+                message.partition(),
+                key=delivery["key"],
+                kind="delivery",
+                at_ms=at_ms,
+                actor=WORKER_ACTOR,
+                event_id=delivery["event_id"],
+                entity=delivery["entity"],
+                entity_key=delivery["key"],
+                department=department,
+                subscription=subscription_id,
+                fields=received,
+                approval=approval_of(self.topology, subscription_id),
+                detail=detail,
+            ),
+        ]
+
+    def _receipt(self, message: Message, receipt: dict[str, Any]) -> list[Output]:
+        entity = next(
+            (s.entity for s in self.topology.subscriptions if s.id == receipt["subscription"]),
+            "",
+        )
+        hop = Hop(
+            event_id=receipt["event_id"],
+            stage="receipt",
+            kind="receipt",
+            entity=entity,
+            entity_key=receipt["entity_key"],
+            department=receipt["department"],
+            subscription=receipt["subscription"],
+            topic=message.topic(),
+            partition=message.partition(),
+            offset=message.offset(),
+            at_ms=receipt["applied_at_ms"],
+            source_ts_ms=int(as_dict(message.headers()).get("source_ts", 0)),
+            outcome=receipt["outcome"],
+            reason=receipt["reason"],
+        )
+        outputs = [self._output(hop)]
+        detail = {
+            "outcome": receipt["outcome"],
+            "delivery": f"{receipt['topic']}[{receipt['partition']}]@{receipt['offset']}",
+        }
+        if receipt["reason"]:
+            detail["reason"] = receipt["reason"]
+        outputs += self._seal(
+            message.partition(),
+            key=receipt["entity_key"],
+            kind="receipt",
+            at_ms=receipt["applied_at_ms"],
+            actor=receipt["department"],
+            event_id=receipt["event_id"],
+            entity=entity or None,
+            entity_key=receipt["entity_key"],
+            department=receipt["department"],
+            subscription=receipt["subscription"],
+            detail=detail,
+        )
+        return outputs
+
+    def _topology_changes(self, message: Message) -> list[Output]:
+        record = applied.ChangeRecord.model_validate_json(message.value() or b"{}")
+        at_ms = int(record.applied_at.timestamp() * 1000)
+        outputs: list[Output] = []
+        for change in record.changes:
+            outputs += self._seal(
+                message.partition(),
+                key=change.path,
+                kind="topology_change",
+                at_ms=at_ms,
+                actor=change.by or credentials.ADMIN,
+                detail={
+                    "path": change.path,
+                    "before": _text(change.before),
+                    "after": _text(change.after),
+                    "topology_sha256": record.sha256,
+                },
+            )
+        return outputs
+
+    # --- lineage and the chain ----------------------------------------------------------
+
+    def _lineage(
+        self,
+        change: dict[str, Any],
+        stage: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        at_ms: int,
+        **extra: str,
+    ) -> Output:
+        return self._output(
+            Hop(
+                event_id=change["event_id"],
+                stage=stage,  # type: ignore[arg-type]
+                kind=change["kind"],
+                entity=change["entity"],
+                entity_key=change["key"],
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                at_ms=at_ms,
+                source_ts_ms=change["source_ts_ms"],
+                **extra,
+            )
+        )
+
+    def _output(self, hop: Hop) -> Output:
+        return Output(
+            TRACE_TOPIC,
+            hop.event_id.encode(),
+            self._hop(hop.model_dump()),
+            [("entity_key", hop.entity_key.encode())],  # lets a trace skip other entities
+        )
+
+    def _seal(self, input_partition: int, *, key: str, **record: Any) -> list[Output]:
+        partition = input_partition % self._partitions
+        chain = self._chain(partition)
+        return [
+            Output(AUDIT_TOPIC, key.encode(), self._audit(sealed.model_dump()), [], partition)
+            for sealed in chain.append(**record)
+        ]
+
+    def _chain(self, partition: int) -> Chain:
+        if partition not in self._pending:
+            base = self._chains.get(partition) or Chain.resume(
+                self._last_record(partition), CHECKPOINT_EVERY
+            )
+            self._pending[partition] = Chain(base.head_sha256, base.next_seq, base.checkpoint_every)
+        return self._pending[partition]
+
+    def _forget(self) -> None:
+        self._chains.clear()
+        self._pending.clear()
+
+    def _last_record(self, partition: int) -> AuditRecord | None:
+        """The committed end of one chain: the last record on its partition. Transaction
+        markers and aborted batches take offsets too, so widen the look-back until a
+        record turns up or the partition's start is reached."""
+        consumer = Consumer(
+            clients.config(
+                self._bootstrap,
+                credentials.LEDGER,
+                **{
+                    "group.id": "govsync-ledger-tail",  # never committed
+                    "enable.auto.commit": False,
+                    "isolation.level": "read_committed",
+                    "enable.partition.eof": True,
+                },
+            )
+        )
+        try:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(AUDIT_TOPIC, partition), timeout=10
+            )
+            window = TAIL_WINDOW
+            while True:
+                start = max(low, high - window)
+                last = _read_last(consumer, partition, start)
+                if last is not None or start == low:
+                    break
+                window *= 4
+            if last is None:
+                return None
+            record = AuditRecord.model_validate(self._decode(AUDIT_TOPIC, last))
+            log.info("audit chain %d continues after seq %d", partition, record.seq)
+            return record
+        finally:
+            consumer.close()
+
+
+def _read_last(consumer: Consumer, partition: int, start: int) -> bytes | None:
+    consumer.assign([TopicPartition(AUDIT_TOPIC, partition, start)])
+    last: bytes | None = None
+    while True:
+        message = consumer.poll(10)
+        if message is None:
+            raise RuntimeError(f"reading {AUDIT_TOPIC}[{partition}] timed out")
+        error = message.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                return last
+            raise RuntimeError(f"reading {AUDIT_TOPIC}[{partition}]: {error.str()}")
+        last = message.value()
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
