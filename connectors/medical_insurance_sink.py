@@ -3,15 +3,15 @@ deceased member's insurance relationship."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg
+
+from connectors.subscriber import Delivery
 
 PERSON_TOPIC = "deliver.medical_insurance.person"
 
 
-def apply_person(conn: psycopg.Connection, delivery: dict[str, Any]) -> None:
-    after = delivery["after"] or {}
+def apply_person(conn: psycopg.Connection, delivery: Delivery) -> None:
+    after = delivery.after or {}
     if after.get("status") != "deceased":
         return
     conn.execute(
@@ -22,9 +22,9 @@ def apply_person(conn: psycopg.Connection, delivery: dict[str, Any]) -> None:
         " WHERE id_no = %s AND status = 'active'",
         (
             after.get("death_date"),
-            delivery["source_ts_ms"],
-            f"死亡 (event {delivery['event_id']})",
-            delivery["key"],
+            delivery.source_ts_ms,
+            f"死亡 (event {delivery.event_id})",
+            delivery.key,
         ),
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from connectors import medical_insurance_sink, social_security_sink, tax_sink
-from connectors.inbox import Handler
+from connectors.subscriber import Handler
 
 SINKS: dict[str, Mapping[str, Handler]] = {
     "tax": tax_sink.HANDLERS,

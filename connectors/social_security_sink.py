@@ -8,40 +8,39 @@ key is looked up by its legacy form and the match confirmed by converting back (
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg
 
+from connectors.subscriber import Delivery
 from streams.standards import legacy_resident_id, normalize_resident_id
 
 ENTERPRISE_TOPIC = "deliver.social_security.enterprise"
 PERSON_TOPIC = "deliver.social_security.person"
 
 
-def apply_enterprise(conn: psycopg.Connection, delivery: dict[str, Any]) -> None:
-    if delivery["kind"] != "deregistered":
+def apply_enterprise(conn: psycopg.Connection, delivery: Delivery) -> None:
+    if delivery.kind != "deregistered":
         return
     conn.execute(
         "UPDATE employer_account SET status = 'closed',"
         " closed_on = (to_timestamp(%s / 1000.0) AT TIME ZONE 'Asia/Shanghai')::date"
         " WHERE uscc = %s AND status = 'open'",
-        (delivery["source_ts_ms"], delivery["key"]),
+        (delivery.source_ts_ms, delivery.key),
     )
 
 
-def apply_person(conn: psycopg.Connection, delivery: dict[str, Any]) -> None:
+def apply_person(conn: psycopg.Connection, delivery: Delivery) -> None:
     """State-based: whatever the kind (a snapshot may be the first news of a death), a
     deceased person's pension stops once."""
-    after = delivery["after"] or {}
+    after = delivery.after or {}
     if after.get("status") != "deceased":
         return
-    legacy = legacy_resident_id(delivery["key"])
+    legacy = legacy_resident_id(delivery.key)
     if legacy is None:
         return
     row = conn.execute(
         "SELECT person_no, id_no FROM insured_person WHERE id_no = %s", (legacy,)
     ).fetchone()
-    if row is None or normalize_resident_id(row[1]) != delivery["key"]:
+    if row is None or normalize_resident_id(row[1]) != delivery.key:
         return
     conn.execute(
         "UPDATE insured_person SET pension_status = 'stopped',"
@@ -51,8 +50,8 @@ def apply_person(conn: psycopg.Connection, delivery: dict[str, Any]) -> None:
         " WHERE person_no = %s AND pension_status <> 'stopped'",
         (
             after.get("death_date"),
-            delivery["source_ts_ms"],
-            f"死亡 (event {delivery['event_id']})",
+            delivery.source_ts_ms,
+            f"死亡 (event {delivery.event_id})",
             row[0],
         ),
     )

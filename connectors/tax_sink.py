@@ -6,28 +6,26 @@ reminders are cancelled — the headline scenario closes in a real database.
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg
 
-from connectors.inbox import Outcome, apply_once
+from connectors.subscriber import Delivery
 
 TOPIC = "deliver.tax.enterprise"
 NEW_TAXPAYER_OFFICE = "待分配"  # assigned by the bureau after registration
 
 
-def apply_enterprise(conn: psycopg.Connection, delivery: dict[str, Any]) -> None:
-    kind, uscc, after = delivery["kind"], delivery["key"], delivery["after"] or {}
+def apply_enterprise(conn: psycopg.Connection, delivery: Delivery) -> None:
+    kind, uscc, after = delivery.kind, delivery.key, delivery.after or {}
     if kind == "deregistered":
         conn.execute(
             "UPDATE taxpayer SET status = 'deregistered',"
             " deregistered_at = to_timestamp(%s / 1000.0), updated_at = now() WHERE uscc = %s",
-            (delivery["source_ts_ms"], uscc),
+            (delivery.source_ts_ms, uscc),
         )
         conn.execute(
             "UPDATE tax_reminder SET state = 'cancelled', cancelled_reason = %s, updated_at = now()"
             " WHERE uscc = %s AND state = 'pending'",
-            (f"企业已注销 (event {delivery['event_id']})", uscc),
+            (f"企业已注销 (event {delivery.event_id})", uscc),
         )
     elif kind in ("registered", "snapshot", "updated") and after:
         conn.execute(
@@ -51,10 +49,3 @@ def apply_enterprise(conn: psycopg.Connection, delivery: dict[str, Any]) -> None
 
 
 HANDLERS = {TOPIC: apply_enterprise}
-
-
-def apply_delivery(
-    conn: psycopg.Connection, delivery: dict[str, Any], *, partition: int, offset: int
-) -> Outcome:
-    """Apply one delivery inside the caller's transaction; idempotent by event_id."""
-    return apply_once(conn, TOPIC, delivery, apply_enterprise, partition=partition, offset=offset)

@@ -18,7 +18,7 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from streams.audit import AUDIT_KINDS
 from streams.lineage import LINEAGE_STAGES
@@ -34,7 +34,8 @@ from streams.topology import (
 
 SCHEMAS_DIR = REPO_ROOT / "schemas"
 
-CHANGE_KINDS = ["registered", "updated", "deregistered", "snapshot", "deleted"]
+ChangeKind = Literal["registered", "updated", "deregistered", "snapshot", "deleted"]
+CHANGE_KINDS: list[str] = list(get_args(ChangeKind))
 
 # Dates, timestamps and decimals travel as strings (ISO date, ISO-8601 UTC, exact
 # decimal text) so no consumer loses precision or has to know Avro logical types.

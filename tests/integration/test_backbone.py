@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.serialization import SerializationError
 
 from connectors import tax_sink
+from connectors.subscriber import Delivery, Rejected, apply_once
 from streams import clients
 from streams.headers import as_dict
 from streams.masking import keyed_hash, mask_state, partial
@@ -479,8 +480,13 @@ def test_unknown_status_code_goes_to_the_dlq(stack: Stack) -> None:
     assert int(letter.headers["source_offset"]) >= 0
 
 
+def tax_delivery(value: dict[str, Any], offset: int) -> Delivery:
+    """``value`` as the tax sink's subscriber hands it to its handler, read at ``offset``."""
+    return Delivery(**value, topic=TAX, partition=0, offset=offset)
+
+
 def test_tax_sink_applies_a_delivery_once(stack: Stack) -> None:
-    """apply_delivery is idempotent by event_id: the same delivery applied a second time (in
+    """apply_once is idempotent by event_id: the same delivery applied a second time (in
     a later transaction) is reported as a duplicate and changes nothing."""
     key = new_uscc()  # throwaway: exists only in this test's tax rows, removed at the end
     company = new_company(credit_code=key)
@@ -527,7 +533,9 @@ def test_tax_sink_applies_a_delivery_once(stack: Stack) -> None:
         try:
             for delivery in (registered, deregistered):
                 with conn.transaction():
-                    outcome = tax_sink.apply_delivery(conn, delivery, partition=0, offset=0)
+                    outcome = apply_once(
+                        conn, tax_delivery(delivery, offset=0), tax_sink.apply_enterprise
+                    )
                     if delivery is registered:
                         conn.execute(
                             "INSERT INTO tax_reminder (uscc, tax_type, period, due_date)"
@@ -538,7 +546,9 @@ def test_tax_sink_applies_a_delivery_once(stack: Stack) -> None:
                 assert outcome == "applied"
                 before = snapshot(conn)
                 with conn.transaction():
-                    again = tax_sink.apply_delivery(conn, delivery, partition=0, offset=1)
+                    again = apply_once(
+                        conn, tax_delivery(delivery, offset=1), tax_sink.apply_enterprise
+                    )
                 assert again == "duplicate"
                 assert snapshot(conn) == before
             [taxpayer] = before[0]
@@ -573,7 +583,9 @@ def test_a_delivery_the_department_cannot_take_is_rejected_not_fatal(stack: Stac
     with psycopg.connect(stack.settings.pg_conninfo("tax"), autocommit=True) as conn:
         try:
             with conn.transaction():
-                outcome = tax_sink.apply_delivery(conn, nameless, partition=0, offset=0)
+                outcome = apply_once(
+                    conn, tax_delivery(nameless, offset=0), tax_sink.apply_enterprise
+                )
             assert outcome == "rejected"
             [(recorded, reason)] = conn.execute(
                 "SELECT outcome, reason FROM govsync_inbox WHERE event_id = %s",
@@ -583,7 +595,53 @@ def test_a_delivery_the_department_cannot_take_is_rejected_not_fatal(stack: Stac
             assert "name" in reason and "not-null" in reason
             assert conn.execute("SELECT 1 FROM taxpayer WHERE uscc = %s", (key,)).fetchall() == []
             with conn.transaction():
-                again = tax_sink.apply_delivery(conn, nameless, partition=0, offset=1)
+                again = apply_once(
+                    conn, tax_delivery(nameless, offset=1), tax_sink.apply_enterprise
+                )
             assert again == "duplicate"
         finally:
             conn.execute("DELETE FROM govsync_inbox WHERE entity_key = %s", (key,))
+
+
+def test_a_delivery_the_handler_refuses_is_rejected_with_its_reason(stack: Stack) -> None:
+    """A handler that raises Rejected after writing leaves no partial writes; the inbox
+    records the delivery as rejected with the handler's reason, and it is a duplicate when
+    it comes again."""
+    key = new_uscc()
+    company = new_company(credit_code=key)
+    registered = {
+        "event_id": str(uuid.uuid4()),
+        "kind": "registered",
+        "entity": "enterprise",
+        "key": key,
+        "before": None,
+        "after": {"uscc": key, "name": company.ent_name, "status": "active", "address": None},
+        "changed_fields": ["uscc", "name", "status"],
+        "source": SOURCE_ID,
+        "source_ts_ms": int(time.time() * 1000),
+        "source_position": "lsn=0;txid=0",
+        "subscription": "tax.enterprise",
+    }
+    why = f"纳税人 {key} 不属本局管辖"
+
+    def refuse_after_writing(conn: psycopg.Connection, delivery: Delivery) -> None:
+        tax_sink.apply_enterprise(conn, delivery)  # the taxpayer row is written ...
+        raise Rejected(why)  # ... and undone
+
+    with psycopg.connect(stack.settings.pg_conninfo("tax"), autocommit=True) as conn:
+        try:
+            with conn.transaction():
+                outcome = apply_once(conn, tax_delivery(registered, offset=0), refuse_after_writing)
+            assert outcome == "rejected"
+            assert conn.execute(
+                "SELECT outcome, reason FROM govsync_inbox WHERE event_id = %s",
+                (registered["event_id"],),
+            ).fetchall() == [("rejected", why)]
+            assert conn.execute("SELECT 1 FROM taxpayer WHERE uscc = %s", (key,)).fetchall() == []
+            with conn.transaction():
+                again = apply_once(conn, tax_delivery(registered, offset=1), refuse_after_writing)
+            assert again == "duplicate"
+        finally:
+            with conn.transaction():
+                conn.execute("DELETE FROM govsync_inbox WHERE entity_key = %s", (key,))
+                conn.execute("DELETE FROM taxpayer WHERE uscc = %s", (key,))

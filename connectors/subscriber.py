@@ -1,0 +1,366 @@
+"""The subscriber SDK: what a department imports to receive its deliveries.
+
+A department writes one handler per delivery topic: given a connection to its own
+database (inside a transaction) and a typed ``Delivery``, change its tables; raise
+``Rejected(reason)`` to refuse the change on business grounds. The SDK guarantees:
+
+- Its own credentials: it consumes the department's delivery topics as the department's
+  Kafka principal, in consumer group ``<department>-sink``, reading committed records only.
+- Typed deliveries: each Avro record, decoded by its writer schema from the registry,
+  becomes a ``Delivery`` that also says where it came from (topic, partition, offset,
+  traceparent).
+- Once per event_id: each change is applied in one transaction together with a row in
+  ``govsync_inbox`` keyed by event_id, so a redelivered or replayed change is recognised
+  and never applied twice. A refused change (``Rejected``, or a constraint or value the
+  database refuses) leaves no partial writes and is recorded as ``rejected`` with its reason.
+- Receipts after commit: after the database commit the sink answers on ``govsync.receipts``
+  (applied, or rejected with the reason), at least once.
+- Offsets after receipts: offsets are committed only once Kafka has the receipts; a crash
+  re-reads, the inbox absorbs the repeat.
+
+Usage (connectors/tax_sink.py and the other reference sinks are complete examples)::
+
+    import psycopg
+    from connectors.subscriber import Delivery, Rejected, Subscriber
+    from streams.settings import Settings
+
+    def apply_enterprise(conn: psycopg.Connection, delivery: Delivery) -> None:
+        if delivery.after is None or not delivery.after.get("name"):
+            raise Rejected("a taxpayer needs a name")
+        conn.execute("UPDATE taxpayer SET name = %s WHERE uscc = %s",
+                     (delivery.after["name"], delivery.key))
+
+    Subscriber(Settings.from_env(), "tax", {"deliver.tax.enterprise": apply_enterprise}).run()
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+import psycopg
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
+from pydantic import BaseModel, ConfigDict
+
+from streams import clients, headers
+from streams.access import RECEIPTS_TOPIC
+from streams.headers import as_dict
+from streams.schemas import receipt_schema
+from streams.serde import ValueDeserializer, ValueSerializer, registry_client
+from streams.settings import Settings
+
+log = logging.getLogger("govsync.sink")
+
+Outcome = Literal["applied", "rejected", "duplicate"]
+
+
+class Delivery(BaseModel):
+    """One change as the department's subscription delivers it (``delivery_schema``: only
+    the subscription's fields, masked as it says), and the record it was read from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    # One of ChangeKind; plain text so a kind added to the schema later cannot stop an
+    # older subscriber: its handlers see it and decide.
+    kind: str
+    entity: str
+    key: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    changed_fields: list[str]
+    source: str
+    source_ts_ms: int
+    source_position: str
+    subscription: str
+    topic: str
+    partition: int
+    offset: int
+    traceparent: str | None = None
+
+    @classmethod
+    def from_message(cls, value: Mapping[str, Any], message: Message) -> Delivery:
+        """The decoded Avro ``value`` of ``message``, with the record's position and trace."""
+        return cls.model_validate(
+            {
+                **value,
+                "topic": message.topic(),
+                "partition": message.partition(),
+                "offset": message.offset(),
+                "traceparent": as_dict(message.headers()).get("traceparent"),
+            }
+        )
+
+
+class Rejected(Exception):
+    """Raised by a handler to refuse a delivery on business grounds.
+
+    Whatever the handler wrote is undone; the inbox records the delivery as ``rejected``
+    with ``reason``, the receipt carries it, and the deliveries after it still apply.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+Handler = Callable[[psycopg.Connection, Delivery], None]
+
+INBOX_DDL = """
+CREATE TABLE IF NOT EXISTS govsync_inbox (
+    event_id   text PRIMARY KEY,
+    kind       text NOT NULL,
+    entity_key text NOT NULL,
+    topic      text NOT NULL,
+    kafka_partition integer NOT NULL,
+    kafka_offset bigint NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+ALTER TABLE govsync_inbox ADD COLUMN IF NOT EXISTS outcome text NOT NULL DEFAULT 'applied';
+ALTER TABLE govsync_inbox ADD COLUMN IF NOT EXISTS reason text
+"""
+
+
+def apply_once(conn: psycopg.Connection, delivery: Delivery, handler: Handler) -> Outcome:
+    """Record the event_id and apply the delivery, inside the caller's transaction.
+
+    A delivery the department refuses (``Rejected``) or its data cannot take (a
+    constraint or a value its schema refuses) is recorded as ``rejected`` with the reason
+    instead of stopping the sink: it stays visible in the inbox and the deliveries after
+    it still apply. Connection and server failures are not rejections; they propagate.
+    """
+    inserted = conn.execute(
+        "INSERT INTO govsync_inbox"
+        " (event_id, kind, entity_key, topic, kafka_partition, kafka_offset)"
+        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
+        (
+            delivery.event_id,
+            delivery.kind,
+            delivery.key,
+            delivery.topic,
+            delivery.partition,
+            delivery.offset,
+        ),
+    ).rowcount
+    if inserted == 0:
+        return "duplicate"
+    try:
+        with conn.transaction():  # a savepoint: a rejected change leaves no partial writes
+            handler(conn, delivery)
+    except Rejected as exc:
+        reason = exc.reason
+    except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
+        reason = " ".join(str(exc).split())
+    else:
+        return "applied"
+    conn.execute(
+        "UPDATE govsync_inbox SET outcome = 'rejected', reason = %s WHERE event_id = %s",
+        (reason, delivery.event_id),
+    )
+    return "rejected"
+
+
+class Subscriber:
+    """A department's sink: its handlers, topic -> how one delivery changes its tables."""
+
+    def __init__(
+        self, settings: Settings, department: str, handlers: Mapping[str, Handler]
+    ) -> None:
+        self._settings = settings
+        self._department = department
+        self._handlers = dict(handlers)
+        self._group = f"{department}-sink"  # within the department's ACL: groups <department>-*
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Consume until ``stop`` is set (or SIGTERM/SIGINT when run as a process)."""
+        stop = stop or _stop_on_signals()
+        deserialize = ValueDeserializer(registry_client(self._settings, self._department))
+        membership = _Membership(
+            AdminClient(clients.config(self._settings.bootstrap, self._department)), self._group
+        )
+        consumer = self._subscribed()
+        receipts = Receipts(self._settings, self._department)
+        with psycopg.connect(self._settings.pg_conninfo(self._department)) as conn:
+            conn.execute(INBOX_DDL)
+            conn.commit()
+            log.info("%s sink consuming %s", self._department, ", ".join(sorted(self._handlers)))
+            while not stop.is_set():
+                messages = consumer.consume(num_messages=500, timeout=0.5)
+                handled = [m for m in messages if self._apply(conn, deserialize, m, receipts)]
+                if handled:
+                    receipts.flush()  # receipts out before the offsets move on
+                    _commit(consumer)
+                if not messages and membership.lost(consumer):
+                    log.warning(
+                        "the broker dropped this consumer from group %s and it did not rejoin;"
+                        " reconnecting",
+                        self._group,
+                    )
+                    consumer.close()
+                    consumer = self._subscribed()
+        consumer.close()
+
+    def _subscribed(self) -> Consumer:
+        consumer = Consumer(
+            clients.config(
+                self._settings.bootstrap,
+                self._department,
+                **{
+                    "group.id": self._group,
+                    "isolation.level": "read_committed",
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                },
+            )
+        )
+        consumer.subscribe(sorted(self._handlers))
+        return consumer
+
+    def _apply(
+        self,
+        conn: psycopg.Connection,
+        deserialize: ValueDeserializer,
+        message: Message,
+        receipts: Receipts,
+    ) -> bool:
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", error)
+            return False
+        value = deserialize(message.topic(), message.value())
+        if value is None:
+            return True
+        delivery = Delivery.from_message(value, message)
+        with conn.transaction():
+            outcome = apply_once(conn, delivery, self._handlers[delivery.topic])
+            recorded = conn.execute(
+                "SELECT outcome, reason, applied_at FROM govsync_inbox WHERE event_id = %s",
+                (delivery.event_id,),
+            ).fetchone()
+        assert recorded is not None
+        receipts.send(delivery, recorded[0], recorded[1], recorded[2])
+        log.log(
+            logging.WARNING if outcome == "rejected" else logging.INFO,
+            "%s %s %s event_id=%s traceparent=%s",
+            outcome,
+            delivery.kind,
+            delivery.key,
+            delivery.event_id,
+            delivery.traceparent,
+        )
+        return True
+
+
+class _Membership:
+    """Notices a consumer the group no longer counts as a member.
+
+    After a broker restart an idle librdkafka consumer was seen to stop heartbeating
+    without noticing: the coordinator expired it and the sink sat unassigned, its
+    deliveries unapplied, with no error reported. So an idle sink asks the coordinator,
+    at most every CHECK_INTERVAL_S, and only twice-confirmed absence counts (a
+    rebalance in progress can hide a member for a moment).
+    """
+
+    CHECK_INTERVAL_S = 15.0
+
+    def __init__(self, admin: AdminClient, group: str) -> None:
+        self._admin = admin
+        self._group = group
+        self._next = time.monotonic() + self.CHECK_INTERVAL_S
+        self._absent = 0
+
+    def lost(self, consumer: Consumer) -> bool:
+        if time.monotonic() < self._next:
+            return False
+        self._next = time.monotonic() + self.CHECK_INTERVAL_S
+        try:
+            description = self._admin.describe_consumer_groups([self._group])[self._group].result(
+                timeout=5
+            )
+        except (KafkaException, TimeoutError):
+            return False  # the broker is unreachable: nothing to conclude
+        members = {member.member_id for member in description.members}
+        self._absent = 0 if consumer.memberid() in members else self._absent + 1
+        if self._absent >= 2:
+            self._absent = 0
+            return True
+        return False
+
+
+class Receipts:
+    """The department's answers on ``govsync.receipts``, one per delivery handled.
+
+    Sent after the database commit, as the inbox recorded it, and again when a delivery
+    comes back as a duplicate (the first receipt may have been lost in a crash between
+    the commit and the send): receipts are at least once, keyed and identified by event_id.
+    """
+
+    def __init__(self, settings: Settings, department: str) -> None:
+        self._department = department
+        self._producer = Producer(
+            clients.config(
+                settings.bootstrap, department, **{"enable.idempotence": True, "linger.ms": 20}
+            )
+        )
+        self._serialize = ValueSerializer(
+            registry_client(settings, department), RECEIPTS_TOPIC, receipt_schema()
+        )
+
+    def send(
+        self, delivery: Delivery, outcome: str, reason: str | None, applied_at: datetime
+    ) -> None:
+        receipt = {
+            "event_id": delivery.event_id,
+            "subscription": delivery.subscription,
+            "department": self._department,
+            "entity_key": delivery.key,
+            "outcome": outcome,
+            "reason": reason,
+            "topic": delivery.topic,
+            "partition": delivery.partition,
+            "offset": delivery.offset,
+            "applied_at_ms": int(applied_at.timestamp() * 1000),
+        }
+        self._producer.produce(
+            RECEIPTS_TOPIC,
+            key=delivery.event_id.encode(),
+            value=self._serialize(receipt),
+            headers=[
+                ("event_id", delivery.event_id.encode()),
+                (
+                    "traceparent",
+                    headers.traceparent(
+                        delivery.event_id, f"receipt/{delivery.subscription}"
+                    ).encode(),
+                ),
+                ("source_ts", str(delivery.source_ts_ms).encode()),  # the commit, for traces
+            ],
+        )
+
+    def flush(self) -> None:
+        left = self._producer.flush(30)
+        if left:
+            raise RuntimeError(f"{left} receipts not acknowledged by Kafka within 30s")
+
+
+def _commit(consumer: Consumer) -> None:
+    """A failed offset commit is not fatal: the changes are in the database with their
+    inbox rows, so a re-read after a restart is recognised and skipped."""
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as exc:
+        log.warning("offset commit failed (%s); will commit with the next batch", exc.args[0])
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
