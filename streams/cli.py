@@ -33,6 +33,8 @@ audit_app = typer.Typer(
 )
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(audit_app, name="audit")
+receipts_app = typer.Typer(no_args_is_help=True, help="The receipt SLA: unanswered deliveries.")
+app.add_typer(receipts_app, name="receipts")
 
 # Rich wraps at 80 columns when not on a terminal; CI logs and pipes deserve wider tables.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -190,11 +192,11 @@ def sink(
             pid = start_app_process(settings, name, ["sink", department])
         console.print(f"{name} running (pid {pid}, log {settings.path('logs', f'{name}.log')})")
         return
-    from connectors import inbox
+    from connectors.subscriber import Subscriber
 
     _configure_logging()
     os.environ["GOVSYNC_KAFKA_PRINCIPAL"] = department  # the department's own Kafka login
-    inbox.run(Settings.from_env(), department, SINKS[department])
+    Subscriber(Settings.from_env(), department, SINKS[department]).run()
 
 
 @topology_app.command("validate")
@@ -504,7 +506,7 @@ def trace(
     settings = Settings.from_env()
     with _errors():
         topology = _applied_topology(settings)
-        hops = lineage.read(settings, query)
+        hops = lineage.read(settings, query=query)
         found = lineage.traces(hops, query, topology, int(time.time() * 1000))
     if as_json:
         _print_json([{**t.model_dump(), "complete": t.complete} for t in found])
@@ -515,6 +517,46 @@ def trace(
     if not found:
         err.print(f"no change with event_id or entity key {query!r} on {lineage.TRACE_TOPIC}")
         raise typer.Exit(EXIT_FAILED)
+
+
+@receipts_app.command("overdue")
+def receipts_overdue(
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Also deliveries still within receipt_within.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Deliveries a department has not answered within its subscription's receipt_within."""
+    import time
+    from datetime import datetime
+
+    from streams import receipts
+    from streams.lineage import CST
+
+    settings = Settings.from_env()
+    with _errors():
+        topology = _applied_topology(settings)
+        book = receipts.from_trace(settings, topology)
+    waiting = book.unanswered(topology, int(time.time() * 1000))
+    shown = [w for w in waiting if show_all or w.overdue]
+    if as_json:
+        _print_json([{**w.model_dump(), "overdue": w.overdue} for w in shown])
+        return
+    overdue = sum(w.overdue for w in waiting)
+    table = Table(title=f"receipts: {overdue} overdue, {len(waiting) - overdue} awaited")
+    for column in ("delivered (CST)", "subscription", "entity key", "waited", "limit", "event_id"):
+        table.add_column(column)
+    for w in shown:
+        colour = "red" if w.overdue else "yellow"
+        table.add_row(
+            f"{datetime.fromtimestamp(w.delivered_at_ms / 1000, CST):%Y-%m-%d %H:%M:%S}",
+            w.subscription,
+            w.entity_key,
+            f"[{colour}]{w.waited_ms / 1000:.0f}s[/{colour}]",
+            f"{w.receipt_within_ms / 1000:.0f}s",
+            w.event_id,
+        )
+    console.print(table)
 
 
 @audit_app.command("verify")

@@ -149,7 +149,7 @@ def wait_for_trace(
     event_id = deliveries[0].event_id
     deadline = time.monotonic() + timeout
     while True:
-        hops = lineage.read(settings, event_id, start)
+        hops = lineage.read(settings, query=event_id, start=start)
         trace = lineage.build(event_id, hops, topology, int(time.time() * 1000)) if hops else None
         receipts = sum(s.stage == "receipt" for s in trace.steps) if trace else 0
         if receipts == len(deliveries) or time.monotonic() > deadline:

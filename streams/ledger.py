@@ -23,11 +23,12 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from streams import applied, clients, credentials, headers, schemas
+from streams import applied, clients, credentials, headers, schemas, tracing
 from streams.access import RECEIPTS_TOPIC
 from streams.audit import AUDIT_TOPIC, AuditRecord, Chain
 from streams.headers import as_dict
 from streams.lineage import TRACE_TOPIC, Hop
+from streams.receipts import Awaiting
 from streams.serde import ValueDeserializer, ValueSerializer
 from streams.topology import Topology
 from streams.transactional import Output
@@ -65,8 +66,10 @@ class LedgerStage:
         registry: SchemaRegistryClient,
         bootstrap: str,
         audit_partitions: int,
+        awaiting: Awaiting | None = None,
     ) -> None:
         self.topology = topology
+        self.awaiting = awaiting or Awaiting()  # the receipt SLA, for the worker's metrics
         self._bootstrap = bootstrap
         self._partitions = audit_partitions
         self._decode = ValueDeserializer(registry)
@@ -74,6 +77,8 @@ class LedgerStage:
         self._audit = ValueSerializer(registry, AUDIT_TOPIC, schemas.audit_schema())
         self._chains: dict[int, Chain] = {}  # committed heads
         self._pending: dict[int, Chain] = {}  # heads moved by the open transaction
+        self._spans = tracing.spans()
+        self._hops: list[Hop] = []  # of the open transaction, for spans once it commits
 
     def reload(self, topology: Topology) -> None:
         """Approvals recorded from the next record on are those of ``topology``."""
@@ -90,9 +95,13 @@ class LedgerStage:
     def committed(self) -> None:
         self._chains.update(self._pending)
         self._pending.clear()
+        for hop in self._hops:
+            self._spans.hop(hop)
+        self._hops.clear()
 
     def aborted(self) -> None:
         self._forget()
+        self._hops.clear()
 
     def process(self, message: Message) -> list[Output]:
         topic = message.topic()
@@ -116,15 +125,19 @@ class LedgerStage:
         captured = headers.parse_captured(as_dict(message.headers()).get(headers.CAPTURED))
         if captured is not None:
             topic, partition, offset, at_ms = captured
-            outputs.append(self._lineage(change, "captured", topic, partition, offset, at_ms))
+            outputs.append(
+                self._output(self._lineage(change, "captured", topic, partition, offset, at_ms))
+            )
         outputs.append(
-            self._lineage(
-                change,
-                "normalized",
-                message.topic(),
-                message.partition(),
-                message.offset(),
-                message.timestamp()[1],
+            self._output(
+                self._lineage(
+                    change,
+                    "normalized",
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    message.timestamp()[1],
+                )
             )
         )
         return outputs
@@ -133,7 +146,7 @@ class LedgerStage:
         subscription_id = delivery["subscription"]
         department = message.topic().split(".")[1]
         at_ms = message.timestamp()[1]
-        hop = self._lineage(
+        delivered = self._lineage(
             delivery,
             "delivered",
             message.topic(),
@@ -143,6 +156,7 @@ class LedgerStage:
             department=department,
             subscription=subscription_id,
         )
+        self.awaiting.feed(delivered)
         state = delivery.get("after") or delivery.get("before") or {}
         subscription = next(
             (s for s in self.topology.subscriptions if s.id == subscription_id), None
@@ -157,7 +171,7 @@ class LedgerStage:
         if masked:
             detail["masked"] = ",".join(masked)
         return [
-            hop,
+            self._output(delivered),
             *self._seal(
                 message.partition(),
                 key=delivery["key"],
@@ -196,6 +210,7 @@ class LedgerStage:
             outcome=receipt["outcome"],
             reason=receipt["reason"],
         )
+        self.awaiting.feed(hop)
         outputs = [self._output(hop)]
         detail = {
             "outcome": receipt["outcome"],
@@ -249,29 +264,29 @@ class LedgerStage:
         offset: int,
         at_ms: int,
         **extra: str,
-    ) -> Output:
-        return self._output(
-            Hop(
-                event_id=change["event_id"],
-                stage=stage,  # type: ignore[arg-type]
-                kind=change["kind"],
-                entity=change["entity"],
-                entity_key=change["key"],
-                topic=topic,
-                partition=partition,
-                offset=offset,
-                at_ms=at_ms,
-                source_ts_ms=change["source_ts_ms"],
-                **extra,
-            )
+    ) -> Hop:
+        return Hop(
+            event_id=change["event_id"],
+            stage=stage,  # type: ignore[arg-type]
+            kind=change["kind"],
+            entity=change["entity"],
+            entity_key=change["key"],
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            at_ms=at_ms,
+            source_ts_ms=change["source_ts_ms"],
+            **extra,
         )
 
     def _output(self, hop: Hop) -> Output:
+        self._hops.append(hop)
         return Output(
             TRACE_TOPIC,
             hop.event_id.encode(),
             self._hop(hop.model_dump()),
-            [("entity_key", hop.entity_key.encode())],  # lets a trace skip other entities
+            # Let readers skip other entities and stages without decoding.
+            [("entity_key", hop.entity_key.encode()), ("stage", hop.stage.encode())],
         )
 
     def _seal(self, input_partition: int, *, key: str, **record: Any) -> list[Output]:

@@ -160,18 +160,33 @@ def traces(hops: Iterable[Hop], query: str, topology: Topology, now_ms: int) -> 
     return sorted(found, key=lambda t: t.source_ts_ms, reverse=True)
 
 
-def read(settings: Settings, query: str, start: topic_reader.Offsets | None = None) -> list[Hop]:
-    """The hops of an event_id or an entity key, from ``start`` (default: the beginning).
+def read(
+    settings: Settings,
+    *,
+    query: str | None = None,
+    stages: set[str] | None = None,
+    start: topic_reader.Offsets | None = None,
+) -> list[Hop]:
+    """The hops of an event_id or entity key (``query``), or of some ``stages``, from
+    ``start`` (default: the beginning of ``govsync.trace``).
 
-    Records are matched on their key (the event_id) and ``entity_key`` header before
-    anything is decoded: a trace reads the whole topic, but decodes only its own hops."""
+    Records are matched on their key (the event_id) and headers (``entity_key``,
+    ``stage``) before anything is decoded: a trace reads the whole topic, but decodes only
+    its own hops."""
     decode = ValueDeserializer(registry_client(settings))
-    wanted_key, wanted_header = query.encode(), ("entity_key", query.encode())
+    wanted = query.encode() if query is not None else None
+    wanted_stages = {stage.encode() for stage in stages} if stages is not None else None
+
+    def matches(key: bytes | None, headers: dict[str, bytes]) -> bool:
+        if wanted is not None and wanted not in (key, headers.get("entity_key")):
+            return False
+        return wanted_stages is None or headers.get("stage") in wanted_stages
+
     start = start or topic_reader.beginning(settings.bootstrap, [TRACE_TOPIC])
     return [
         Hop.model_validate(decode(TRACE_TOPIC, message.value()))
         for message in topic_reader.messages(settings.bootstrap, start, timeout=600)
-        if message.key() == wanted_key or wanted_header in (message.headers() or [])
+        if matches(message.key(), dict(message.headers() or []))
     ]
 
 

@@ -181,3 +181,20 @@ def partitions_to_end(
 def beginning(bootstrap: str, topics: Iterable[str]) -> Offsets:
     """Offset 0 on every partition (an offset before the log start resets to the earliest)."""
     return dict.fromkeys(end_offsets(bootstrap, topics), 0)
+
+
+def since(bootstrap: str, topics: Iterable[str], timestamp_ms: int) -> Offsets:
+    """The first offset at or after ``timestamp_ms`` on every partition of ``topics`` (the
+    partition's end where nothing is that recent)."""
+    ends = end_offsets(bootstrap, topics)
+    consumer = reader(bootstrap)
+    try:
+        found = consumer.offsets_for_times(
+            [TopicPartition(t, p, timestamp_ms) for t, p in ends], timeout=10
+        )
+    finally:
+        consumer.close()
+    return {
+        (tp.topic, tp.partition): tp.offset if tp.offset >= 0 else ends[(tp.topic, tp.partition)]
+        for tp in found
+    }

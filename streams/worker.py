@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from prometheus_client import start_http_server
 
-from streams import applied, credentials, masking
+from streams import applied, credentials, lineage, masking, metrics, receipts
 from streams.ledger import LedgerStage
 from streams.pipeline import NormalizeStage, ReloadRefused, RouteStage
 from streams.serde import registry_client
@@ -46,6 +46,11 @@ def serve(
         lambda department: masking.department_key(secrets_dir, department),
     )
     ledger = LedgerStage(topology, registry, settings.bootstrap, topology.kafka.partitions)
+    # Deliveries awaiting a receipt from before this start, read back in the background
+    # (it can take seconds; the metrics are complete once it is done).
+    threading.Thread(
+        target=_restore_receipts, args=(settings, ledger), name="receipts", daemon=True
+    ).start()
     stages: list[Stage] = [NormalizeStage(topology, registry), route, ledger]
     config = EngineConfig(bootstrap=settings.bootstrap, instance=settings.worker_instance)
     configs = {stage.name: config for stage in stages}
@@ -89,12 +94,36 @@ def serve(
         if stalled:
             detail = ", ".join(f"{stage} for {seconds:.0f}s" for stage, seconds in stalled.items())
             _restart(f"stuck inside a Kafka transaction call ({detail})")
+        _report_receipts(ledger)
         if time.monotonic() - last_expiry > EXPIRY_INTERVAL_S:
             last_expiry = time.monotonic()
             log.info("dedup: expired %d event_ids", route.dedup.expire())
     for thread in threads:
         thread.join(timeout=30)
     log.info("worker stopped")
+
+
+def _restore_receipts(settings: Settings, ledger: LedgerStage) -> None:
+    try:
+        for hop in lineage.read(
+            settings,
+            stages={"delivered", "receipt"},
+            start=receipts.window_start(settings, ledger.topology),
+        ):
+            ledger.awaiting.feed(hop)
+    except Exception:
+        log.exception("receipts: could not read back the deliveries awaiting a receipt")
+
+
+def _report_receipts(ledger: LedgerStage) -> None:
+    """The receipt SLA as gauges, per subscription (zero where all is answered)."""
+    topology = ledger.topology
+    counts = {s.id: [0, 0] for s in topology.subscriptions}
+    for waiting in ledger.awaiting.unanswered(topology, int(time.time() * 1000)):
+        counts.setdefault(waiting.subscription, [0, 0])[waiting.overdue] += 1
+    for subscription, (awaited, overdue) in counts.items():
+        metrics.RECEIPTS_AWAITED.labels(subscription).set(awaited)
+        metrics.RECEIPTS_OVERDUE.labels(subscription).set(overdue)
 
 
 def _follow_topology(

@@ -10,16 +10,23 @@ import struct
 import uuid
 from collections.abc import Callable, Iterator
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import fastavro
+import httpx
 import pytest
+import yaml
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
+from connectors.sinks import process_name
 from streams import admin, clients, schemas, topic_reader
 from streams.audit import AUDIT_TOPIC, AuditRecord
 from streams.lineage import TRACE_TOPIC
+from streams.settings import REPO_ROOT
+from streams.stack.background import start_app_process
+from streams.stack.process import stop
 from tests.integration.companies import (
     SOCIAL,
     TAX,
@@ -34,6 +41,7 @@ from tests.integration.companies import (
 from tests.integration.conftest import Stack
 
 COPIED = 400  # records of one chain copied for the tampering tests
+TOPOLOGY = REPO_ROOT / "topology.yaml"
 
 
 def run_json(*args: str) -> Any:
@@ -253,3 +261,55 @@ def test_verify_passes_an_untouched_copy(stack: Stack, scratch_topic: str) -> No
     report = run_json("audit", "verify", "--topic", scratch_topic)
     assert report["intact"], report
     assert report["chains"]["0"]["records"] == COPIED
+
+
+# --- the receipt SLA ---------------------------------------------------------------------
+
+
+def overdue_gauge(stack: Stack, subscription: str) -> float:
+    url = f"http://{stack.settings.host}:{stack.settings.worker_port}/metrics"
+    for line in httpx.get(url, timeout=10).text.splitlines():
+        if line.startswith(f'govsync_receipts_overdue{{subscription="{subscription}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_delivery_left_unanswered_past_receipt_within_is_counted_and_listed(
+    stack: Stack, tmp_path: Path
+) -> None:
+    data = yaml.safe_load(TOPOLOGY.read_text(encoding="utf-8"))
+    tax = next(s for s in data["subscriptions"] if s["id"] == "tax.enterprise")
+    tax["sla"]["receipt_within"] = "2s"
+    strict = tmp_path / "topology.yaml"
+    strict.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    sink = process_name("tax")
+    run_dir = stack.settings.path("run")
+    stop(run_dir, sink)
+    try:
+        assert govsync("topology", "apply", "--file", str(strict)).returncode == 0
+        company = new_company()
+        start = stack.offsets(TAX)
+        insert(stack, company)
+        (delivery,) = [
+            r
+            for r in stack.read_until(
+                start, lambda rs: any(r.key == company.credit_code for r in rs), timeout=WAIT
+            )
+            if r.key == company.credit_code
+        ]
+        event_id = delivery.value["event_id"]
+
+        def listed() -> bool:
+            return any(
+                w["event_id"] == event_id and w["overdue"] for w in run_json("receipts", "overdue")
+            )
+
+        wait_for(listed, "the unanswered delivery listed as overdue")
+        wait_for(lambda: overdue_gauge(stack, "tax.enterprise") >= 1, "the overdue gauge")
+        (trace,) = run_json("trace", event_id)
+        assert any("no receipt from tax" in m and "overdue" in m for m in trace["missing"])
+    finally:
+        start_app_process(stack.settings, sink, ["sink", "tax"])
+        assert govsync("topology", "apply").returncode == 0
+    wait_for(lambda: not listed(), "the tax sink's receipt to answer it")
+    assert run_json("trace", event_id)[0]["complete"]
