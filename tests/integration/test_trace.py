@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
 from connectors.sinks import process_name
-from streams import admin, clients, schemas, topic_reader
+from streams import admin, clients, headers, schemas, topic_reader, tracing
 from streams.audit import AUDIT_TOPIC, AuditRecord
 from streams.lineage import TRACE_TOPIC
 from streams.settings import REPO_ROOT
@@ -39,6 +40,7 @@ from tests.integration.companies import (
     wait_for,
 )
 from tests.integration.conftest import Stack
+from tests.otlp import collector
 
 COPIED = 400  # records of one chain copied for the tampering tests
 TOPOLOGY = REPO_ROOT / "topology.yaml"
@@ -313,3 +315,47 @@ def test_a_delivery_left_unanswered_past_receipt_within_is_counted_and_listed(
         assert govsync("topology", "apply").returncode == 0
     wait_for(lambda: not listed(), "the tax sink's receipt to answer it")
     assert run_json("trace", event_id)[0]["complete"]
+
+
+# --- OpenTelemetry ------------------------------------------------------------------------
+
+
+def restart_worker(stack: Stack, **env: str | None) -> None:
+    """The worker again, with ``env`` changed in what it inherits."""
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    stop(stack.settings.path("run"), "worker", timeout=60)
+    start_app_process(stack.settings, "worker", ["worker"])
+
+
+def test_with_an_otlp_endpoint_the_worker_exports_a_span_per_hop(stack: Stack) -> None:
+    with collector() as otlp:
+        restart_worker(stack, **{tracing.ENDPOINT_VARIABLE: otlp.url})
+        try:
+            company = new_company()
+            start = stack.offsets(TAX)
+            insert(stack, company)
+            (delivery,) = [
+                r
+                for r in stack.read_until(
+                    start, lambda rs: any(r.key == company.credit_code for r in rs), timeout=WAIT
+                )
+                if r.key == company.credit_code
+            ]
+            trace_id = bytes.fromhex(headers.trace_id(delivery.value["event_id"]))
+
+            def names() -> set[str]:
+                return {span.name for _, span in otlp.spans() if span.trace_id == trace_id}
+
+            expected = {"captured", "normalized", "delivered tax", "receipt tax"}
+            wait_for(lambda: expected <= names(), f"spans {sorted(expected)}")
+        finally:
+            restart_worker(stack, **{tracing.ENDPOINT_VARIABLE: None})
+    commit = delivery.value["source_ts_ms"] * 1_000_000
+    for _, span in otlp.spans():
+        if span.trace_id == trace_id:
+            assert span.start_time_unix_nano == commit
+            assert span.end_time_unix_nano >= commit
