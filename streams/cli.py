@@ -559,6 +559,93 @@ def receipts_overdue(
     console.print(table)
 
 
+def _lag_tables(report) -> list[Table]:  # type: ignore[no-untyped-def]
+    colours = {"green": "green", "yellow": "yellow", "red": "red"}
+
+    def light(status: str) -> str:
+        return f"[{colours[status]}]● {status}[/{colours[status]}]"
+
+    def age(seconds: float | None) -> str:
+        return "" if seconds is None else f"{seconds:.1f}s"
+
+    summary = Table(title=f"lag by department ({report.at:%H:%M:%S} UTC)")
+    for column in ("department", "status", "lag (records)", "oldest waiting", "groups"):
+        summary.add_column(column)
+    for d in report.departments:
+        summary.add_row(
+            f"{d.name} ({d.department})",
+            light(d.status),
+            str(d.lag),
+            age(d.lag_seconds),
+            str(d.groups),
+        )
+    detail = Table(title="per subscription, group and partition")
+    for column in ("subscription", "group", "state", "partition", "committed", "end", "lag", "age"):
+        detail.add_column(column)
+    for g in [*report.subscriptions, *report.pipeline]:
+        detail.add_row(
+            g.name,
+            g.group or "—",
+            f"{light(g.status)} {g.state}",
+            "all",
+            "",
+            "",
+            str(g.lag),
+            age(g.lag_seconds),
+        )
+        for r in g.partitions:
+            if r.lag or r.state != "committed":
+                detail.add_row(
+                    "",
+                    "",
+                    r.state,
+                    str(r.partition),
+                    "—" if r.committed is None else str(r.committed),
+                    str(r.end),
+                    str(r.lag),
+                    age(r.lag_seconds),
+                )
+    return [summary, detail]
+
+
+@app.command("lag")
+def lag(
+    as_json: JsonFlag = False,
+    watch: Annotated[
+        float | None, typer.Option(help="Refresh every this many seconds until Ctrl-C.")
+    ] = None,
+) -> None:
+    """Consumer lag per subscription and partition, with SLA status per department."""
+    import time
+
+    from rich.console import Group
+    from rich.live import Live
+
+    from streams import admin
+    from streams import lag as consumer_lag
+
+    settings = Settings.from_env()
+    with _errors():
+        topology = _applied_topology(settings)
+        client = admin.admin_client(settings.bootstrap)
+        report = consumer_lag.report(client, settings.bootstrap, topology)
+        if as_json:
+            _print_json(report.model_dump(mode="json"))
+            return
+        if watch is None:
+            for table in _lag_tables(report):
+                console.print(table)
+            return
+        with Live(Group(*_lag_tables(report)), console=console, auto_refresh=False) as live:
+            try:
+                while True:
+                    time.sleep(watch)
+                    report = consumer_lag.report(client, settings.bootstrap, topology)
+                    live.update(Group(*_lag_tables(report)), refresh=True)
+            except KeyboardInterrupt:
+                pass
+
+
 @audit_app.command("verify")
 def audit_verify(
     topic: Annotated[str, typer.Option(help="Verify another copy of the trail.")] = "govsync.audit",

@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from streams import clients
+from streams.admin import BrokerUnreachable
 from streams.headers import as_dict
 from streams.serde import ValueDeserializer
 
@@ -53,7 +54,10 @@ def end_offsets(bootstrap: str, topics: Iterable[str]) -> Offsets:
     consumer = reader(bootstrap)
     try:
         offsets: Offsets = {}
-        metadata = consumer.list_topics(timeout=10)
+        try:
+            metadata = consumer.list_topics(timeout=10)
+        except KafkaException as exc:
+            raise BrokerUnreachable(f"Kafka is not reachable: {exc.args[0]}") from exc
         for topic in topics:
             for partition in metadata.topics[topic].partitions:
                 _, high = consumer.get_watermark_offsets(

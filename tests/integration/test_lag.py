@@ -1,0 +1,120 @@
+"""`govsync lag` on the real stack: a department consumer that is stopped falls behind by
+exactly what Kafka says, ages, turns yellow past deliver_within, and catches up to zero
+when it resumes; the pipeline's own groups are reported beside it."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from connectors.sinks import process_name
+from streams import clients
+from streams.stack.background import start_app_process
+from streams.stack.process import stop
+from tests.integration.companies import TAX, WAIT, govsync, insert, new_company, wait_for
+from tests.integration.conftest import Stack
+
+GROUP = "tax-sink"
+CHANGES = 12
+
+
+def lag_report() -> dict[str, Any]:
+    result = govsync("lag", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def tax_sink_lag(report: dict[str, Any]) -> dict[str, Any]:
+    (entry,) = [g for g in report["subscriptions"] if g["group"] == GROUP and g["topic"] == TAX]
+    return entry
+
+
+def kafka_says(stack: Stack) -> dict[int, tuple[int, int]]:
+    """Partition → (committed, end) for tax-sink, straight from Kafka, for comparison."""
+    consumer = Consumer(
+        clients.config(
+            stack.settings.bootstrap,
+            **{"group.id": GROUP, "isolation.level": "read_committed", "enable.auto.commit": False},
+        )
+    )
+    try:
+        partitions = consumer.list_topics(TAX, timeout=10).topics[TAX].partitions
+        committed = consumer.committed([TopicPartition(TAX, p) for p in partitions], timeout=10)
+        return {
+            tp.partition: (tp.offset, consumer.get_watermark_offsets(tp, timeout=10)[1])
+            for tp in committed
+        }
+    finally:
+        consumer.close()
+
+
+def test_a_stopped_consumer_lags_by_what_kafka_says_and_catches_up_when_resumed(
+    stack: Stack,
+) -> None:
+    run_dir, sink = stack.settings.path("run"), process_name("tax")
+    stop(run_dir, sink)
+    try:
+        start = stack.offsets(TAX)
+        companies = [new_company() for _ in range(CHANGES)]
+        for company in companies:
+            insert(stack, company)
+        keys = {c.credit_code for c in companies}
+        delivered = [
+            r
+            for r in stack.read_until(start, lambda rs: keys <= {r.key for r in rs}, timeout=WAIT)
+            if r.key in keys
+        ]
+        first_delivered_ms = min(r.timestamp_ms for r in delivered)
+        time.sleep(6)  # older than tax's deliver_within (5s), well within receipt_within (1h)
+
+        report = lag_report()
+        checked_at_ms = int(time.time() * 1000)
+        entry = tax_sink_lag(report)
+        truth = kafka_says(stack)
+        by_partition = {p["partition"]: p for p in entry["partitions"]}
+        for partition, (committed, end) in truth.items():
+            row = by_partition[partition]
+            assert (row["committed"], row["end"]) == (committed, end)
+            if row["lag"]:
+                assert row["lag"] == end - committed
+        assert entry["lag"] >= CHANGES  # records, plus the transaction markers between them
+        age = checked_at_ms / 1000 - first_delivered_ms / 1000
+        assert age - 3 <= entry["lag_seconds"] <= age + 1, (entry["lag_seconds"], age)
+        assert entry["status"] == "yellow" and entry["state"] == "consuming"
+        (tax,) = [d for d in report["departments"] if d["department"] == "tax"]
+        assert tax["status"] == "yellow" and tax["lag"] >= CHANGES
+        assert {g["name"].split(" ")[0] for g in report["pipeline"]} == {
+            "normalize",
+            "route",
+            "ledger",
+        }
+    finally:
+        start_app_process(stack.settings, sink, ["sink", "tax"])
+
+    def caught_up() -> bool:
+        entry = tax_sink_lag(lag_report())
+        return entry["lag"] == 0 and entry["status"] == "green"
+
+    wait_for(caught_up, "the resumed tax sink to catch up")
+
+
+def test_an_unreachable_broker_is_one_clear_line(stack: Stack) -> None:
+    import os
+    import subprocess
+
+    from tests.integration.companies import GOVSYNC
+
+    result = subprocess.run(
+        [str(GOVSYNC), "lag"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "GOVSYNC_KAFKA_PORT": "1"},
+        check=False,
+    )
+    assert result.returncode == 3
+    assert "Kafka is not reachable" in result.stderr
+    assert "Traceback" not in result.stderr
