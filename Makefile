@@ -26,13 +26,16 @@ integration: install
 
 install: install-system $(STAMP)
 
-# Java, Maven and PostgreSQL 15 from Debian packages; skipped when already present.
+# Java, Maven and PostgreSQL 15 from Debian packages; Chromium and CJK fonts for the
+# monitor's browser test (Chinese department names must render). Skipped when present.
 install-system:
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	test -x /usr/lib/postgresql/15/bin/postgres || missing="$$missing postgresql-15"; \
 	command -v runuser >/dev/null || missing="$$missing util-linux"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	fc-list :lang=zh 2>/dev/null | grep -q . || missing="$$missing fonts-noto-cjk"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \

@@ -10,7 +10,7 @@ store, updates stay pending until their transaction commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from streams import topic_reader
 from streams.authority import Canonical
@@ -48,6 +48,15 @@ class CanonicalStore:
 
     def put(self, entity: str, partition: int, key: str, canonical: Canonical) -> None:
         self._pending.setdefault((entity, partition), {})[key] = canonical
+
+    def entities(self, entity: str, partition: int) -> Iterator[tuple[str, Canonical]]:
+        """Every key of one slot with what govsync knows of it, the open transaction's
+        changes included: what a snapshot taken at this point of the partition holds."""
+        slot = (entity, partition)
+        for key in sorted({*self._state.get(slot, {}), *self._pending.get(slot, {})}):
+            found = self.get(entity, partition, key)
+            if found is not None:
+                yield key, found
 
     def commit(self) -> None:
         for slot, updates in self._pending.items():

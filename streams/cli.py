@@ -33,6 +33,10 @@ audit_app = typer.Typer(
 )
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(audit_app, name="audit")
+replay_app = typer.Typer(
+    no_args_is_help=True, help="Backfill a new or reset subscription without disturbing others."
+)
+app.add_typer(replay_app, name="replay")
 receipts_app = typer.Typer(no_args_is_help=True, help="The receipt SLA: unanswered deliveries.")
 app.add_typer(receipts_app, name="receipts")
 
@@ -197,6 +201,32 @@ def sink(
     _configure_logging()
     os.environ["GOVSYNC_KAFKA_PRINCIPAL"] = department  # the department's own Kafka login
     Subscriber(Settings.from_env(), department, SINKS[department]).run()
+
+
+@app.command()
+def monitor(
+    port: Annotated[
+        int | None, typer.Option(help="Port on the host (default: GOVSYNC_MONITOR_PORT, 16070).")
+    ] = None,
+    background: Annotated[bool, typer.Option(help="Run detached; logs in the state dir.")] = False,
+) -> None:
+    """Serve the lag dashboard (/), its data (/api/state) and Prometheus metrics (/metrics)."""
+    if port is not None:
+        os.environ["GOVSYNC_MONITOR_PORT"] = str(port)  # inherited by --background
+    settings = Settings.from_env()
+    url = f"http://{settings.host}:{settings.monitor_port}/"
+    if background:
+        from streams.stack.background import start_app_process
+
+        with _errors():
+            pid = start_app_process(settings, "monitor", ["monitor"])
+        console.print(f"monitor on {url} (pid {pid}, log {settings.path('logs', 'monitor.log')})")
+        return
+    from streams import monitor as dashboard
+
+    _configure_logging()
+    with _errors():
+        dashboard.serve(settings)
 
 
 @topology_app.command("validate")
@@ -644,6 +674,46 @@ def lag(
                     live.update(Group(*_lag_tables(report)), refresh=True)
             except KeyboardInterrupt:
                 pass
+
+
+@replay_app.command("snapshot")
+def replay_snapshot(
+    subscription: Annotated[
+        str, typer.Option(help="The subscription to fill, e.g. tax.enterprise.")
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Deliver the current state of every entity to one subscription, then live changes.
+
+    The request goes through the route stage in order with the changes, so the snapshot
+    is the state at one point of each partition and every later change follows it once."""
+    from rich.progress import Progress
+
+    from streams import credentials, replay
+
+    settings = Settings.from_env()
+    with _errors():
+        topology = _applied_topology(settings)
+        pending = replay.request_snapshot(
+            settings, topology, subscription, os.environ.get("USER") or credentials.ADMIN
+        )
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task(
+                f"snapshot {pending.request.replay_id} → {subscription}", total=None
+            )
+            done = replay.wait_done(
+                settings,
+                pending,
+                progress=lambda n, total: bar.update(task, completed=n, total=total),
+            )
+    if as_json:
+        _print_json(done.model_dump())
+        return
+    console.print(
+        f"snapshot {done.replay_id}: {done.records} records delivered to {done.subscription} "
+        f"from all {done.partitions} partitions in {done.seconds:.1f}s; live changes follow "
+        f"(records carry the header replay={done.replay_id})"
+    )
 
 
 @audit_app.command("verify")

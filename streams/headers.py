@@ -15,6 +15,11 @@ from typing import Any
 Headers = list[tuple[str, bytes]]
 
 CAPTURED = "captured"
+# Control records share changes.* with change events (e.g. a snapshot request, which the
+# route must meet in order with the changes around it); they carry this header and a JSON
+# value, and every reader of data skips them.
+CONTROL = "govsync.control"
+REPLAY = "replay"
 
 
 def trace_id(event_id: str) -> str:
@@ -60,3 +65,11 @@ def parse_captured(value: str | None) -> tuple[str, int, int, int] | None:
         return topic, int(partition), int(offset), int(timestamp_ms)
     except ValueError:
         return None
+
+
+def control(pairs: Iterable[tuple[str, bytes | None]] | None) -> bytes | None:
+    """The control verb of a record (e.g. ``b"snapshot"``), or None for a data record."""
+    for name, value in pairs or []:
+        if name == CONTROL:
+            return value
+    return None

@@ -365,7 +365,9 @@ def report(admin: AdminClient, bootstrap: str, topology: Topology) -> LagReport:
     sleeping: list[tuple[Subscription, str]] = []
     for subscription in topology.subscriptions:
         topic = delivery_topic(subscription)
-        readers = [g for g in existing if (g, topic) in measured]
+        # The department's groups only: the ledger reads every delivery topic too.
+        prefix = f"{subscription.department}-"
+        readers = [g for g in existing if g.startswith(prefix) and (g, topic) in measured]
         # A group that has never committed on this topic is not really its reader, unless
         # it is the only one there is.
         reading = [g for g in readers if any(r.committed is not None for r in measured[(g, topic)])]

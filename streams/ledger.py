@@ -23,7 +23,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from streams import applied, clients, credentials, headers, schemas, tracing
+from streams import applied, clients, credentials, headers, replay, schemas, tracing
 from streams.access import RECEIPTS_TOPIC
 from streams.audit import AUDIT_TOPIC, AuditRecord, Chain
 from streams.headers import as_dict
@@ -107,6 +107,8 @@ class LedgerStage:
         topic = message.topic()
         if topic == applied.CHANGES_TOPIC:
             return self._topology_changes(message)
+        if headers.control(message.headers()) is not None:
+            return self._replay(message)
         value = self._decode(topic, message.value())
         if value is None:
             return []
@@ -167,6 +169,9 @@ class LedgerStage:
             "kind": delivery["kind"],
             "position": f"{message.topic()}[{message.partition()}]@{message.offset()}",
         }
+        replayed = as_dict(message.headers()).get(headers.REPLAY)
+        if replayed:
+            detail["replay"] = replayed
         masked = [f"{name}:{masks[name].rule}" for name in received if name in masks]
         if masked:
             detail["masked"] = ",".join(masked)
@@ -232,6 +237,28 @@ class LedgerStage:
             detail=detail,
         )
         return outputs
+
+    def _replay(self, message: Message) -> list[Output]:
+        """A replay request reaches every partition; it is one act, recorded once."""
+        if message.partition() != 0:
+            return []
+        request = replay.SnapshotRequest.model_validate_json(message.value() or b"{}")
+        subscription = request.subscription
+        department = next(
+            (s.department for s in self.topology.subscriptions if s.id == subscription), None
+        )
+        return self._seal(
+            0,
+            key=subscription,
+            kind="replay",
+            at_ms=request.requested_at_ms,
+            actor=request.requested_by,
+            entity=request.entity,
+            department=department,
+            subscription=subscription,
+            approval=approval_of(self.topology, subscription),
+            detail={"replay_id": request.replay_id, "what": "snapshot"},
+        )
 
     def _topology_changes(self, message: Message) -> list[Output]:
         record = applied.ChangeRecord.model_validate_json(message.value() or b"{}")

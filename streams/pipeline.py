@@ -20,7 +20,7 @@ from confluent_kafka import Message, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.serialization import SerializationError
 
-from streams import headers, metrics, schemas
+from streams import headers, metrics, replay, schemas
 from streams.authority import QUALITY_TOPIC, Authority
 from streams.canonical import CHANGELOG_TOPIC as CANONICAL_CHANGELOG
 from streams.canonical import CanonicalStore, changelog_key
@@ -205,6 +205,8 @@ class RouteStage:
     def process(self, message: Message) -> list[Output]:
         routing = self.routing  # one topology for the whole record, even during a reload
         entity = self._entity_of[message.topic()]
+        if headers.control(message.headers()) == replay.SNAPSHOT:
+            return self._snapshot(routing, entity, message)
         change = self._decode(message.topic(), message.value())
         assert change is not None  # written by normalize, always a value
         partition = message.partition()
@@ -280,6 +282,55 @@ class RouteStage:
                 max(0, now_ms - change["source_ts_ms"]) / 1000,
                 subscription.id,
             )
+        return outputs
+
+    def _snapshot(self, routing: Routing, entity: str, message: Message) -> list[Output]:
+        """A snapshot request (streams/replay.py): this partition's canonical state, as it
+        stands between the changes before the request and those after it, for one
+        subscription only."""
+        request = replay.SnapshotRequest.model_validate_json(message.value() or b"{}")
+        partition, event_id = message.partition(), request.event_id(message.partition())
+        if self.dedup.seen(partition, event_id):
+            return []
+        now = datetime.now(UTC)
+        now_ms = int(now.timestamp() * 1000)
+        self.dedup.add(partition, event_id, now_ms)
+        outputs = [Output(self.changelog, event_id.encode(), encode_seen(now_ms), [], partition)]
+        target = routing.deliveries.get(request.subscription)
+        active = {s.id for s in routing.topology.active_subscriptions(entity, now)}
+        if target is None or request.subscription not in active:
+            log.warning(
+                "snapshot %s refused: %s is not an active subscription",
+                request.replay_id,
+                request.subscription,
+            )
+            return outputs
+        model = routing.topology.entity(entity)
+        states = self.canonical.entities(entity, partition)
+        for change in replay.snapshot_changes(request, model, states):
+            delivery = project(change, target.subscription, model)
+            if delivery is None:
+                continue
+            outputs.append(
+                Output(
+                    target.topic,
+                    change["key"].encode(),
+                    target.serialize(mask_delivery(delivery, target.subscription, target.mask_key)),
+                    [
+                        *headers.for_change(change, f"deliver/{target.subscription.id}"),
+                        (headers.REPLAY, request.replay_id.encode()),
+                    ],
+                )
+            )
+            self.pending.inc(metrics.DELIVERED, target.subscription.id)
+        log.info(
+            "snapshot %s: %d records for %s from %s[%d]",
+            request.replay_id,
+            len(outputs) - 1,
+            request.subscription,
+            message.topic(),
+            partition,
+        )
         return outputs
 
     def assigned(self, partitions: list[TopicPartition]) -> None:

@@ -26,6 +26,7 @@ class Settings(BaseModel, frozen=True):
     connect_port: int = 18083
     registry_port: int = 18080
     worker_port: int = 16066
+    monitor_port: int = 16070
     worker_instance: str = "0"
     # Who this process is to Kafka (SASL/SCRAM) and to the schema registry (HTTP Basic):
     # admin for operators' commands; the worker and each department's sink are started

@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from streams import clients
 from streams.admin import BrokerUnreachable
-from streams.headers import as_dict
+from streams.headers import as_dict, control
 from streams.serde import ValueDeserializer
 
 Offsets = dict[tuple[str, int], int]
@@ -122,6 +122,8 @@ def read(
     for message in messages(
         bootstrap, start, until=enough if until is not None else None, timeout=timeout
     ):
+        if control(message.headers()) is not None:
+            continue  # a request to the pipeline (streams/replay.py), not data
         record = Record(
             topic=message.topic(),
             partition=message.partition(),

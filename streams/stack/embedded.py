@@ -17,8 +17,9 @@ from streams.topology import Topology, load_topology
 
 State = Literal["up", "down"]
 
-# Processes govsync itself starts (worker, sinks); stopped before the stack they depend on.
-APP_PROCESSES = (*(process_name(department) for department in SINKS), "worker")
+# Processes govsync itself starts (monitor, sinks, worker); stopped before the stack they
+# depend on.
+APP_PROCESSES = ("monitor", *(process_name(department) for department in SINKS), "worker")
 
 
 class PostgresStatus(BaseModel):

@@ -1,0 +1,270 @@
+"""The monitor's pure parts: department lights, sleeping subscriptions, the receipts panel,
+the Prometheus exposition from a hand-built lag report, and a failed refresh."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.admin import BrokerUnreachable
+from streams.dlq import Closure, HeldRecord
+from streams.lag import GroupLag, LagReport, PartitionLag
+from streams.monitor import (
+    MonitorState,
+    Refresher,
+    StateCollector,
+    dead_letters,
+    departments,
+    exposition,
+    receipts_due,
+    sleeping,
+)
+from streams.receipts import Unanswered
+from streams.settings import Settings
+from tests.unit.examples import TOPOLOGY
+
+NOW = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)  # within every example approval
+TAX_TOPIC = "deliver.tax.enterprise"
+MEDICAL_TOPIC = "deliver.medical_insurance.person"
+CDC = "cdc.market_regulation.public.enterprise"
+
+
+def group(
+    name: str,
+    department: str | None,
+    group_id: str | None,
+    topic: str,
+    rows: list[PartitionLag],
+    status: str,
+    state: str = "consuming",
+) -> GroupLag:
+    ages = [r.lag_seconds for r in rows if r.lag_seconds is not None]
+    return GroupLag(
+        name=name,
+        department=department,
+        group=group_id,
+        topic=topic,
+        state=state,  # type: ignore[arg-type]
+        lag=sum(r.lag for r in rows),
+        lag_seconds=max(ages) if ages else None,
+        status=status,  # type: ignore[arg-type]
+        partitions=rows,
+    )
+
+
+def row(
+    topic: str, partition: int, committed: int | None, end: int, seconds: float | None
+) -> PartitionLag:
+    return PartitionLag(
+        topic=topic,
+        partition=partition,
+        committed=committed,
+        end=end,
+        lag=end - (committed or 0),
+        lag_seconds=seconds,
+        state="committed" if committed is not None else "no_commit",
+    )
+
+
+REPORT = LagReport(
+    at=NOW,
+    seconds_taken=0.1,
+    subscriptions=[
+        group(
+            "tax.enterprise",
+            "tax",
+            "tax-sink",
+            TAX_TOPIC,
+            [row(TAX_TOPIC, 0, 7, 10, 7.5), row(TAX_TOPIC, 1, 4, 4, None)],
+            "yellow",
+        ),
+        group(
+            "medical_insurance.person",
+            "medical_insurance",
+            None,
+            MEDICAL_TOPIC,
+            [row(MEDICAL_TOPIC, 0, None, 5, 9000.0)],
+            "red",
+            state="no_group",
+        ),
+    ],
+    departments=[],
+    pipeline=[
+        group(
+            f"normalize ← {CDC}",
+            None,
+            "govsync-normalize",
+            CDC,
+            [row(CDC, 0, 90, 90, None)],
+            "green",
+        )
+    ],
+)
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_every_department_has_a_light_from_what_concerns_it() -> None:
+    lights = {d.department: d for d in departments(TOPOLOGY, REPORT)}
+    assert set(lights) == set(TOPOLOGY.departments)
+    assert (lights["tax"].status, lights["tax"].lag, lights["tax"].lag_seconds) == (
+        "yellow",
+        3,
+        7.5,
+    )
+    assert lights["tax"].name == "税务局"
+    assert lights["medical_insurance"].status == "red"
+    # A source-only department: normalize reading its cdc topic.
+    assert (lights["market_regulation"].status, lights["market_regulation"].sends) == (
+        "green",
+        ["market_regulation.enterprise"],
+    )
+    assert lights["public_security"].status == "grey"  # nothing measured for it here
+
+
+def test_an_active_subscription_nobody_reads_is_sleeping() -> None:
+    (found,) = sleeping(TOPOLOGY, REPORT, NOW)
+    assert (found.subscription, found.state, found.waiting) == (
+        "medical_insurance.person",
+        "no_group",
+        5,
+    )
+    assert sleeping(TOPOLOGY, REPORT, datetime(2030, 1, 1, tzinfo=UTC)) == []  # approvals expired
+
+
+def test_receipts_panel_counts_per_subscription_and_names_the_oldest_overdue() -> None:
+    def waiting(event_id: str, at_ms: int, waited_ms: int) -> Unanswered:
+        return Unanswered(
+            event_id=event_id,
+            subscription="tax.enterprise",
+            department="tax",
+            entity_key="91310000MA1FL8XQ30",
+            delivered_at_ms=at_ms,
+            waited_ms=waited_ms,
+            receipt_within_ms=3_600_000,
+        )
+
+    due = {
+        r.subscription: r
+        for r in receipts_due(
+            TOPOLOGY, [waiting("a", 1, 7_200_000), waiting("b", 2, 3_700_000), waiting("c", 3, 10)]
+        )
+    }
+    assert set(due) == {s.id for s in TOPOLOGY.subscriptions}
+    tax = due["tax.enterprise"]
+    assert (tax.overdue, tax.awaited, tax.oldest and tax.oldest.event_id) == (2, 1, "a")
+    assert (due["social_security.person"].overdue, due["social_security.person"].oldest) == (
+        0,
+        None,
+    )
+
+
+def test_dead_letters_count_open_and_total_per_source() -> None:
+    def held(closed: bool) -> HeldRecord:
+        record = HeldRecord(
+            position="0:1",
+            error_code="invalid_uscc",
+            error_message="",
+            source_topic=CDC,
+            source_partition=0,
+            source_offset=1,
+            dead_lettered_at=None,
+        )
+        if closed:
+            record.closure = Closure(outcome="reprocessed", closed_at="", reprocess_id="r")
+        return record
+
+    found = {d.source: d for d in dead_letters(TOPOLOGY, [held(False), held(True)], [])}
+    assert (
+        found["market_regulation.enterprise"].open,
+        found["market_regulation.enterprise"].total,
+    ) == (1, 2)
+    assert found["public_security.person"].total == 0
+    assert found["public_security.person"].balanced is None  # not yet accounted
+
+
+def test_exposition_follows_kafka_exporter_names_and_appends_the_worker() -> None:
+    state = MonitorState(
+        at=NOW,
+        checked_at=NOW,
+        lag=REPORT,
+        dead_letters=dead_letters(TOPOLOGY, [], []),
+        receipts=receipts_due(TOPOLOGY, []),
+    )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StateCollector(lambda: state))
+    worker = (
+        "# HELP govsync_delivered_records_total Records delivered\n"
+        "# TYPE govsync_delivered_records_total counter\n"
+        'govsync_delivered_records_total{subscription="tax.enterprise"} 12.0\n'
+        "# HELP govsync_receipts_overdue Overdue, as the worker counts\n"
+        "# TYPE govsync_receipts_overdue gauge\n"
+        'govsync_receipts_overdue{subscription="tax.enterprise"} 5.0\n'
+    )
+    text = exposition(registry, worker, "http://worker/metrics").decode()
+    found = samples(text)
+
+    tax0 = (("consumergroup", "tax-sink"), ("partition", "0"), ("topic", TAX_TOPIC))
+    assert found[("kafka_consumergroup_lag", tax0)] == 3
+    assert found[("kafka_consumergroup_current_offset", tax0)] == 7
+    assert found[("govsync_consumergroup_lag_seconds", tax0)] == 7.5
+    assert (
+        found[("kafka_topic_partition_current_offset", (("partition", "0"), ("topic", TAX_TOPIC)))]
+        == 10
+    )
+    # Nobody reads the medical insurance topic: its end is a fact, a group's lag is not.
+    assert not any(
+        n == "kafka_consumergroup_lag" and ("topic", MEDICAL_TOPIC) in labels for n, labels in found
+    )
+    assert (
+        found[
+            ("kafka_topic_partition_current_offset", (("partition", "0"), ("topic", MEDICAL_TOPIC)))
+        ]
+        == 5
+    )
+    status = "govsync_subscription_status"
+    assert found[(status, (("department", "tax"), ("subscription", "tax.enterprise")))] == 1
+    medical = (("department", "medical_insurance"), ("subscription", "medical_insurance.person"))
+    assert found[(status, medical)] == 2
+    assert found[("govsync_dlq_open_records", (("source", "market_regulation.enterprise"),))] == 0
+    # One govsync_receipts_overdue family: the monitor's (the worker's is left out).
+    assert text.count("# TYPE govsync_receipts_overdue gauge") == 1
+    assert found[("govsync_receipts_overdue", (("subscription", "tax.enterprise"),))] == 0
+    assert found[("govsync_delivered_records_total", (("subscription", "tax.enterprise"),))] == 12
+    assert found[("govsync_worker_up", ())] == 1
+    assert found[("govsync_monitor_refresh_ok", ())] == 1
+
+    down = exposition(registry, None, "http://worker/metrics").decode()
+    assert "# the worker's metrics at http://worker/metrics did not answer" in down
+    assert samples(down)[("govsync_worker_up", ())] == 0
+
+
+def test_a_failed_refresh_keeps_the_last_good_state_and_says_why() -> None:
+    class Flaky(Refresher):
+        fail = False
+
+        def _measure(self, now: datetime) -> MonitorState:
+            if self.fail:
+                raise BrokerUnreachable("Kafka is not reachable: down")
+            return MonitorState(at=now, checked_at=now, lag=REPORT)
+
+    refresher = Flaky(Settings(kafka_port=1))
+    refresher.refresh()
+    good_at = refresher.state.at
+    refresher.fail = True
+    refresher.refresh()
+    state = refresher.state
+    assert state.error == "Kafka is not reachable: down"
+    assert state.at == good_at and state.lag == REPORT
+    assert state.checked_at is not None and good_at is not None and state.checked_at >= good_at
+    refresher.fail = False
+    refresher.refresh()
+    assert refresher.state.error is None
