@@ -242,7 +242,7 @@ class LedgerStage:
         """A replay request reaches every partition; it is one act, recorded once."""
         if message.partition() != 0:
             return []
-        request = replay.SnapshotRequest.model_validate_json(message.value() or b"{}")
+        request = replay.ReplayRequest.model_validate_json(message.value() or b"{}")
         subscription = request.subscription
         department = next(
             (s.department for s in self.topology.subscriptions if s.id == subscription), None
@@ -257,7 +257,12 @@ class LedgerStage:
             department=department,
             subscription=subscription,
             approval=approval_of(self.topology, subscription),
-            detail={"replay_id": request.replay_id, "what": "snapshot"},
+            detail={
+                "replay_id": request.replay_id,
+                "what": request.what,
+                **({"from_ms": str(request.from_ms)} if request.from_ms is not None else {}),
+                **({"to_ms": str(request.to_ms)} if request.to_ms is not None else {}),
+            },
         )
 
     def _topology_changes(self, message: Message) -> list[Output]:

@@ -205,8 +205,10 @@ class RouteStage:
     def process(self, message: Message) -> list[Output]:
         routing = self.routing  # one topology for the whole record, even during a reload
         entity = self._entity_of[message.topic()]
-        if headers.control(message.headers()) == replay.SNAPSHOT:
-            return self._snapshot(routing, entity, message)
+        verb = headers.control(message.headers())
+        if verb is not None:
+            # Snapshots are the route's to serve; other requests are for the ledger's record.
+            return self._snapshot(routing, entity, message) if verb == replay.SNAPSHOT else []
         change = self._decode(message.topic(), message.value())
         assert change is not None  # written by normalize, always a value
         partition = message.partition()
@@ -288,7 +290,7 @@ class RouteStage:
         """A snapshot request (streams/replay.py): this partition's canonical state, as it
         stands between the changes before the request and those after it, for one
         subscription only."""
-        request = replay.SnapshotRequest.model_validate_json(message.value() or b"{}")
+        request = replay.ReplayRequest.model_validate_json(message.value() or b"{}")
         partition, event_id = message.partition(), request.event_id(message.partition())
         if self.dedup.seen(partition, event_id):
             return []

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import random
+import signal
+import subprocess
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,9 @@ from streams.masking import partial
 from streams.settings import REPO_ROOT
 from streams.topology import delivery_topic, master_topic
 from tests.integration.companies import (
+    GOVSYNC,
     STATUS,
+    TAX,
     govsync,
     insert,
     new_company,
@@ -210,3 +215,77 @@ def test_a_new_subscription_is_backfilled_with_the_current_state_then_every_chan
         )
 
     wait_for(audited, "the replay on the audit trail")
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+def test_a_time_range_is_re_sent_once_to_one_subscription_marked_and_resumable(
+    stack: Stack,
+) -> None:
+    start = stack.offsets(TAX)
+    companies = [new_company() for _ in range(5)]
+    time.sleep(1)
+    since = int(time.time() * 1000)
+    for company in companies:
+        insert(stack, company)
+    keys = {c.credit_code for c in companies}
+    originals = [
+        r
+        for r in stack.read_until(start, lambda rs: keys <= {r.key for r in rs}, timeout=60)
+        if r.key in keys
+    ]
+    until = max(r.timestamp_ms for r in originals) + 1
+    time.sleep(1)
+    insert(stack, new_company())  # after the range: not re-sent
+    window = ["--subscription", "tax.enterprise", "--from", iso(since), "--to", iso(until)]
+
+    dry = json.loads(govsync("replay", "range", *window, "--dry-run", "--json").stdout)
+    assert dry["dry_run"] and dry["replayed"] == 0 and dry["in_range"] == len(originals)
+    assert dry["skipped_earlier_approval"] == 0
+
+    others = [delivery_topic(s) for s in stack.topology.subscriptions]
+    before = stack.offsets(*others)
+    slow = subprocess.Popen(
+        [str(GOVSYNC), "replay", "range", *window, "--rate", "1", "--json"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.5)
+    slow.send_signal(signal.SIGINT)
+    interrupted = json.loads(slow.communicate(timeout=60)[0])
+    assert slow.returncode == 1 and not interrupted["done"]
+    assert 1 <= interrupted["replayed"] < len(originals)
+    replay_id = interrupted["request"]["replay_id"]
+
+    resumed = json.loads(govsync("replay", "range", "--resume", replay_id, "--json").stdout)
+    assert resumed["done"] and resumed["replayed"] == len(originals)
+
+    marker = ("replay", replay_id)
+    again = [
+        r
+        for r in topic_reader.read(stack.settings.bootstrap, stack.decode, before, timeout=60)
+        if r.headers.get(marker[0]) == replay_id
+    ]
+    assert {r.topic for r in again} == {TAX}  # nobody else
+    assert sorted(r.value["event_id"] for r in again) == sorted(
+        r.value["event_id"] for r in originals
+    )  # each once, as delivered
+    by_event = {r.value["event_id"]: r for r in originals}
+    for record in again:
+        assert record.value == by_event[record.value["event_id"]].value
+        assert record.key == by_event[record.value["event_id"]].key
+
+    def audited() -> bool:
+        chains = audit.read(stack.settings, key="tax.enterprise")
+        return any(
+            r.kind == "replay"
+            and r.detail.get("replay_id") == replay_id
+            and r.detail.get("what") == "range"
+            for chain in chains.values()
+            for _, r in chain
+        )
+
+    wait_for(audited, "the range replay on the audit trail")
