@@ -16,6 +16,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
+from streams import topic_reader
 from streams.masking import department_key
 from streams.settings import REPO_ROOT
 from streams.stack.seed import DIVISIONS, Enterprise
@@ -119,21 +122,43 @@ def new_company(**overrides: Any) -> Enterprise:
 
 
 def insert(stack: Stack, company: Enterprise) -> None:
-    stack.sql(
-        "market_regulation",
-        "INSERT INTO enterprise (credit_code, ent_name, reg_status, rep_name, rep_id_no,"
-        " reg_capital, address, established_on) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            company.credit_code,
-            company.ent_name,
-            company.reg_status,
-            company.rep_name,
-            company.rep_id_no,
-            company.reg_capital,
-            company.address,
-            company.established_on,
-        ),
-    )
+    insert_many(stack, [company])
+
+
+def insert_many(stack: Stack, companies: list[Enterprise]) -> None:
+    """New rows at market regulation, in one transaction."""
+    with (
+        psycopg.connect(stack.settings.pg_conninfo("market_regulation")) as conn,
+        conn.cursor() as cursor,
+    ):
+        cursor.executemany(
+            "INSERT INTO enterprise (credit_code, ent_name, reg_status, rep_name, rep_id_no,"
+            " reg_capital, address, established_on) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                (
+                    c.credit_code,
+                    c.ent_name,
+                    c.reg_status,
+                    c.rep_name,
+                    c.rep_id_no,
+                    c.reg_capital,
+                    c.address,
+                    c.established_on,
+                )
+                for c in companies
+            ],
+        )
+
+
+def deliver(
+    stack: Stack, companies: list[Enterprise], topic: str = TAX, timeout: float = WAIT
+) -> list[topic_reader.Record]:
+    """Insert ``companies``; their records on ``topic`` once every one has arrived."""
+    start = stack.offsets(topic)
+    insert_many(stack, companies)
+    keys = {c.credit_code for c in companies}
+    records = stack.read_until(start, lambda rs: keys <= {r.key for r in rs}, timeout=timeout)
+    return [r for r in records if r.key in keys]
 
 
 def update(stack: Stack, uscc: str, assignments: str, params: tuple = ()) -> None:

@@ -31,7 +31,15 @@ import psycopg
 from streams import normalize, topic_reader
 from streams.serde import ValueDeserializer
 from streams.topic_reader import Offsets
-from tests.integration.companies import CDC_TOPIC, CHANGES, MASTER, SOCIAL, TAX, new_company
+from tests.integration.companies import (
+    CDC_TOPIC,
+    CHANGES,
+    MASTER,
+    SOCIAL,
+    TAX,
+    insert_many,
+    new_company,
+)
 from tests.integration.conftest import Stack
 
 DELIVERIES = (TAX, SOCIAL)
@@ -53,27 +61,7 @@ def prepare(stack: Stack, companies: int = 200, timeout: float = 120.0) -> list[
     fresh = [new_company(reg_status="1") for _ in range(companies)]
     usccs = [company.credit_code for company in fresh]
     start = stack.offsets(TAX)
-    with (
-        psycopg.connect(stack.settings.pg_conninfo("market_regulation")) as conn,
-        conn.cursor() as cursor,
-    ):
-        cursor.executemany(
-            "INSERT INTO enterprise (credit_code, ent_name, reg_status, rep_name, rep_id_no,"
-            " reg_capital, address, established_on) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            [
-                (
-                    c.credit_code,
-                    c.ent_name,
-                    c.reg_status,
-                    c.rep_name,
-                    c.rep_id_no,
-                    c.reg_capital,
-                    c.address,
-                    c.established_on,
-                )
-                for c in fresh
-            ],
-        )
+    insert_many(stack, fresh)
     waiting = set(usccs)
     for record in topic_reader.read(
         stack.settings.bootstrap,

@@ -14,7 +14,7 @@ from connectors.sinks import process_name
 from streams import clients
 from streams.stack.background import start_app_process
 from streams.stack.process import stop
-from tests.integration.companies import TAX, WAIT, govsync, insert, new_company, wait_for
+from tests.integration.companies import TAX, deliver, govsync, new_company, wait_for
 from tests.integration.conftest import Stack
 
 GROUP = "tax-sink"
@@ -57,16 +57,7 @@ def test_a_stopped_consumer_lags_by_what_kafka_says_and_catches_up_when_resumed(
     run_dir, sink = stack.settings.path("run"), process_name("tax")
     stop(run_dir, sink)
     try:
-        start = stack.offsets(TAX)
-        companies = [new_company() for _ in range(CHANGES)]
-        for company in companies:
-            insert(stack, company)
-        keys = {c.credit_code for c in companies}
-        delivered = [
-            r
-            for r in stack.read_until(start, lambda rs: keys <= {r.key for r in rs}, timeout=WAIT)
-            if r.key in keys
-        ]
+        delivered = deliver(stack, [new_company() for _ in range(CHANGES)])
         first_delivered_ms = min(r.timestamp_ms for r in delivered)
         time.sleep(6)  # older than tax's deliver_within (5s), well within receipt_within (1h)
 

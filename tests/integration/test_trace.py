@@ -33,6 +33,7 @@ from tests.integration.companies import (
     TAX,
     TRACEPARENT,
     WAIT,
+    deliver,
     govsync,
     insert,
     new_company,
@@ -289,16 +290,7 @@ def test_a_delivery_left_unanswered_past_receipt_within_is_counted_and_listed(
     stop(run_dir, sink)
     try:
         assert govsync("topology", "apply", "--file", str(strict)).returncode == 0
-        company = new_company()
-        start = stack.offsets(TAX)
-        insert(stack, company)
-        (delivery,) = [
-            r
-            for r in stack.read_until(
-                start, lambda rs: any(r.key == company.credit_code for r in rs), timeout=WAIT
-            )
-            if r.key == company.credit_code
-        ]
+        (delivery,) = deliver(stack, [new_company()])
         event_id = delivery.value["event_id"]
 
         def listed() -> bool:
@@ -335,16 +327,7 @@ def test_with_an_otlp_endpoint_the_worker_exports_a_span_per_hop(stack: Stack) -
     with collector() as otlp:
         restart_worker(stack, **{tracing.ENDPOINT_VARIABLE: otlp.url})
         try:
-            company = new_company()
-            start = stack.offsets(TAX)
-            insert(stack, company)
-            (delivery,) = [
-                r
-                for r in stack.read_until(
-                    start, lambda rs: any(r.key == company.credit_code for r in rs), timeout=WAIT
-                )
-                if r.key == company.credit_code
-            ]
+            (delivery,) = deliver(stack, [new_company()])
             trace_id = bytes.fromhex(headers.trace_id(delivery.value["event_id"]))
 
             def names() -> set[str]:
