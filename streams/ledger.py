@@ -30,7 +30,7 @@ from streams.headers import as_dict
 from streams.lineage import TRACE_TOPIC, Hop
 from streams.receipts import Awaiting
 from streams.serde import ValueDeserializer, ValueSerializer
-from streams.topology import Topology
+from streams.topology import Subscription, Topology
 from streams.transactional import Output
 
 log = logging.getLogger("govsync.ledger")
@@ -42,9 +42,8 @@ WORKER_ACTOR = "worker"
 CHANGES_PATTERN, DELIVERIES_PATTERN = r"^changes\..*", r"^deliver\..*"
 
 
-def approval_of(topology: Topology, subscription_id: str) -> dict[str, str]:
+def approval_of(subscription: Subscription | None) -> dict[str, str]:
     """The approval a delivery was made under, as the audit trail keeps it (plain text)."""
-    subscription = next((s for s in topology.subscriptions if s.id == subscription_id), None)
     if subscription is None:
         return {}
     approval = subscription.approval.model_dump(mode="json")
@@ -68,7 +67,7 @@ class LedgerStage:
         audit_partitions: int,
         awaiting: Awaiting | None = None,
     ) -> None:
-        self.topology = topology
+        self.reload(topology)
         self.awaiting = awaiting or Awaiting()  # the receipt SLA, for the worker's metrics
         self._bootstrap = bootstrap
         self._partitions = audit_partitions
@@ -83,6 +82,7 @@ class LedgerStage:
     def reload(self, topology: Topology) -> None:
         """Approvals recorded from the next record on are those of ``topology``."""
         self.topology = topology
+        self._subscriptions = {s.id: s for s in topology.subscriptions}
 
     # --- the Stage protocol -------------------------------------------------------------
 
@@ -160,9 +160,7 @@ class LedgerStage:
         )
         self.awaiting.feed(delivered)
         state = delivery.get("after") or delivery.get("before") or {}
-        subscription = next(
-            (s for s in self.topology.subscriptions if s.id == subscription_id), None
-        )
+        subscription = self._subscriptions.get(subscription_id)
         masks = subscription.mask if subscription is not None else {}
         received = sorted(name for name, value in state.items() if value is not None)
         detail = {
@@ -189,16 +187,14 @@ class LedgerStage:
                 department=department,
                 subscription=subscription_id,
                 fields=received,
-                approval=approval_of(self.topology, subscription_id),
+                approval=approval_of(subscription),
                 detail=detail,
             ),
         ]
 
     def _receipt(self, message: Message, receipt: dict[str, Any]) -> list[Output]:
-        entity = next(
-            (s.entity for s in self.topology.subscriptions if s.id == receipt["subscription"]),
-            "",
-        )
+        subscription = self._subscriptions.get(receipt["subscription"])
+        entity = subscription.entity if subscription is not None else ""
         hop = Hop(
             event_id=receipt["event_id"],
             stage="receipt",
@@ -243,20 +239,17 @@ class LedgerStage:
         if message.partition() != 0:
             return []
         request = replay.ReplayRequest.model_validate_json(message.value() or b"{}")
-        subscription = request.subscription
-        department = next(
-            (s.department for s in self.topology.subscriptions if s.id == subscription), None
-        )
+        subscription = self._subscriptions.get(request.subscription)
         return self._seal(
             0,
-            key=subscription,
+            key=request.subscription,
             kind="replay",
             at_ms=request.requested_at_ms,
             actor=request.requested_by,
             entity=request.entity,
-            department=department,
-            subscription=subscription,
-            approval=approval_of(self.topology, subscription),
+            department=subscription.department if subscription is not None else None,
+            subscription=request.subscription,
+            approval=approval_of(subscription),
             detail={
                 "replay_id": request.replay_id,
                 "what": request.what,

@@ -91,8 +91,9 @@ class Pending(BaseModel):
     topic ended when it was made (its snapshot records come after)."""
 
     request: ReplayRequest
-    controls: dict[int, int]
-    delivery_start: dict[str, int]  # "topic/partition" -> offset
+    controls: dict[int, int]  # partition of changes.<entity> → offset of its control record
+    topic: str  # the subscription's delivery topic
+    start: dict[int, int]  # its partitions' ends when the request was made
 
 
 def active_subscription(topology: Topology, subscription_id: str) -> Subscription:
@@ -158,11 +159,13 @@ def request_snapshot(
     request = new_request(subscription, requested_by)
     topic = changes_topic(subscription.entity)
     partitions = admin.existing_topics(admin.admin_client(settings.bootstrap)).get(topic, 0)
-    delivery_start = topic_reader.end_offsets(settings.bootstrap, [delivery_topic(subscription)])
+    deliveries = delivery_topic(subscription)
+    start = topic_reader.end_offsets(settings.bootstrap, [deliveries])
     return Pending(
         request=request,
         controls=announce(settings, request, list(range(partitions))),
-        delivery_start={f"{t}/{p}": o for (t, p), o in delivery_start.items()},
+        topic=deliveries,
+        start={p: o for (_, p), o in start.items()},
     )
 
 
@@ -198,10 +201,7 @@ def wait_done(
         progress(len(done), len(offsets))
         if len(done) < len(offsets):
             time.sleep(0.5)
-    start = {
-        (key.rpartition("/")[0], int(key.rpartition("/")[2])): offset
-        for key, offset in pending.delivery_start.items()
-    }
+    start = {(pending.topic, p): offset for p, offset in pending.start.items()}
     marker = (headers.REPLAY, request.replay_id.encode())
     records = sum(
         marker in (message.headers() or [])

@@ -56,12 +56,19 @@ class WorkerStatus(BaseModel):
     pid: int | None = None
 
 
+class MonitorStatus(BaseModel):
+    state: State
+    url: str
+    pid: int | None = None
+
+
 class Components(BaseModel):
     postgres: PostgresStatus
     kafka: KafkaStatus
     connect: ConnectStatus
     registry: RegistryStatus
     worker: WorkerStatus
+    monitor: MonitorStatus
 
 
 class StackStatus(BaseModel):
@@ -131,6 +138,7 @@ def status(settings: Settings) -> StackStatus:
     connect_version = connect.version(settings)
     registry_version = registry.version(settings)
     worker_pid = read_pid(run_dir, "worker")
+    monitor_pid = read_pid(run_dir, "monitor")
     return StackStatus(
         state_dir=settings.state_dir,
         components=Components(
@@ -160,5 +168,10 @@ def status(settings: Settings) -> StackStatus:
                 pid=read_pid(run_dir, registry.NAME),
             ),
             worker=WorkerStatus(state=state(worker_pid is not None), pid=worker_pid),
+            monitor=MonitorStatus(
+                state=state(monitor_pid is not None),
+                url=f"http://{settings.host}:{settings.monitor_port}/",
+                pid=monitor_pid,
+            ),
         ),
     )
