@@ -158,20 +158,46 @@ def worker(
             pid = start_app_process(settings, "worker", ["worker"])
         console.print(f"worker running (pid {pid}, log {settings.path('logs', 'worker.log')})")
         return
-    from streams import applied, credentials
+    from streams import credentials
     from streams import worker as stream_worker
-    from streams.provisioning import check_applied
-    from streams.topology import load_topology
 
     _configure_logging()
     os.environ["GOVSYNC_KAFKA_PRINCIPAL"] = credentials.WORKER  # inherited by a self-restart
     settings = Settings.from_env()
     with _errors():
-        # What was applied, not what the file says now: editing it is not applying it.
-        current = applied.latest(settings.bootstrap)
-        topology = current.topology() if current else load_topology(settings.topology)
-        check_applied(topology, settings)
+        current, topology = _wait_for_stack(settings)
     stream_worker.serve(settings, topology, current.sha256 if current else None)
+
+
+WORKER_START_WAIT_S = 120.0
+
+
+def _wait_for_stack(settings: Settings):  # type: ignore[no-untyped-def]
+    """The applied topology, once Kafka and the registry answer. A worker is a daemon: it
+    is often started, or re-executed by its watchdog, while a broker is still coming back,
+    and must wait for it rather than exit."""
+    import logging
+    import time
+
+    from streams import applied
+    from streams.admin import BrokerUnreachable
+    from streams.provisioning import check_applied
+    from streams.serde import RegistryUnreachable
+    from streams.topology import load_topology
+
+    deadline = time.monotonic() + WORKER_START_WAIT_S
+    while True:
+        try:
+            # What was applied, not what the file says now: editing it is not applying it.
+            current = applied.latest(settings.bootstrap)
+            topology = current.topology() if current else load_topology(settings.topology)
+            check_applied(topology, settings)
+            return current, topology
+        except (BrokerUnreachable, RegistryUnreachable) as exc:
+            if time.monotonic() > deadline:
+                raise
+            logging.getLogger("govsync.worker").warning("waiting for the stack: %s", exc)
+            time.sleep(2)
 
 
 @app.command("sink")

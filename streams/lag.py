@@ -17,6 +17,7 @@ only because a transaction marker follows its last record.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -49,6 +50,8 @@ PIPELINE_GROUPS = {
     "govsync-ledger": "ledger",
 }
 PROBE_TIMEOUT_S = 5.0
+
+log = logging.getLogger("govsync.lag")
 
 
 class PartitionLag(BaseModel):
@@ -244,17 +247,20 @@ def _oldest_unconsumed(
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,
-                # One record per partition is all it needs.
-                "max.partition.fetch.bytes": 65536,
-                "fetch.max.bytes": 8 * 1024 * 1024,
+                # One record per partition is all it needs, but after faults a position
+                # can sit before a long run of aborted transactions that read_committed
+                # skips: large fetches cross it in few round trips.
+                "max.partition.fetch.bytes": 1024 * 1024,
+                "fetch.max.bytes": 32 * 1024 * 1024,
             },
         )
     )
     found: dict[tuple[str, int, int], tuple[int | None, int]] = {}
-    deadline = time.monotonic() + min(timeout, PROBE_TIMEOUT_S)
     try:
         rounds = max(len(offsets) for offsets in by_partition.values())
         for index in range(rounds):
+            # Each round its own time: a slow partition must not starve the next round.
+            deadline = time.monotonic() + min(timeout, PROBE_TIMEOUT_S)
             probe = {
                 (t, p): offsets[index]
                 for (t, p), offsets in by_partition.items()
@@ -276,6 +282,12 @@ def _oldest_unconsumed(
                         continue
                     done.add(key)
                     consumer.pause([TopicPartition(*key)])
+            if len(done) < len(probe):
+                log.warning(
+                    "lag: no record read in %.0fs at %s; their age is unknown",
+                    min(timeout, PROBE_TIMEOUT_S),
+                    ", ".join(f"{t}[{p}]@{o}" for (t, p), o in probe.items() if (t, p) not in done),
+                )
             consumer.unassign()
     finally:
         consumer.close()

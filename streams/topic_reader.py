@@ -49,22 +49,34 @@ def reader(bootstrap: str) -> Consumer:
     )
 
 
+RETRIABLE_FOR_S = 30.0
+
+
 def end_offsets(bootstrap: str, topics: Iterable[str]) -> Offsets:
-    """The current end (high watermark) of every partition of ``topics``."""
+    """The current end (high watermark) of every partition of ``topics``.
+
+    A broker that has just restarted answers NOT_LEADER and the like while it takes its
+    partitions back: such retriable errors are retried for a while before Kafka counts
+    as unreachable."""
+    topics = list(topics)
+    deadline = time.monotonic() + RETRIABLE_FOR_S
     consumer = reader(bootstrap)
     try:
-        offsets: Offsets = {}
-        try:
-            metadata = consumer.list_topics(timeout=10)
-        except KafkaException as exc:
-            raise BrokerUnreachable(f"Kafka is not reachable: {exc.args[0]}") from exc
-        for topic in topics:
-            for partition in metadata.topics[topic].partitions:
-                _, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=10
-                )
-                offsets[(topic, partition)] = high
-        return offsets
+        while True:
+            try:
+                metadata = consumer.list_topics(timeout=10)
+                return {
+                    (topic, partition): consumer.get_watermark_offsets(
+                        TopicPartition(topic, partition), timeout=10
+                    )[1]
+                    for topic in topics
+                    for partition in metadata.topics[topic].partitions
+                }
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not error.retriable() or time.monotonic() > deadline:
+                    raise BrokerUnreachable(f"Kafka is not reachable: {error}") from exc
+                time.sleep(1)
     finally:
         consumer.close()
 
