@@ -194,7 +194,7 @@ class Subscriber:
                 messages = consumer.consume(num_messages=500, timeout=0.5)
                 handled = [m for m in messages if self._apply(conn, deserialize, m, receipts)]
                 if handled:
-                    receipts.flush()  # receipts out before the offsets move on
+                    receipts.flush(stop)  # receipts out before the offsets move on
                     _commit(consumer)
                 if not messages and membership.lost(consumer):
                     log.warning(
@@ -269,6 +269,7 @@ class _Membership:
     """
 
     CHECK_INTERVAL_S = 15.0
+    QUIET_AFTER_OUTAGE_S = 60.0
 
     def __init__(self, admin: AdminClient, group: str) -> None:
         self._admin = admin
@@ -278,6 +279,11 @@ class _Membership:
 
     def lost(self, consumer: Consumer) -> bool:
         if time.monotonic() < self._next:
+            return False
+        if clients.broker_down_within(self.QUIET_AFTER_OUTAGE_S):
+            # An admin request timing out while brokers come back has aborted the process
+            # inside librdkafka (rd_kafka_enq_once_del_source_return: refcnt assertion);
+            # a membership check can wait until the brokers have been back a while.
             return False
         self._next = time.monotonic() + self.CHECK_INTERVAL_S
         try:
@@ -344,10 +350,15 @@ class Receipts:
             ],
         )
 
-    def flush(self) -> None:
-        left = self._producer.flush(30)
-        if left:
-            raise RuntimeError(f"{left} receipts not acknowledged by Kafka within 30s")
+    def flush(self, stop: threading.Event) -> None:
+        """Until Kafka has every receipt: a broker restart can take longer than any fixed
+        wait, and the offsets must not move on before the receipts are out. Stopping
+        meanwhile is safe: the offsets stay, the deliveries are read again, the inbox
+        recognises them and the receipts are sent again."""
+        while left := self._producer.flush(30):
+            log.warning("%d receipts waiting for Kafka", left)
+            if stop.is_set():
+                raise RuntimeError(f"stopping with {left} receipts not acknowledged by Kafka")
 
 
 def _commit(consumer: Consumer) -> None:

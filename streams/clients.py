@@ -25,9 +25,21 @@ ERROR_LOG_INTERVAL_S = 30.0
 _last_logged: dict[tuple[str, int], float] = {}
 
 
+_BROKER_DOWN = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN}
+_last_broker_down = -float("inf")
+
+
+def broker_down_within(seconds: float) -> bool:
+    """Whether any client of this process saw the brokers go away that recently."""
+    return time.monotonic() - _last_broker_down < seconds
+
+
 def _report(error: KafkaError) -> None:
+    global _last_broker_down
     kind = (error.name(), error.code())
     now = time.monotonic()
+    if error.code() in _BROKER_DOWN:
+        _last_broker_down = now
     if now - _last_logged.get(kind, -ERROR_LOG_INTERVAL_S) >= ERROR_LOG_INTERVAL_S:
         _last_logged[kind] = now
         log.warning("kafka client: %s", error.str())

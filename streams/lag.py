@@ -266,7 +266,10 @@ def _oldest_unconsumed(
                 for (t, p), offsets in by_partition.items()
                 if index < len(offsets)
             }
-            consumer.assign([TopicPartition(t, p, o) for (t, p), o in probe.items()])
+            assignment = [TopicPartition(t, p, o) for (t, p), o in probe.items()]
+            consumer.assign(assignment)
+            # A partition paused in an earlier round stays paused across unassign/assign.
+            consumer.resume(assignment)
             done: set[tuple[str, int]] = set()
             while len(done) < len(probe) and time.monotonic() < deadline:
                 for message in consumer.consume(1000, 0.2):

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
 
 from connectors.sinks import process_name
-from streams import clients
+from streams import admin, clients, lag
 from streams.stack.background import start_app_process
 from streams.stack.process import stop
 from tests.integration.companies import TAX, deliver, govsync, new_company, wait_for
@@ -111,3 +113,34 @@ def test_an_unreachable_broker_is_one_clear_line(stack: Stack) -> None:
     assert result.returncode == 3
     assert "Kafka is not reachable" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_groups_at_different_positions_on_one_partition_each_get_their_age(
+    stack: Stack,
+) -> None:
+    """The probe reads each partition once per distinct position, in rounds; a partition
+    probed in one round must be read again in the next (it was once left paused)."""
+    client = admin.admin_client(stack.settings.bootstrap)
+    topic, groups = f"test.lag.{uuid.uuid4().hex[:8]}", ["test-lag-older", "test-lag-newer"]
+    client.create_topics([NewTopic(topic, 2, 1)])[topic].result()
+    try:
+        producer = Producer(clients.config(stack.settings.bootstrap))
+        for n in range(20):
+            producer.produce(topic, str(n).encode(), partition=n % 2)
+            producer.flush(10)
+            time.sleep(0.05)  # records of increasing age
+        for group, position in zip(groups, (2, 8), strict=True):
+            offsets = [TopicPartition(topic, p, position) for p in range(2)]
+            for future in client.alter_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group, offsets)]
+            ).values():
+                future.result()
+        measured = lag.measure(client, stack.settings.bootstrap, {g: [topic] for g in groups})
+        older = [r.lag_seconds for r in measured[(groups[0], topic)]]
+        newer = [r.lag_seconds for r in measured[(groups[1], topic)]]
+        assert None not in older and None not in newer, (older, newer)
+        assert all(o > n for o, n in zip(older, newer, strict=True))
+        assert [r.lag for r in measured[(groups[0], topic)]] == [8, 8]
+    finally:
+        client.delete_consumer_groups(groups)
+        client.delete_topics([topic])
