@@ -1,4 +1,5 @@
-"""Example data shared by the unit tests: the real topology and one canonical enterprise."""
+"""Example data shared by the unit tests: the real topology, one canonical enterprise, and
+one change event of it."""
 
 from __future__ import annotations
 
@@ -23,4 +24,18 @@ STATE: dict[str, Any] = {
     "address": "上海市浦东新区示例路1号",
     "established_on": "2015-06-01",
     "contact_phone": None,
+}
+
+# A deregistration as normalize emits it on changes.enterprise.
+CHANGE = {
+    "event_id": "7f1c2a3e-0000-5000-8000-000000000001",
+    "kind": "deregistered",
+    "entity": "enterprise",
+    "key": STATE["uscc"],
+    "before": STATE,
+    "after": {**STATE, "status": "deregistered"},
+    "changed_fields": ["status"],
+    "source": "market_regulation.enterprise",
+    "source_ts_ms": 1795000000000,
+    "source_position": "lsn=123;txid=456",
 }

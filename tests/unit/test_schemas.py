@@ -26,20 +26,7 @@ from streams.schemas import (
 )
 from streams.settings import REPO_ROOT
 from streams.topology import Topology, load_topology
-from tests.unit.examples import STATE, TAX, TOPOLOGY
-
-CHANGE = {
-    "event_id": "7f1c2a3e-0000-5000-8000-000000000001",
-    "kind": "deregistered",
-    "entity": "enterprise",
-    "key": STATE["uscc"],
-    "before": STATE,
-    "after": {**STATE, "status": "deregistered"},
-    "changed_fields": ["status"],
-    "source": "market_regulation.enterprise",
-    "source_ts_ms": 1795000000000,
-    "source_position": "lsn=123;txid=456",
-}
+from tests.unit.examples import CHANGE, STATE, TAX, TOPOLOGY
 
 PERSON = {
     "resident_id": "110101199003074514",

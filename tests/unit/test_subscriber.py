@@ -19,22 +19,10 @@ from streams.masking import mask_delivery
 from streams.projection import project
 from streams.schemas import ChangeKind, delivery_schema
 from streams.topology import Subscription, delivery_topic
-from tests.unit.examples import STATE, TAX, TOPOLOGY
+from tests.unit.examples import CHANGE, STATE, TAX, TOPOLOGY
 
 PROVENANCE = ["topic", "partition", "offset", "traceparent"]
-EVENT_ID = "7f1c2a3e-0000-5000-8000-000000000001"
-CHANGE = {
-    "event_id": EVENT_ID,
-    "kind": "deregistered",
-    "entity": "enterprise",
-    "key": STATE["uscc"],
-    "before": STATE,
-    "after": {**STATE, "status": "deregistered"},
-    "changed_fields": ["status"],
-    "source": "market_regulation.enterprise",
-    "source_ts_ms": 1795000000000,
-    "source_position": "lsn=123;txid=456",
-}
+EVENT_ID = CHANGE["event_id"]
 
 
 def decoded(change: dict[str, Any], subscription: Subscription = TAX) -> dict[str, Any]:
