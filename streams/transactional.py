@@ -226,6 +226,10 @@ def _is_record(message: Message) -> bool:
     error = message.error()
     if error is None:
         return True
+    if error.fatal():
+        # E.g. a static member fenced after a restart: this consumer will never deliver
+        # again. End the session; the next one starts with a new consumer.
+        raise KafkaException(error)
     if error.code() != KafkaError._PARTITION_EOF:
         log.warning("consumer: %s", error)
     return False
