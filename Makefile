@@ -17,6 +17,7 @@ test: install lint unit integration
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 unit: install
 	$(BIN)/pytest -q tests/unit

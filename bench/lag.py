@@ -21,8 +21,9 @@ import time
 from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from streams import admin, clients, lag
-from streams.settings import Settings
+from govsync.ops import lag
+from streams.config.settings import Settings
+from streams.kafka import admin, clients
 
 RECORDS_PER_PARTITION = 20
 

@@ -22,10 +22,11 @@ import time
 
 import psycopg
 
-from streams import topic_reader
-from streams.serde import ValueDeserializer, registry_client
-from streams.settings import Settings
-from streams.topology import changes_topic, delivery_topic, load_topology
+from streams.config.settings import Settings
+from streams.contract.topics import changes_topic, delivery_topic
+from streams.kafka import topic_reader
+from streams.kafka.serde import ValueDeserializer, registry_client
+from streams.model.topology import load_topology
 
 
 def percentile(values: list[int], q: float) -> int:

@@ -48,12 +48,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient
 from pydantic import BaseModel, ConfigDict
 
-from streams import clients, headers
-from streams.access import RECEIPTS_TOPIC
-from streams.headers import as_dict
-from streams.schemas import receipt_schema
-from streams.serde import ValueDeserializer, ValueSerializer, registry_client
-from streams.settings import Settings
+from streams.config.settings import Settings
+from streams.contract import headers
+from streams.contract.headers import as_dict
+from streams.contract.schemas import receipt_schema
+from streams.contract.topics import RECEIPTS_TOPIC
+from streams.kafka import clients
+from streams.kafka.serde import ValueDeserializer, ValueSerializer, registry_client
 
 log = logging.getLogger("govsync.sink")
 

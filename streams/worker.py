@@ -14,13 +14,18 @@ from typing import NoReturn
 
 from prometheus_client import start_http_server
 
-from streams import applied, credentials, lineage, masking, metrics, receipts
-from streams.ledger import LedgerStage
-from streams.pipeline import NormalizeStage, ReloadRefused, RouteStage
-from streams.serde import registry_client
-from streams.settings import Settings
-from streams.topology import Topology, TopologyError
-from streams.transactional import EngineConfig, Stage, Watchdog, run
+from streams.config.settings import Settings
+from streams.engine import metrics
+from streams.engine.transactional import EngineConfig, Stage, Watchdog, run
+from streams.kafka import applied, credentials
+from streams.kafka.admin import BrokerUnreachable
+from streams.kafka.serde import RegistryCodec, RegistryUnreachable, registry_client
+from streams.model.topology import Topology, TopologyError
+from streams.stages.ledger import LedgerStage
+from streams.stages.normalize import NormalizeStage
+from streams.stages.route import ReloadRefused, RouteStage
+from streams.trail import lineage, receipts
+from streams.transform import masking
 
 log = logging.getLogger("govsync.worker")
 
@@ -37,21 +42,21 @@ def serve(
 ) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``); each stage finishes its current transaction."""
     stop = stop or _stop_on_signals()
-    registry = registry_client(settings)
+    codec = RegistryCodec(registry_client(settings))
     secrets_dir = settings.path("secrets")
     route = RouteStage(
         topology,
-        registry,
+        codec,
         settings.bootstrap,
         lambda department: masking.department_key(secrets_dir, department),
     )
-    ledger = LedgerStage(topology, registry, settings.bootstrap, topology.kafka.partitions)
+    ledger = LedgerStage(topology, codec, settings.bootstrap, topology.kafka.partitions)
     # Deliveries awaiting a receipt from before this start, read back in the background
     # (it can take seconds; the metrics are complete once it is done).
     threading.Thread(
         target=_restore_receipts, args=(settings, ledger), name="receipts", daemon=True
     ).start()
-    stages: list[Stage] = [NormalizeStage(topology, registry), route, ledger]
+    stages: list[Stage] = [NormalizeStage(topology, codec), route, ledger]
     config = EngineConfig(bootstrap=settings.bootstrap, instance=settings.worker_instance)
     configs = {stage.name: config for stage in stages}
     configs[ledger.name] = replace(
@@ -159,7 +164,7 @@ def _restart(reason: str) -> NoReturn:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "streams.cli", "worker"])
+    os.execv(sys.executable, [sys.executable, "-m", "streams.worker"])
 
 
 def _stop_on_signals() -> threading.Event:
@@ -167,3 +172,47 @@ def _stop_on_signals() -> threading.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     return stop
+
+
+START_WAIT_S = 120.0
+LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s %(threadName)s: %(message)s"
+
+
+def wait_for_stack(settings: Settings) -> applied.InForce:
+    """The topology in force, once Kafka and the registry answer and it is applied. A
+    worker is a daemon: it is often started, or re-executed by its watchdog, while a
+    broker is still coming back, and must wait for it rather than exit."""
+    deadline = time.monotonic() + START_WAIT_S
+    while True:
+        try:
+            # What was applied, not what the file says now: editing it is not applying it.
+            current = applied.in_force(settings)
+            applied.check_applied(current.topology, settings)
+            return current
+        except (BrokerUnreachable, RegistryUnreachable) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("waiting for the stack: %s", exc)
+            time.sleep(2)
+
+
+def main() -> None:
+    """Run the worker in this process, as the ``worker`` principal (also how the watchdog
+    re-executes it: ``python -m streams.worker``)."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    # One line per schema lookup would drown the worker's own log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    settings = Settings.from_env().model_copy(update={"kafka_principal": credentials.WORKER})
+    try:
+        current = wait_for_stack(settings)
+    except (BrokerUnreachable, RegistryUnreachable) as exc:
+        log.error("%s", exc)
+        sys.exit(3)
+    except applied.NotApplied as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+    serve(settings, current.topology, current.applied.sha256 if current.applied else None)
+
+
+if __name__ == "__main__":
+    main()

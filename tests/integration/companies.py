@@ -18,17 +18,17 @@ from typing import Any
 
 import psycopg
 
-from streams import topic_reader
-from streams.masking import department_key
-from streams.settings import REPO_ROOT
-from streams.stack.seed import DIVISIONS, Enterprise
-from streams.standards import (
+from govsync.stack.seed import DIVISIONS, Enterprise
+from streams.config.settings import REPO_ROOT
+from streams.contract.topics import changes_topic, master_topic
+from streams.kafka import topic_reader
+from streams.model.standards import (
     USCC_CHARSET,
     organization_code_check_character,
     resident_id_check_digit,
     uscc_check_character,
 )
-from streams.topology import changes_topic, master_topic
+from streams.transform.masking import department_key
 from tests.integration.conftest import Stack
 
 SOURCE_ID = "market_regulation.enterprise"

@@ -1,6 +1,6 @@
 """One real stack for the whole session: started here, or reused when already up.
 
-Nothing is mocked: PostgreSQL, Kafka, Connect with Debezium, Apicurio and the Faust
+Nothing is mocked: PostgreSQL, Kafka, Connect with Debezium, Apicurio and the
 worker are the real processes. The stack is left running afterwards (`make down` or
 CI's exit trap stops it) so that a second run starts in seconds.
 """
@@ -15,12 +15,13 @@ import psycopg
 import pytest
 
 from connectors.sinks import SINKS, process_name
-from streams import provisioning, topic_reader
-from streams.serde import ValueDeserializer, registry_client
-from streams.settings import Settings
-from streams.stack import embedded
-from streams.stack.background import start_app_process
-from streams.topology import Topology, changes_topic, load_topology
+from govsync.stack import embedded
+from govsync.stack.background import start_app_process
+from streams.config.settings import Settings
+from streams.contract.topics import changes_topic
+from streams.kafka import topic_reader
+from streams.kafka.serde import ValueDeserializer, registry_client
+from streams.model.topology import Topology, load_topology
 
 pytestmark = pytest.mark.stack
 
@@ -77,7 +78,7 @@ def stack() -> Iterator[Stack]:
     settings = Settings.from_env()
     embedded.up(settings)
     topology = load_topology(settings.topology)
-    provisioning.apply(topology, settings, settings.topology.read_text(encoding="utf-8"))
+    embedded.apply_topology(topology, settings, settings.topology.read_text(encoding="utf-8"))
     start_app_process(settings, "worker", ["worker"])
     for department in SINKS:
         start_app_process(settings, process_name(department), ["sink", department])

@@ -28,9 +28,10 @@ from typing import Any
 
 import psycopg
 
-from streams import normalize, topic_reader
-from streams.serde import ValueDeserializer
-from streams.topic_reader import Offsets
+from streams.kafka import topic_reader
+from streams.kafka.serde import ValueDeserializer
+from streams.kafka.topic_reader import Offsets
+from streams.transform import normalize
 from tests.integration.companies import (
     CDC_TOPIC,
     CHANGES,

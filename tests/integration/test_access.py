@@ -17,12 +17,12 @@ import yaml
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from streams import admin, applied, clients, topic_reader
-from streams.masking import MASK_CHAR
-from streams.settings import REPO_ROOT
-from streams.stack.process import read_pid
-from streams.topic_reader import Record
-from streams.topology import changes_topic, delivery_topic
+from govsync.stack.process import read_pid
+from streams.config.settings import REPO_ROOT
+from streams.contract.topics import changes_topic, delivery_topic
+from streams.kafka import admin, applied, clients, topic_reader
+from streams.kafka.topic_reader import Record
+from streams.transform.masking import MASK_CHAR
 from tests.integration.companies import (
     SOCIAL,
     TAX,

@@ -1,5 +1,5 @@
 """The backbone end to end on the real stack: PostgreSQL → Debezium → Kafka (Avro, Apicurio)
-→ the Faust worker (normalize, route) → delivery topics → the tax sink.
+→ the worker (normalize, route, ledger) → delivery topics → the tax sink.
 
 Every test makes its own brand-new enterprises (random, valid credit codes), so the tests
 are independent and can be rerun on a stack that already holds data. Nothing is mocked.
@@ -21,17 +21,15 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.serialization import SerializationError
 
-from connectors import tax_sink
+from connectors.sinks import tax as tax_sink
 from connectors.subscriber import Delivery, Rejected, apply_once
-from streams import clients
-from streams.headers import as_dict
-from streams.masking import keyed_hash, mask_state, partial
-from streams.stack.seed import Enterprise
-from streams.standards import (
-    resident_id_15_to_18,
-)
-from streams.topic_reader import Offsets, Record
-from streams.topology import DLQ_TOPIC
+from govsync.stack.seed import Enterprise
+from streams.contract.headers import as_dict
+from streams.contract.topics import DLQ_TOPIC
+from streams.kafka import clients
+from streams.kafka.topic_reader import Offsets, Record
+from streams.model.standards import resident_id_15_to_18
+from streams.transform.masking import keyed_hash, mask_state, partial
 from tests.integration.companies import (
     CDC_TOPIC,
     CHANGES,
@@ -182,7 +180,7 @@ def dead_letters_for(stack: Stack, uscc: str) -> Callable[[list[Raw]], list[Raw]
 
 
 def assert_headers(record: Record) -> None:
-    """DESIGN.md's header contract, from changes.* on."""
+    """The header contract (docs/architecture.md), from changes.* on."""
     assert record.value is not None
     headers = record.headers
     assert headers["event_id"] == record.value["event_id"]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.debezium import connector_name
-from streams.settings import REPO_ROOT
+from connectors.sources.debezium import connector_name
+from streams.config.settings import REPO_ROOT
 from tests.integration.companies import govsync
 from tests.integration.conftest import Stack
 
@@ -22,8 +22,9 @@ EXIT_INVALID = 2
 
 
 def test_status_json_reports_every_component_without_secrets(stack: Stack) -> None:
-    """`status --json` is DESIGN.md's contract: one object, every component with its state
-    and address, versions where they exist, and no password or secret anywhere."""
+    """`status --json` is an operators' contract (docs/architecture.md): one object, every
+    component with its state and address, versions where they exist, and no password or
+    secret anywhere."""
     result = govsync("status", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

@@ -20,10 +20,12 @@ import yaml
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema
 
-from streams import clients, dlq, topic_reader
-from streams.headers import as_dict
-from streams.serde import registry_client
-from streams.topology import DLQ_TOPIC, load_topology
+from govsync.ops import dlq
+from streams.contract.headers import as_dict
+from streams.contract.topics import DLQ_TOPIC
+from streams.kafka import clients, topic_reader
+from streams.kafka.serde import registry_client
+from streams.model.topology import load_topology
 from tests.integration.companies import insert, new_company, new_uscc
 from tests.integration.conftest import Stack
 

@@ -32,9 +32,9 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from streams.stack import connect, kafka
-from streams.stack.background import start_app_process
-from streams.stack.process import is_alive, read_pid, stop
+from govsync.stack import connect, kafka
+from govsync.stack.background import start_app_process
+from govsync.stack.process import is_alive, read_pid, stop
 from tests.integration import load
 from tests.integration.companies import TAX
 from tests.integration.conftest import Stack

@@ -13,9 +13,10 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, To
 from confluent_kafka.admin import NewTopic
 
 from connectors.sinks import process_name
-from streams import admin, clients, lag
-from streams.stack.background import start_app_process
-from streams.stack.process import stop
+from govsync.ops import lag
+from govsync.stack.background import start_app_process
+from govsync.stack.process import stop
+from streams.kafka import admin, clients
 from tests.integration.companies import TAX, deliver, govsync, new_company, wait_for
 from tests.integration.conftest import Stack
 

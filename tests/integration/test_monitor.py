@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from streams import applied
-from streams.settings import REPO_ROOT, Settings
-from streams.stack import embedded
-from streams.stack.process import read_pid
-from streams.topology import Topology, load_topology
+from govsync.stack import embedded
+from govsync.stack.process import read_pid
+from streams.config.settings import REPO_ROOT, Settings
+from streams.kafka import applied
+from streams.model.topology import Topology, load_topology
 from tests.integration.companies import GOVSYNC
 
 pytestmark = pytest.mark.stack

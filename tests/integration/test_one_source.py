@@ -4,8 +4,8 @@ copies never reach master or any department; they land on govsync.quality."""
 
 from __future__ import annotations
 
-from streams.authority import QUALITY_TOPIC
-from streams.topic_reader import Record
+from streams.contract.topics import QUALITY_TOPIC
+from streams.kafka.topic_reader import Record
 from tests.integration.companies import (
     MASTER,
     SOCIAL,

@@ -8,10 +8,9 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
-from streams.authority import QUALITY_TOPIC
-from streams.standards import legacy_resident_id
-from streams.topic_reader import Record
-from streams.topology import changes_topic, master_topic
+from streams.contract.topics import QUALITY_TOPIC, changes_topic, master_topic
+from streams.kafka.topic_reader import Record
+from streams.model.standards import legacy_resident_id
 from tests.integration.companies import WAIT, new_resident_id, wait_for
 from tests.integration.conftest import Stack
 

@@ -3,9 +3,9 @@ the trace of the change, as its own Kafka principal."""
 
 from __future__ import annotations
 
-from streams import headers
-from streams.access import RECEIPTS_TOPIC
-from streams.topic_reader import Record
+from streams.contract import headers
+from streams.contract.topics import RECEIPTS_TOPIC
+from streams.kafka.topic_reader import Record
 from tests.integration.companies import SOCIAL, TAX, WAIT, insert, new_company
 from tests.integration.conftest import Stack
 

@@ -13,10 +13,10 @@ from collections import Counter
 
 from confluent_kafka import Consumer, TopicPartition
 
-from connectors import debezium
-from streams import clients, topic_reader
-from streams.topic_reader import Offsets
-from streams.topology import changes_topic
+from connectors.sources import debezium
+from streams.contract.topics import changes_topic
+from streams.kafka import clients, topic_reader
+from streams.kafka.topic_reader import Offsets
 from tests.integration.companies import insert, new_company, update
 from tests.integration.conftest import Stack
 

@@ -13,14 +13,14 @@ import pytest
 import yaml
 from confluent_kafka.schema_registry import Schema, SchemaRegistryError
 
-from connectors import debezium
-from streams import credentials
-from streams.serde import registry_client, value_subject
-from streams.settings import REPO_ROOT
-from streams.stack import registry
-from streams.stack.process import read_pid
-from streams.topic_reader import Record
-from streams.topology import delivery_topic
+from connectors.sources import debezium
+from govsync.stack import registry
+from govsync.stack.process import read_pid
+from streams.config.settings import REPO_ROOT
+from streams.contract.topics import delivery_topic
+from streams.kafka import credentials
+from streams.kafka.serde import registry_client, value_subject
+from streams.kafka.topic_reader import Record
 from tests.integration.companies import (
     GOVSYNC,
     TAX,

@@ -19,10 +19,12 @@ from typing import Any
 import psycopg
 import yaml
 
-from streams import audit, headers, topic_reader
-from streams.masking import partial
-from streams.settings import REPO_ROOT
-from streams.topology import delivery_topic, master_topic
+from streams.config.settings import REPO_ROOT
+from streams.contract import headers
+from streams.contract.topics import delivery_topic, master_topic
+from streams.kafka import topic_reader
+from streams.trail import audit
+from streams.transform.masking import partial
 from tests.integration.companies import (
     GOVSYNC,
     STATUS,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.settings import REPO_ROOT
+from streams.config.settings import REPO_ROOT
 from tests.integration.conftest import Stack
 
 PROBE = """

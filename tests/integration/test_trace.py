@@ -22,12 +22,14 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
 from connectors.sinks import process_name
-from streams import admin, clients, headers, schemas, topic_reader, tracing
-from streams.audit import AUDIT_TOPIC, AuditRecord
-from streams.lineage import TRACE_TOPIC
-from streams.settings import REPO_ROOT
-from streams.stack.background import start_app_process
-from streams.stack.process import stop
+from govsync.stack.background import start_app_process
+from govsync.stack.process import stop
+from streams.config.settings import REPO_ROOT
+from streams.contract import headers, schemas
+from streams.contract.records import AuditRecord
+from streams.contract.topics import AUDIT_TOPIC, TRACE_TOPIC
+from streams.kafka import admin, clients, topic_reader
+from streams.trail import tracing
 from tests.integration.companies import (
     SOCIAL,
     TAX,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.settings import REPO_ROOT
-from streams.topology import load_topology
+from streams.config.settings import REPO_ROOT
+from streams.model.topology import load_topology
 
 TOPOLOGY = load_topology(REPO_ROOT / "topology.yaml")
 ENTERPRISE = TOPOLOGY.entity("enterprise")

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 
-from streams import credentials
-from streams.access import RECEIPTS_TOPIC, grants, principals
-from streams.settings import Settings
-from streams.stack import registry
+from govsync.control.access import grants, principals
+from govsync.stack import registry
+from streams.config.settings import Settings
+from streams.contract.topics import RECEIPTS_TOPIC
+from streams.kafka import credentials
 from tests.unit.examples import TOPOLOGY
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.applied import diff
-from streams.topology import Topology
+from streams.kafka.applied import diff
+from streams.model.topology import Topology
 from tests.unit.examples import TOPOLOGY
 
 

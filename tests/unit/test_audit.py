@@ -12,16 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.audit import (
-    AUDIT_KINDS,
-    GENESIS,
-    AuditRecord,
-    Chain,
-    Finding,
-    record_hash,
-    verify,
-)
-from streams.schemas import SCHEMAS_DIR, audit_schema, schema_files
+from govsync.control.schema_files import SCHEMAS_DIR
+from streams.contract.records import AUDIT_KINDS, AuditRecord
+from streams.contract.schemas import audit_schema, schema_files
+from streams.trail.audit import GENESIS, Chain, Finding, record_hash, verify
 from tests.unit.examples import STATE, TOPOLOGY
 
 APPROVAL = {

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from streams.authority import Authority, Canonical
+from streams.transform.authority import Authority, Canonical
 from tests.unit.examples import STATE, TOPOLOGY
 
 MARKET = "market_regulation.enterprise"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.lag import PartitionLag, _group_lag, _status
+from govsync.ops.lag import PartitionLag, _group_lag, _status
 from tests.unit.examples import TAX
 
 # tax.enterprise: deliver_within 5s, receipt_within 1h

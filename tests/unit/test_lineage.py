@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.lineage import Hop, build, traces
+from streams.contract.records import Hop
+from streams.trail.lineage import build, traces
 from tests.unit.examples import TOPOLOGY
 
 COMMIT = 1_700_000_000_000

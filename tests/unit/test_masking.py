@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.masking import department_key, keyed_hash, mask_delivery, partial
-from streams.topology import Mask, Subscription
+from streams.model.topology import Mask, Subscription
+from streams.transform.masking import department_key, keyed_hash, mask_delivery, partial
 from tests.unit.examples import TOPOLOGY
 
 SOCIAL = TOPOLOGY.subscription("social_security.enterprise")

@@ -8,10 +8,9 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.admin import BrokerUnreachable
-from streams.dlq import Closure, HeldRecord
-from streams.lag import GroupLag, LagReport, PartitionLag
-from streams.monitor import (
+from govsync.ops.dlq import Closure, HeldRecord
+from govsync.ops.lag import GroupLag, LagReport, PartitionLag
+from govsync.ops.monitor import (
     MonitorState,
     Refresher,
     StateCollector,
@@ -21,8 +20,9 @@ from streams.monitor import (
     receipts_due,
     sleeping,
 )
-from streams.receipts import Unanswered
-from streams.settings import Settings
+from streams.config.settings import Settings
+from streams.kafka.admin import BrokerUnreachable
+from streams.trail.receipts import Unanswered
 from tests.unit.examples import TOPOLOGY
 
 NOW = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)  # within every example approval

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from streams import headers
-from streams.normalize import NormalizeError, changed_fields, event_id, normalize
-from streams.standards import resident_id_15_to_18
+from streams.contract import headers
+from streams.model.standards import resident_id_15_to_18
+from streams.transform.normalize import NormalizeError, changed_fields, event_id, normalize
 from tests.unit.examples import ENTERPRISE, TOPOLOGY
 
 SOURCE = TOPOLOGY.source("market_regulation.enterprise")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from streams.projection import project
+from streams.transform.projection import project
 from tests.unit.examples import ENTERPRISE, SOCIAL, STATE, TAX
 
 

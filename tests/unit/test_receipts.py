@@ -3,8 +3,8 @@ deliveries and receipts are read in."""
 
 from __future__ import annotations
 
-from streams.lineage import Hop
-from streams.receipts import Awaiting, window
+from streams.contract.records import Hop
+from streams.trail.receipts import Awaiting, window
 from tests.unit.examples import TOPOLOGY
 
 T0 = 1_700_000_000_000

@@ -3,9 +3,10 @@ through the subscription's projection like any change."""
 
 from __future__ import annotations
 
-from streams.authority import Canonical
-from streams.projection import project
-from streams.replay import ReplayRequest, snapshot_changes
+from streams.contract.replay import ReplayRequest
+from streams.transform.authority import Canonical
+from streams.transform.projection import project
+from streams.transform.snapshot import snapshot_changes
 from tests.unit.examples import ENTERPRISE, STATE, TAX
 
 REQUEST = ReplayRequest(

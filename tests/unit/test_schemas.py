@@ -13,19 +13,18 @@ import fastavro
 import pytest
 import yaml
 
-from streams.masking import mask_delivery
-from streams.projection import project
-from streams.schemas import (
-    SCHEMAS_DIR,
+from govsync.control.schema_files import SCHEMAS_DIR, write_schema_files
+from streams.config.settings import REPO_ROOT
+from streams.contract.schemas import (
     change_event_schema,
     delivery_schema,
     entity_state_schema,
     quality_schema,
     schema_files,
-    write_schema_files,
 )
-from streams.settings import REPO_ROOT
-from streams.topology import Topology, load_topology
+from streams.model.topology import Topology, load_topology
+from streams.transform.masking import mask_delivery
+from streams.transform.projection import project
 from tests.unit.examples import CHANGE, STATE, TAX, TOPOLOGY
 
 PERSON = {
@@ -157,7 +156,7 @@ def test_enum_field_named_state_does_not_collide_with_the_record() -> None:
 
 def test_committed_schema_files_match_the_topology() -> None:
     expected = schema_files(TOPOLOGY)
-    hint = "schemas/ is stale: run `python -m streams.schemas`"
+    hint = "schemas/ is stale: run `python -m govsync.control.schema_files`"
     for name, text in expected.items():
         path = SCHEMAS_DIR / name
         assert path.exists(), hint

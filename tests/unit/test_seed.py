@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from streams.stack.seed import DIVISIONS, SeedData, generate, prepare_department
-from streams.standards import (
+from govsync.stack.seed import DIVISIONS, SeedData, generate, prepare_department
+from streams.model.standards import (
     normalize_resident_id,
     normalize_uscc,
     organization_code_check_character,

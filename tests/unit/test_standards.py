@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.standards import (
+from streams.model.standards import (
     DIGITS,
     USCC_CHARSET,
     StandardViolation,

@@ -14,11 +14,12 @@ from pydantic import ValidationError
 
 from connectors.sinks import SINKS
 from connectors.subscriber import Delivery, Rejected
-from streams.headers import traceparent
-from streams.masking import mask_delivery
-from streams.projection import project
-from streams.schemas import ChangeKind, delivery_schema
-from streams.topology import Subscription, delivery_topic
+from streams.contract.headers import traceparent
+from streams.contract.schemas import ChangeKind, delivery_schema
+from streams.contract.topics import delivery_topic
+from streams.model.topology import Subscription
+from streams.transform.masking import mask_delivery
+from streams.transform.projection import project
 from tests.unit.examples import CHANGE, STATE, TAX, TOPOLOGY
 
 PROVENANCE = ["topic", "partition", "offset", "traceparent"]

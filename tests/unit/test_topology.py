@@ -11,16 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.settings import REPO_ROOT
-from streams.topology import (
-    ROOT,
-    Problem,
-    TopologyError,
-    changes_topic,
-    delivery_topic,
-    load_topology,
-    master_topic,
-)
+from streams.config.settings import REPO_ROOT
+from streams.contract.topics import changes_topic, delivery_topic, master_topic
+from streams.model.topology import ROOT, Problem, TopologyError, load_topology
 
 TOPOLOGY = REPO_ROOT / "topology.yaml"
 RAW = yaml.safe_load(TOPOLOGY.read_text(encoding="utf-8"))

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams import headers, tracing
-from streams.lineage import Hop
+from streams.contract import headers
+from streams.contract.records import Hop
+from streams.trail import tracing
 from tests.otlp import Collector, collector
 
 COMMIT = 1_700_000_000_000

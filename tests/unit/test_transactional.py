@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from streams.transactional import _is_record
+from streams.engine.transactional import _is_record
 
 
 def test_a_fatal_consumer_error_ends_the_session() -> None:

@@ -1,0 +1,170 @@
+"""Who may do what on Kafka: SCRAM users and ACLs generated from the topology.
+
+Each department may read only ``deliver.<its id>.*`` with consumer groups named
+``<its id>-*``, and write only its receipts. The worker reads the capture and change
+topics and writes the canonical, delivery and govsync.* topics transactionally; Connect
+(with Debezium) writes the capture topics and its own. ``admin`` is a super user in the
+broker config and needs no ACL. Applying is a reconcile: bindings for govsync's
+principals that the topology no longer implies are deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
+
+from streams.config.settings import Settings
+from streams.contract.topics import AUDIT_TOPIC, RECEIPTS_TOPIC, TOPOLOGY_CHANGES_TOPIC, TRACE_TOPIC
+from streams.kafka import credentials
+from streams.kafka.admin import AdminError
+from streams.model.topology import Topology
+
+SUPER_USERS = {f"User:{credentials.ADMIN}", f"User:{credentials.CONTROLLER}"}
+
+_TOPIC, _GROUP = ResourceType.TOPIC, ResourceType.GROUP
+_PREFIXED, _LITERAL = ResourcePatternType.PREFIXED, ResourcePatternType.LITERAL
+_Grant = tuple[str, ResourceType, str, ResourcePatternType, AclOperation]
+
+
+def principals(topology: Topology) -> list[str]:
+    """Every principal govsync creates a SCRAM user for (admin comes from the format)."""
+    return [
+        credentials.WORKER,
+        credentials.LEDGER,
+        credentials.CONNECT,
+        *sorted(topology.departments),
+    ]
+
+
+def grants(topology: Topology) -> set[_Grant]:
+    read, write, describe = AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE
+    worker, connect = credentials.WORKER, credentials.CONNECT
+    wanted: set[_Grant] = set()
+    for prefix, operations in (
+        ("cdc.", (read, describe)),
+        ("changes.", (read, write, describe)),
+        ("master.", (read, write, describe)),
+        ("deliver.", (write, describe)),
+        ("govsync.", (read, write, describe)),
+    ):
+        wanted |= {(worker, _TOPIC, prefix, _PREFIXED, op) for op in operations}
+    wanted |= {
+        (worker, _GROUP, "govsync-", _PREFIXED, read),
+        (worker, ResourceType.TRANSACTIONAL_ID, "govsync-", _PREFIXED, write),
+        (worker, ResourceType.TRANSACTIONAL_ID, "govsync-", _PREFIXED, describe),
+        (worker, ResourceType.BROKER, "kafka-cluster", _LITERAL, AclOperation.IDEMPOTENT_WRITE),
+    }
+    ledger = credentials.LEDGER
+    for prefix in ("changes.", "deliver."):
+        wanted |= {(ledger, _TOPIC, prefix, _PREFIXED, op) for op in (read, describe)}
+    for topic in (RECEIPTS_TOPIC, TOPOLOGY_CHANGES_TOPIC):
+        wanted |= {(ledger, _TOPIC, topic, _LITERAL, op) for op in (read, describe)}
+    for topic in (TRACE_TOPIC, AUDIT_TOPIC):
+        wanted |= {(ledger, _TOPIC, topic, _LITERAL, op) for op in (read, write, describe)}
+    wanted |= {
+        (ledger, _GROUP, "govsync-ledger", _PREFIXED, read),
+        (ledger, ResourceType.TRANSACTIONAL_ID, "govsync-ledger", _PREFIXED, write),
+        (ledger, ResourceType.TRANSACTIONAL_ID, "govsync-ledger", _PREFIXED, describe),
+        (ledger, ResourceType.BROKER, "kafka-cluster", _LITERAL, AclOperation.IDEMPOTENT_WRITE),
+    }
+    for prefix in ("govsync-connect-", "__debezium-heartbeat."):
+        wanted.add((connect, _TOPIC, prefix, _PREFIXED, AclOperation.ALL))
+    wanted |= {
+        (connect, _TOPIC, "cdc.", _PREFIXED, op)
+        for op in (write, describe, AclOperation.DESCRIBE_CONFIGS)
+    }
+    wanted |= {
+        (connect, _GROUP, "govsync-connect", _PREFIXED, read),
+        (connect, ResourceType.BROKER, "kafka-cluster", _LITERAL, AclOperation.IDEMPOTENT_WRITE),
+        (connect, ResourceType.BROKER, "kafka-cluster", _LITERAL, describe),
+    }
+    for department in topology.departments:
+        wanted |= {
+            (department, _TOPIC, f"deliver.{department}.", _PREFIXED, read),
+            (department, _TOPIC, f"deliver.{department}.", _PREFIXED, describe),
+            (department, _GROUP, f"{department}-", _PREFIXED, read),
+            (department, _TOPIC, RECEIPTS_TOPIC, _LITERAL, write),
+            (department, _TOPIC, RECEIPTS_TOPIC, _LITERAL, describe),
+        }
+    return wanted
+
+
+def _binding(grant: _Grant) -> AclBinding:
+    principal, kind, name, pattern, operation = grant
+    return AclBinding(
+        kind, name, pattern, f"User:{principal}", "*", operation, AclPermissionType.ALLOW
+    )
+
+
+def ensure_users(client: AdminClient, settings: Settings, names: Iterable[str]) -> None:
+    """Create or refresh each principal's SCRAM credential from its stored password."""
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, credentials.SCRAM_ITERATIONS)
+    upserts = [
+        UserScramCredentialUpsertion(name, info, credentials.password(settings, name).encode())
+        for name in names
+    ]
+    for name, future in client.alter_user_scram_credentials(upserts).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            raise AdminError(f"creating Kafka user {name} failed: {exc.args[0].str()}") from exc
+
+
+def reconcile_acls(client: AdminClient, topology: Topology) -> dict[str, int]:
+    """Create the bindings the topology implies, delete govsync's others; returns counts."""
+    wanted = {_binding(g) for g in grants(topology)}
+    everything = AclBindingFilter(
+        ResourceType.ANY,
+        None,
+        ResourcePatternType.ANY,
+        None,
+        None,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    try:
+        present = set(client.describe_acls(everything).result())
+        missing = list(wanted - present)
+        if missing:
+            for future in client.create_acls(missing).values():
+                future.result()
+        # Any other binding: a principal's former grants, or a department since removed.
+        extra = [b for b in present - wanted if b.principal not in SUPER_USERS]
+        if extra:
+            filters = [
+                AclBindingFilter(
+                    b.restype,
+                    b.name,
+                    b.resource_pattern_type,
+                    b.principal,
+                    b.host,
+                    b.operation,
+                    b.permission_type,
+                )
+                for b in extra
+            ]
+            for future in client.delete_acls(filters).values():
+                future.result()
+    except KafkaException as exc:
+        raise AdminError(f"applying ACLs failed: {exc.args[0].str()}") from exc
+    return {"created": len(missing), "deleted": len(extra), "total": len(wanted)}
+
+
+def apply(client: AdminClient, settings: Settings, topology: Topology) -> dict[str, int]:
+    ensure_users(client, settings, principals(topology))
+    for principal in (credentials.ADMIN, *principals(topology)):
+        credentials.write_client_properties(settings, principal)
+    return reconcile_acls(client, topology)

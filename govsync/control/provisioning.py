@@ -1,0 +1,79 @@
+"""`govsync topology apply`: make Kafka, the registry and Connect match the topology.
+
+Order matters: topics first (Debezium must not create them with default settings),
+then schemas (the worker serializes against registered schemas only), then the
+connectors (which start producing at once). Every step is idempotent.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from pydantic import BaseModel
+
+from connectors.sources import debezium
+from govsync.control import access
+from streams.config.settings import Settings
+from streams.contract import schemas
+from streams.contract.topics import topic_specs
+from streams.kafka import admin, applied, serde
+from streams.model.topology import Topology
+
+
+class ApplyReport(BaseModel):
+    topics: dict[str, str]
+    schemas: dict[str, int]
+    connectors: dict[str, str]
+    acls: dict[str, int]
+    registry_users: Literal["unchanged", "updated, registry restarted"]
+    changes: list[applied.Change]
+
+
+class RegistryUsers(Protocol):
+    """A schema registry whose logins govsync manages (the embedded stack's Apicurio reads
+    its users at start-up). A registry run by someone else is left alone."""
+
+    def users_outdated(self, settings: Settings, topology: Topology) -> bool:
+        """A principal of ``topology`` has no registry login yet."""
+        ...
+
+    def restart(self, settings: Settings, topology: Topology) -> None: ...
+
+
+def apply(
+    topology: Topology,
+    settings: Settings,
+    text: str,
+    registry_users: RegistryUsers | None = None,
+) -> ApplyReport:
+    """Make the cluster match ``topology`` (parsed from ``text``), then publish ``text`` as
+    the applied topology, which running workers follow: publishing comes last, so they
+    never serve a subscription whose topic or schema does not exist yet.
+
+    ``registry_users`` is the embedded stack's hook for logins of new principals: the
+    registry restarts with them, capture paused meanwhile (Debezium's converter does not
+    retry a refused connection)."""
+    client = admin.admin_client(settings.bootstrap)
+    serde.ensure_reachable(settings)
+    topics = admin.ensure_topics(client, topic_specs(topology))
+    acls = access.apply(client, settings, topology)
+    restarted = registry_users is not None and registry_users.users_outdated(settings, topology)
+    if restarted:
+        assert registry_users is not None
+        with debezium.paused(topology, settings):
+            registry_users.restart(settings, topology)
+    schema_registry = serde.registry_client(settings)
+    registered = {
+        topic: serde.register(schema_registry, topic, schema)
+        for topic, schema in schemas.value_schemas(topology).items()
+    }
+    connectors = debezium.apply(topology, settings)
+    changes = applied.publish(settings.bootstrap, text, topology)
+    return ApplyReport(
+        topics=topics,
+        schemas=registered,
+        connectors=connectors,
+        acls=acls,
+        registry_users="updated, registry restarted" if restarted else "unchanged",
+        changes=changes,
+    )

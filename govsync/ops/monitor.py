@@ -1,0 +1,483 @@
+"""`govsync monitor`: one page and one scrape for the operator of the exchange.
+
+One refresher thread computes the state every few seconds (the lag report, the dead-letter
+queue, deliveries awaiting a receipt) and caches it; the page (``/``), its data
+(``/api/state``) and Prometheus (``/metrics``) are served from that cache, so however many
+browsers and scrapers look, Kafka sees one reader. A failed refresh keeps the last good
+state and says why, on the page and as ``govsync_monitor_refresh_ok 0``.
+
+``/metrics`` names consumer lag as kafka_exporter does, so dashboards and alerts written
+for it work unchanged, and appends the worker's own exposition (throughput, latency
+histogram, duplicates, DLQ counters) so one scrape gets everything.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Literal
+from urllib.parse import urlsplit
+
+import httpx
+from confluent_kafka.admin import AdminClient
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from pydantic import BaseModel
+
+from govsync.errors import OperationFailed
+from govsync.ops import dlq, lag
+from govsync.ops.dlq import HeldRecord, SourceAccount
+from govsync.ops.lag import STATUS_ORDER, GroupState, LagReport, Status
+from streams.config.settings import Settings
+from streams.contract.records import Hop
+from streams.contract.topics import TRACE_TOPIC
+from streams.kafka import admin, applied, topic_reader
+from streams.kafka.admin import AdminError
+from streams.kafka.serde import RegistryUnreachable, ValueDeserializer, registry_client
+from streams.model.topology import Topology
+from streams.trail import receipts
+from streams.trail.receipts import Unanswered
+
+log = logging.getLogger("govsync.monitor")
+
+REFRESH_S = 5.0
+# Accounting counts every change event from the log start; the open/total per source it
+# sits beside is refreshed every cycle from the queue itself.
+ACCOUNTING_S = 60.0
+WORKER_TIMEOUT_S = 2.0
+# Also on the worker's exposition; the monitor's own value wins, so the scrape has one.
+OWN_FAMILIES = frozenset({"govsync_receipts_overdue"})
+
+# Failures with a message that says it all; anything else is logged with its traceback.
+KNOWN = (AdminError, RegistryUnreachable, OSError)
+
+Light = Literal["green", "yellow", "red", "grey"]
+
+
+class DepartmentState(BaseModel):
+    """What concerns one department: the groups reading its subscriptions and normalize
+    reading its sources' cdc topics. Grey where neither is measured."""
+
+    department: str
+    name: str
+    status: Light
+    lag: int
+    lag_seconds: float | None
+    receives: list[str]
+    sends: list[str]
+
+
+class DeadLetters(BaseModel):
+    source: str
+    open: int
+    total: int
+    account: SourceAccount | None  # counted on the topics, every ACCOUNTING_S
+    balanced: bool | None
+
+
+class ReceiptsDue(BaseModel):
+    subscription: str
+    department: str
+    overdue: int
+    awaited: int  # unanswered, still within receipt_within
+    oldest: Unanswered | None  # the longest-waiting overdue delivery
+
+
+class Sleeping(BaseModel):
+    """An active subscription nobody reads: its records pile up unseen."""
+
+    subscription: str
+    department: str
+    topic: str
+    state: GroupState
+    waiting: int
+
+
+class MonitorState(BaseModel):
+    at: datetime | None = None  # when the data shown was measured; None before the first
+    checked_at: datetime | None = None  # the last attempt, successful or not
+    seconds_taken: float | None = None
+    error: str | None = None  # why the last attempt failed; the data is the last good one
+    departments: list[DepartmentState] = []
+    dead_letters: list[DeadLetters] = []
+    accounted_at: datetime | None = None
+    receipts: list[ReceiptsDue] = []
+    sleeping: list[Sleeping] = []
+    lag: LagReport | None = None
+
+
+# --- the state, from what was measured (pure) -------------------------------------------
+
+
+def departments(topology: Topology, report: LagReport) -> list[DepartmentState]:
+    normalized = {g.topic: g for g in report.pipeline if g.group == "govsync-normalize"}
+    found = []
+    for department_id, department in topology.departments.items():
+        receives = [s.id for s in topology.subscriptions if s.department == department_id]
+        sources = [s for s in topology.sources if s.department == department_id]
+        rows = [g for g in report.subscriptions if g.department == department_id]
+        rows += [normalized[s.cdc_topic] for s in sources if s.cdc_topic in normalized]
+        ages = [g.lag_seconds for g in rows if g.lag_seconds is not None]
+        found.append(
+            DepartmentState(
+                department=department_id,
+                name=department.name,
+                status=max((g.status for g in rows), key=STATUS_ORDER.__getitem__)
+                if rows
+                else "grey",
+                lag=sum(g.lag for g in rows),
+                lag_seconds=max(ages) if ages else None,
+                receives=receives,
+                sends=[s.id for s in sources],
+            )
+        )
+    return found
+
+
+def sleeping(topology: Topology, report: LagReport, now: datetime) -> list[Sleeping]:
+    active = {s.id for s in topology.subscriptions if s.is_active(now)}
+    return [
+        Sleeping(
+            subscription=g.name,
+            department=g.department or "",
+            topic=g.topic,
+            state=g.state,
+            waiting=g.lag,
+        )
+        for g in report.subscriptions
+        if g.name in active and g.state in ("no_group", "no_commits")
+    ]
+
+
+def dead_letters(
+    topology: Topology, records: list[HeldRecord], accounts: list[SourceAccount]
+) -> list[DeadLetters]:
+    by_source = {a.source: a for a in accounts}
+    found = []
+    for source in topology.sources:
+        mine = [r for r in records if r.source_topic == source.cdc_topic]
+        account = by_source.get(source.id)
+        found.append(
+            DeadLetters(
+                source=source.id,
+                open=sum(r.open for r in mine),
+                total=len(mine),
+                account=account,
+                balanced=account.balanced if account else None,
+            )
+        )
+    return found
+
+
+def receipts_due(topology: Topology, waiting: list[Unanswered]) -> list[ReceiptsDue]:
+    found = []
+    for subscription in topology.subscriptions:
+        mine = [w for w in waiting if w.subscription == subscription.id]
+        overdue = [w for w in mine if w.overdue]  # oldest first, as unanswered() sorts
+        found.append(
+            ReceiptsDue(
+                subscription=subscription.id,
+                department=subscription.department,
+                overdue=len(overdue),
+                awaited=len(mine) - len(overdue),
+                oldest=overdue[0] if overdue else None,
+            )
+        )
+    return found
+
+
+# --- Prometheus ---------------------------------------------------------------------------
+
+
+def metric_families(state: MonitorState) -> list[Metric]:
+    """The cached state as gauges; partition-level names and labels as kafka_exporter's."""
+    by_partition = ["consumergroup", "topic", "partition"]
+    group_lag = GaugeMetricFamily(
+        "kafka_consumergroup_lag",
+        "Records from the committed offset to the end",
+        labels=by_partition,
+    )
+    group_offset = GaugeMetricFamily(
+        "kafka_consumergroup_current_offset", "The group's committed offset", labels=by_partition
+    )
+    topic_offset = GaugeMetricFamily(
+        "kafka_topic_partition_current_offset",
+        "End offset a read_committed consumer can reach",
+        labels=["topic", "partition"],
+    )
+    lag_seconds = GaugeMetricFamily(
+        "govsync_consumergroup_lag_seconds",
+        "Age of the oldest record the group has not consumed (0: nothing waits)",
+        labels=by_partition,
+    )
+    status = GaugeMetricFamily(
+        "govsync_subscription_status",
+        "Against the subscription's SLA: 0 green, 1 yellow, 2 red",
+        labels=["subscription", "department"],
+    )
+    dlq_open = GaugeMetricFamily(
+        "govsync_dlq_open_records", "Dead-lettered records not yet closed", labels=["source"]
+    )
+    overdue = GaugeMetricFamily(
+        "govsync_receipts_overdue",
+        "Deliveries without a receipt past the subscription's receipt_within",
+        labels=["subscription"],
+    )
+    refresh_ok = GaugeMetricFamily(
+        "govsync_monitor_refresh_ok", "1 if the last refresh succeeded; 0: values are older"
+    )
+    measured_at = GaugeMetricFamily(
+        "govsync_monitor_measured_timestamp_seconds", "When the values were measured"
+    )
+    report = state.lag
+    if report is not None:
+        groups = {(g.group, g.topic): g for g in [*report.subscriptions, *report.pipeline]}
+        ends: dict[tuple[str, int], int] = {}
+        for (group, _), g in groups.items():
+            for row in g.partitions:
+                if row.state == "topic_missing":
+                    continue
+                ends[(row.topic, row.partition)] = row.end
+                if group is None:
+                    continue  # nobody reads it: only the topic's end is a fact
+                labels = [group, row.topic, str(row.partition)]
+                group_lag.add_metric(labels, row.lag)
+                if row.committed is not None:
+                    group_offset.add_metric(labels, row.committed)
+                if row.lag_seconds is not None or row.lag == 0:
+                    lag_seconds.add_metric(labels, row.lag_seconds or 0.0)
+        for (topic, partition), end in sorted(ends.items()):
+            topic_offset.add_metric([topic, str(partition)], end)
+        worst: dict[tuple[str, str], Status] = {}
+        for g in report.subscriptions:
+            key = (g.name, g.department or "")
+            if key not in worst or STATUS_ORDER[g.status] > STATUS_ORDER[worst[key]]:
+                worst[key] = g.status
+        for (subscription, department), light in worst.items():
+            status.add_metric([subscription, department], STATUS_ORDER[light])
+    for d in state.dead_letters:
+        dlq_open.add_metric([d.source], d.open)
+    for r in state.receipts:
+        overdue.add_metric([r.subscription], r.overdue)
+    refresh_ok.add_metric([], 0 if state.error else 1)
+    if state.at is not None:
+        measured_at.add_metric([], state.at.timestamp())
+    return [
+        group_lag,
+        group_offset,
+        topic_offset,
+        lag_seconds,
+        status,
+        dlq_open,
+        overdue,
+        refresh_ok,
+        measured_at,
+    ]
+
+
+class StateCollector(Collector):
+    """Collects from whatever state is current at scrape time."""
+
+    def __init__(self, current: Callable[[], MonitorState]) -> None:
+        self._current = current
+
+    def collect(self) -> Iterable[Metric]:
+        return metric_families(self._current())
+
+
+def exposition(registry: CollectorRegistry, worker: str | None, worker_url: str) -> bytes:
+    """The monitor's own metrics, then the worker's (or why they are missing)."""
+    up = "# HELP govsync_worker_up 1 if the worker's /metrics answered\n"
+    up += "# TYPE govsync_worker_up gauge\n"
+    if worker is None:
+        tail = f"# the worker's metrics at {worker_url} did not answer\n{up}govsync_worker_up 0\n"
+    else:
+        tail = f"{up}govsync_worker_up 1\n# from the worker at {worker_url}\n"
+        tail += _without(worker, OWN_FAMILIES)
+    return generate_latest(registry) + tail.encode()
+
+
+def _without(text: str, names: frozenset[str]) -> str:
+    kept = []
+    for line in text.splitlines():
+        if line.startswith(("# HELP ", "# TYPE ")):
+            name = line.split(" ", 3)[2]
+        else:
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name not in names:
+            kept.append(line + "\n")
+    return "".join(kept)
+
+
+# --- refreshing -----------------------------------------------------------------------------
+
+
+class Refresher:
+    """Keeps ``state`` current from one thread; readers take the cached copy (replaced
+    whole, never mutated, so a reader never sees half a refresh)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state = MonitorState()
+        self._admin: AdminClient | None = None  # made on first use, by the refresher
+        # Deliveries awaiting a receipt, fed incrementally from govsync.trace: a full read
+        # of the look-back window (a day or more) every few seconds would not scale.
+        self._book = receipts.Awaiting()
+        self._trace_from: topic_reader.Offsets | None = None
+        self._decode: ValueDeserializer | None = None
+        self._accounts: list[SourceAccount] = []
+        self._accounted: tuple[float, datetime] | None = None  # (monotonic, wall clock)
+
+    def run(self, stop: threading.Event) -> None:
+        while True:
+            started = time.monotonic()
+            self.refresh()
+            if stop.wait(max(0.5, REFRESH_S - (time.monotonic() - started))):
+                return
+
+    def refresh(self) -> None:
+        now = datetime.now(UTC)
+        started = time.monotonic()
+        try:
+            state = self._measure(now)
+        except Exception as exc:  # the server must outlive a broker outage
+            message = str(exc) or type(exc).__name__
+            if message != self.state.error:  # once per outage, not every few seconds
+                log.warning("refresh failed: %s", message, exc_info=not isinstance(exc, KNOWN))
+            self.state = self.state.model_copy(update={"checked_at": now, "error": message})
+            return
+        if self.state.error:
+            log.info("refresh works again")
+        state.seconds_taken = round(time.monotonic() - started, 3)
+        self.state = state
+
+    def _measure(self, now: datetime) -> MonitorState:
+        settings = self.settings
+        topology = applied.in_force(settings).topology
+        self._admin = self._admin or admin.admin_client(settings.bootstrap)
+        report = lag.report(self._admin, settings.bootstrap, topology)
+        records, _ = dlq.held(settings)
+        if self._accounted is None or time.monotonic() - self._accounted[0] >= ACCOUNTING_S:
+            self._accounts = dlq.accounting(settings, topology, records)
+            self._accounted = (time.monotonic(), now)
+        waiting = self._unanswered(topology)
+        return MonitorState(
+            at=now,
+            checked_at=now,
+            departments=departments(topology, report),
+            dead_letters=dead_letters(topology, records, self._accounts),
+            accounted_at=self._accounted[1],
+            receipts=receipts_due(topology, waiting),
+            sleeping=sleeping(topology, report, now),
+            lag=report,
+        )
+
+    def _unanswered(self, topology: Topology) -> list[Unanswered]:
+        settings = self.settings
+        if self._decode is None:
+            self._decode = ValueDeserializer(registry_client(settings))
+        start = self._trace_from or receipts.window_start(settings, topology)
+        reached = dict(start)
+        for message in topic_reader.messages(settings.bootstrap, start, timeout=60):
+            reached[(message.topic(), message.partition())] = message.offset() + 1
+            if dict(message.headers() or []).get("stage") in (b"delivered", b"receipt"):
+                self._book.feed(Hop.model_validate(self._decode(TRACE_TOPIC, message.value())))
+        # From where reading stopped, not the high watermark: records of a transaction
+        # still open there are read next time (feeding a hop twice changes nothing).
+        self._trace_from = reached
+        return self._book.unanswered(topology, int(time.time() * 1000))
+
+
+# --- serving --------------------------------------------------------------------------------
+
+
+def page() -> bytes:
+    return resources.files("govsync.ops").joinpath("monitor_assets/index.html").read_bytes()
+
+
+def _handler(refresher: Refresher, index: bytes) -> type[BaseHTTPRequestHandler]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StateCollector(lambda: refresher.state))
+    settings = refresher.settings
+    worker_url = f"http://{settings.host}:{settings.worker_port}/metrics"
+
+    def worker_metrics() -> str | None:
+        try:
+            response = httpx.get(worker_url, timeout=WORKER_TIMEOUT_S)
+            response.raise_for_status()
+        except httpx.HTTPError:
+            return None
+        return response.text
+
+    html = "text/html; charset=utf-8"
+    routes: dict[str, tuple[str, Callable[[], bytes]]] = {
+        "/": (html, lambda: index),
+        "/index.html": (html, lambda: index),
+        "/api/state": ("application/json", lambda: refresher.state.model_dump_json().encode()),
+        "/metrics": (
+            CONTENT_TYPE_LATEST,
+            lambda: exposition(registry, worker_metrics(), worker_url),
+        ),
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            route = routes.get(urlsplit(self.path).path)
+            if route is None:
+                self._send(404, "text/plain", b"not found\n")
+                return
+            content_type, body = route
+            try:
+                payload = body()
+            except Exception:
+                log.exception("serving %s", self.path)
+                self._send(500, "text/plain", b"internal error, see the monitor's log\n")
+                return
+            self._send(200, content_type, payload)
+
+        def _send(self, code: int, content_type: str, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            log.debug(format, *args)  # a scrape every few seconds would flood the log
+
+    return Handler
+
+
+def serve(settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT; raises OperationFailed when the port cannot be bound."""
+    refresher = Refresher(settings)
+    address = (settings.host, settings.monitor_port)
+    try:
+        server = ThreadingHTTPServer(address, _handler(refresher, page()))
+    except OSError as exc:
+        raise OperationFailed(
+            f"the monitor cannot listen on {settings.host}:{settings.monitor_port}: "
+            f"{exc.strerror} (set GOVSYNC_MONITOR_PORT or --port)"
+        ) from None
+    server.daemon_threads = True
+    stop = threading.Event()
+    threading.Thread(target=refresher.run, args=(stop,), name="refresher", daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    log.info("monitor on http://%s:%d/ (metrics on /metrics)", *address)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        server.server_close()
+        log.info("monitor stopped")

@@ -1,0 +1,77 @@
+"""The Kafka Connect distributed worker that hosts the Debezium connectors."""
+
+from __future__ import annotations
+
+import httpx
+
+from govsync.stack import jvm
+from govsync.stack.process import read_pid, require_free_port, spawn, wait_until
+from streams.config import tls
+from streams.config.secrets import write_private
+from streams.config.settings import Settings
+from streams.kafka import credentials
+
+NAME = "connect"
+
+
+def _render_config(settings: Settings) -> str:
+    write_private(
+        credentials.registry_login_file(settings),
+        f"password={credentials.registry_password(settings, credentials.CONNECT)}\n",
+    )
+    return jvm.render_config(
+        "connect-distributed.properties",
+        settings.path("connect", "connect-distributed.properties"),
+        bootstrap=settings.bootstrap,
+        host=settings.host,
+        connect_port=settings.connect_port,
+        plugin_path=settings.dist_dir / "plugins",
+        connect_jaas=credentials.jaas(
+            credentials.CONNECT, credentials.password(settings, credentials.CONNECT)
+        ),
+        client_protocol=settings.kafka_protocol,
+        tls_config="".join(
+            tls.java_client_config(settings, prefix)
+            for prefix in ("", "producer.", "consumer.", "admin.")
+        ),
+    )
+
+
+def start(settings: Settings) -> None:
+    run_dir = settings.path("run")
+    if read_pid(run_dir, NAME) is not None:
+        return
+    require_free_port(settings.host, settings.connect_port, "Kafka Connect", "connect_port")
+    config = _render_config(settings)
+    log = settings.path("logs", "connect.log")
+    pid = spawn(
+        NAME,
+        jvm.java_command(
+            "org.apache.kafka.connect.cli.ConnectDistributed",
+            heap=settings.connect_heap,
+            cp=jvm.classpath(settings.dist_dir / "kafka" / "libs"),
+            args=[config],
+        ),
+        run_dir=run_dir,
+        log_file=log,
+    )
+    wait_until(
+        lambda: _plugins_loaded(settings), what="Kafka Connect", timeout=180, log_file=log, pid=pid
+    )
+
+
+def _plugins_loaded(settings: Settings) -> bool:
+    try:
+        response = httpx.get(f"{settings.connect_url}/connector-plugins", timeout=2)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200 and any(
+        plugin["class"].endswith("PostgresConnector") for plugin in response.json()
+    )
+
+
+def version(settings: Settings) -> str | None:
+    try:
+        return httpx.get(f"{settings.connect_url}/", timeout=2).json()["version"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None

@@ -1,0 +1,103 @@
+"""The single KRaft broker+controller."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import uuid
+
+from confluent_kafka.admin import AdminClient
+
+from govsync.stack import jvm, tls
+from govsync.stack.process import StackError, read_pid, require_free_port, spawn, wait_until
+from streams.config.settings import Settings
+from streams.kafka import clients, credentials
+
+NAME = "kafka"
+SECURED_MARKER = "govsync-secured"
+
+
+def _render_config(settings: Settings) -> str:
+    return jvm.render_config(
+        "server.properties",
+        settings.path("kafka", "server.properties"),
+        host=settings.host,
+        kafka_port=settings.kafka_port,
+        controller_port=settings.controller_port,
+        data_dir=settings.path("kafka", "data"),
+        admin_jaas=credentials.jaas(credentials.ADMIN, _password(settings, credentials.ADMIN)),
+        controller_password=_password(settings, credentials.CONTROLLER),
+        client_protocol=settings.kafka_protocol,
+        tls_config=tls.broker_config(settings),
+    )
+
+
+def _password(settings: Settings, principal: str) -> str:
+    return credentials.password(settings, principal)
+
+
+def _format_storage(settings: Settings, config: str) -> None:
+    """Format the log directory once; KRaft refuses to start on an unformatted one. The
+    admin's SCRAM credential goes into the first metadata, as the broker itself logs in
+    with it; every other principal is added later through the admin API."""
+    marker = settings.path("kafka", "data", SECURED_MARKER)
+    if settings.path("kafka", "data", "meta.properties").exists():
+        if not marker.exists():
+            raise StackError(
+                f"{settings.path('kafka')} was formatted before Kafka required SASL logins;"
+                " its broker cannot start secured. Run `govsync down`, delete that"
+                " directory (its topics are lost) and run `govsync up` again"
+            )
+        return
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    admin = f"SCRAM-SHA-512=[name={credentials.ADMIN},password={_password(settings, 'admin')}]"
+    argv = jvm.java_command(
+        "kafka.tools.StorageTool",
+        heap="256m",
+        cp=jvm.classpath(settings.dist_dir / "kafka" / "libs"),
+        args=["format", "-t", cluster_id, "-c", config, "--standalone", "--add-scram", admin],
+    )
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StackError(f"formatting Kafka storage failed: {result.stdout[-300:]}")
+    marker.write_text("SASL/SCRAM-SHA-512 from the first start\n")
+
+
+def start(settings: Settings) -> None:
+    run_dir = settings.path("run")
+    if read_pid(run_dir, NAME) is not None:
+        return
+    require_free_port(settings.host, settings.kafka_port, "Kafka", "kafka_port")
+    require_free_port(
+        settings.host, settings.controller_port, "the KRaft controller", "controller_port"
+    )
+    if settings.kafka_tls:
+        tls.ensure_certificates(settings)
+    config = _render_config(settings)
+    _format_storage(settings, config)
+    log = settings.path("logs", "kafka.log")
+    pid = spawn(
+        NAME,
+        jvm.java_command(
+            "kafka.Kafka",
+            heap=settings.kafka_heap,
+            cp=jvm.classpath(settings.dist_dir / "kafka" / "libs"),
+            args=[config],
+        ),
+        run_dir=run_dir,
+        log_file=log,
+    )
+    wait_until(lambda: is_up(settings), what="Kafka", timeout=90, log_file=log, pid=pid)
+
+
+def is_up(settings: Settings) -> bool:
+    try:
+        admin = AdminClient(clients.config(settings.bootstrap, log_level=0))
+        admin.list_topics(timeout=2)
+    except Exception:
+        return False
+    return True
+
+
+def version(settings: Settings) -> str | None:
+    return jvm.jar_version(settings.dist_dir / "kafka" / "libs", "kafka_2.13")

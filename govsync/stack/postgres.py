@@ -1,0 +1,160 @@
+"""The departments' PostgreSQL 15 cluster, owned by the state directory (not the system cluster).
+
+PostgreSQL refuses to run as root, so when govsync runs as root the cluster belongs to
+the Debian package's ``postgres`` user. Clients connect over loopback with trust
+authentication as the ``govsync`` superuser.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import psycopg
+
+from govsync.stack.process import StackError, require_free_port
+from streams.config.settings import Settings
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+REGISTRY_DATABASE = "registry"
+
+
+def _as_owner(argv: list[str]) -> list[str]:
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *argv]
+    return argv
+
+
+def _data_dir(settings: Settings) -> Path:
+    return settings.path("postgres", "data")
+
+
+def _binary(name: str) -> str:
+    path = PG_BIN / name
+    if not path.exists():
+        raise StackError(
+            f"PostgreSQL 15 is not installed ({path} missing): run `make install-system` "
+            "or `apt-get install postgresql-15`"
+        )
+    return str(path)
+
+
+def _ensure_cluster(settings: Settings) -> None:
+    data = _data_dir(settings)
+    if (data / "PG_VERSION").exists():
+        return
+    root = settings.path("postgres")
+    (root / "run").mkdir(parents=True, exist_ok=True)
+    data.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        for path in (root, data, root / "run"):
+            shutil.chown(path, "postgres", "postgres")
+        reachable = subprocess.run(_as_owner(["test", "-w", str(data)]), capture_output=True)
+        if reachable.returncode != 0:
+            raise StackError(
+                f"the postgres OS user cannot reach {data}: make its parent directories "
+                "traversable (chmod o+x) or point GOVSYNC_STATE_DIR somewhere it can reach"
+            )
+    data.chmod(0o700)
+    subprocess.run(
+        _as_owner(
+            [
+                _binary("initdb"),
+                "-D",
+                str(data),
+                "-U",
+                settings.pg_user,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    with open(data / "postgresql.conf", "a") as conf:
+        conf.write(
+            "\n# govsync embedded stack\n"
+            f"listen_addresses = '{settings.host}'\n"
+            f"unix_socket_directories = '{root / 'run'}'\n"
+            "wal_level = logical\n"
+            "max_wal_senders = 10\n"
+            "max_replication_slots = 10\n"
+            "shared_buffers = 128MB\n"
+            "max_connections = 200\n"
+            "timezone = 'UTC'\n"
+        )
+
+
+def start(settings: Settings) -> None:
+    if is_up(settings):
+        return
+    require_free_port(settings.host, settings.pg_port, "PostgreSQL", "pg_port")
+    _ensure_cluster(settings)
+    log = settings.path("logs", "postgres.log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.touch()
+    if os.geteuid() == 0:
+        shutil.chown(log, "postgres", "postgres")
+    result = subprocess.run(
+        _as_owner(
+            [
+                _binary("pg_ctl"),
+                "-D",
+                str(_data_dir(settings)),
+                "-o",
+                f"-p {settings.pg_port}",
+                "-l",
+                str(log),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        ),
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise StackError(f"PostgreSQL did not start: {result.stderr.strip()} (log: {log})")
+
+
+def stop(settings: Settings) -> bool:
+    data = _data_dir(settings)
+    if not (data / "postmaster.pid").exists():
+        return False
+    subprocess.run(
+        _as_owner([_binary("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+        capture_output=True,
+    )
+    return True
+
+
+def pid(settings: Settings) -> int | None:
+    try:
+        return int((_data_dir(settings) / "postmaster.pid").read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+
+
+def is_up(settings: Settings) -> bool:
+    return version(settings) is not None
+
+
+def version(settings: Settings) -> str | None:
+    try:
+        with psycopg.connect(settings.pg_conninfo("postgres"), connect_timeout=2) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+    except psycopg.OperationalError:
+        return None
+    return str(row[0]) if row else None
+
+
+def ensure_databases(settings: Settings, names: list[str]) -> None:
+    with psycopg.connect(settings.pg_conninfo("postgres"), autocommit=True) as conn:
+        existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+        for name in names:
+            if name not in existing:
+                conn.execute(f'CREATE DATABASE "{name}"')

@@ -1,0 +1,82 @@
+"""Where everything lives and how to reach it.
+
+Defaults are the embedded stack's loopback addresses; every value can be overridden
+with a ``GOVSYNC_*`` environment variable (or a CLI flag that sets one), so the same
+code talks to a real cluster once users outgrow one machine.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseModel, frozen=True):
+    state_dir: Path = REPO_ROOT / ".state"
+    topology: Path = REPO_ROOT / "topology.yaml"
+    host: str = "127.0.0.1"
+    pg_port: int = 55432
+    pg_user: str = "govsync"
+    kafka_port: int = 19092
+    controller_port: int = 19093
+    connect_port: int = 18083
+    registry_port: int = 18080
+    worker_port: int = 16066
+    monitor_port: int = 16070
+    worker_instance: str = "0"
+    # Who this process is to Kafka (SASL/SCRAM) and to the schema registry (HTTP Basic):
+    # admin for operators' commands; the worker and each department's sink are started
+    # with their own principal.
+    kafka_principal: str = "admin"
+    # SASL over TLS on the client listener instead of over plain TCP (loopback default).
+    kafka_tls: bool = False
+
+    @property
+    def kafka_protocol(self) -> str:
+        return "SASL_SSL" if self.kafka_tls else "SASL_PLAINTEXT"
+
+    kafka_heap: str = "768m"
+    connect_heap: str = "768m"
+    registry_heap: str = "512m"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read ``GOVSYNC_<FIELD>`` for every field (e.g. ``GOVSYNC_PG_PORT=5433``)."""
+        values = {
+            name: os.environ[f"GOVSYNC_{name.upper()}"]
+            for name in cls.model_fields
+            if f"GOVSYNC_{name.upper()}" in os.environ
+        }
+        return cls.model_validate(values)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.kafka_port}"
+
+    @property
+    def connect_url(self) -> str:
+        return f"http://{self.host}:{self.connect_port}"
+
+    @property
+    def registry_url(self) -> str:
+        """The Confluent-compatible base URL, what confluent_kafka.schema_registry expects."""
+        return f"http://{self.host}:{self.registry_port}/apis/ccompat/v7"
+
+    @property
+    def registry_native_url(self) -> str:
+        """Apicurio's own v2 API, used by the Connect converter."""
+        return f"http://{self.host}:{self.registry_port}/apis/registry/v2"
+
+    def pg_conninfo(self, database: str) -> str:
+        return f"host={self.host} port={self.pg_port} user={self.pg_user} dbname={database}"
+
+    def path(self, *parts: str) -> Path:
+        return self.state_dir.joinpath(*parts)
+
+    @property
+    def dist_dir(self) -> Path:
+        return self.path("dist")

@@ -1,0 +1,69 @@
+"""The records govsync writes about itself: lineage hops on ``govsync.trace`` and the
+links of the audit chain on ``govsync.audit``. Types only; the stages write them, the
+trail and the operations tools read them, and ``contract.schemas`` gives their Avro form.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
+
+HopStage = Literal["captured", "normalized", "delivered", "receipt"]
+LINEAGE_STAGES: list[str] = list(get_args(HopStage))
+
+
+class Hop(BaseModel):
+    """One stage of one change, as written to ``govsync.trace``."""
+
+    event_id: str
+    stage: HopStage
+    kind: str
+    entity: str
+    entity_key: str
+    department: str | None = None
+    subscription: str | None = None
+    topic: str
+    partition: int
+    offset: int
+    at_ms: int
+    source_ts_ms: int
+    outcome: str | None = None
+    reason: str | None = None
+
+    @property
+    def position(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+AuditKind = Literal["delivery", "receipt", "topology_change", "replay", "checkpoint"]
+AUDIT_KINDS: list[str] = list(get_args(AuditKind))
+
+
+class AuditRecord(BaseModel):
+    """One link of the chain. Values are plain strings so the hash never depends on how a
+    type happens to serialise; no format checks, so a damaged record can still be read
+    and reported by :func:`verify` instead of failing to load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seq: int
+    kind: AuditKind
+    at_ms: int
+    actor: str
+    event_id: str | None = None
+    entity: str | None = None
+    entity_key: str | None = None
+    department: str | None = None
+    subscription: str | None = None
+    fields: list[str] = Field(default_factory=list)
+    approval: dict[str, str] = Field(default_factory=dict)
+    detail: dict[str, str] = Field(default_factory=dict)
+    prev_sha256: str
+    sha256: str
+
+    def body(self) -> dict[str, Any]:
+        """What the hash covers: every field but ``sha256`` itself, leaving out empty
+        values, so adding an optional field later keeps every earlier hash valid."""
+        dump = self.model_dump(mode="json", exclude={"sha256"})
+        return {name: value for name, value in dump.items() if value not in (None, [], {})}

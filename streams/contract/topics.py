@@ -1,0 +1,208 @@
+"""Every topic and consumer group govsync names, in one place.
+
+Writers, readers, ACLs, provisioning and the operations tools all derive names from
+here, so a name cannot drift between the stage that writes a topic and the tool that
+reads it. ``docs/architecture.md`` has the table of who writes and who reads each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streams.model.topology import Subscription, Topology
+
+# --- data path ----------------------------------------------------------------------------
+
+CDC_PREFIX = "cdc."  # cdc.<database>.<schema>.<table>, written by Debezium
+CHANGES_PREFIX = "changes."
+MASTER_PREFIX = "master."
+DELIVERY_PREFIX = "deliver."
+CHANGES_PATTERN = r"^changes\..*"
+DELIVERIES_PATTERN = r"^deliver\..*"
+
+
+def changes_topic(entity: str) -> str:
+    """Canonical change events of one entity, keyed by its canonical key."""
+    return f"{CHANGES_PREFIX}{entity}"
+
+
+def master_topic(entity: str) -> str:
+    """The canonical current state of one entity (compacted)."""
+    return f"{MASTER_PREFIX}{entity}"
+
+
+def delivery_topic(subscription: Subscription) -> str:
+    """One subscription's projected, masked changes: ``deliver.<department>.<entity>``."""
+    return f"{DELIVERY_PREFIX}{subscription.department}.{subscription.entity}"
+
+
+def department_delivery_prefix(department: str) -> str:
+    return f"{DELIVERY_PREFIX}{department}."
+
+
+# --- govsync's own topics -----------------------------------------------------------------
+
+GOVSYNC_PREFIX = "govsync."
+DLQ_TOPIC = "govsync.dlq"
+DLQ_CLOSED_TOPIC = "govsync.dlq.closed"
+QUALITY_TOPIC = "govsync.quality"
+RECEIPTS_TOPIC = "govsync.receipts"
+TRACE_TOPIC = "govsync.trace"
+AUDIT_TOPIC = "govsync.audit"
+TOPOLOGY_TOPIC = "govsync.topology"
+TOPOLOGY_CHANGES_TOPIC = "govsync.topology.changes"
+CANONICAL_CHANGELOG_TOPIC = "govsync.route.canonical-changelog"
+
+
+def dedup_changelog_topic(stage: str) -> str:
+    return f"govsync.{stage}.dedup-changelog"
+
+
+# --- consumer groups and transactional ids ------------------------------------------------
+
+STAGE_PREFIX = "govsync-"  # the worker's groups and transactional ids
+NORMALIZE, ROUTE, LEDGER = "normalize", "route", "ledger"
+STAGES = (NORMALIZE, ROUTE, LEDGER)
+
+
+def stage_group(stage: str) -> str:
+    """The consumer group of one worker stage, shared by all its instances."""
+    return f"{STAGE_PREFIX}{stage}"
+
+
+def stage_member(stage: str, instance: str) -> str:
+    """One instance's transactional.id and static group.instance.id."""
+    return f"{STAGE_PREFIX}{stage}-{instance}"
+
+
+LEDGER_TAIL_GROUP = "govsync-ledger-tail"  # reads a chain's head back; never commits
+CONNECT_PREFIX = "govsync-connect"  # Connect's group and its internal topics
+
+
+def department_group_prefix(department: str) -> str:
+    """A department may use any consumer group that starts with this (its ACL)."""
+    return f"{department}-"
+
+
+def sink_group(department: str) -> str:
+    """The group of a department's subscriber (the SDK's default)."""
+    return f"{department}-sink"
+
+
+# --- what a topology needs -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int = 1
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def _ms(seconds: float) -> str:
+    return str(int(seconds * 1000))
+
+
+def topic_specs(topology: Topology) -> list[TopicSpec]:
+    """Every topic ``topology`` needs, with its partitions and retention."""
+    kafka = topology.kafka
+    retained = {"cleanup.policy": "delete", "retention.ms": _ms(kafka.retention.total_seconds())}
+    specs = [
+        TopicSpec(source.cdc_topic, kafka.partitions, kafka.replication_factor, retained)
+        for source in topology.sources
+    ]
+    for entity in sorted({source.entity for source in topology.sources}):
+        specs.append(
+            TopicSpec(changes_topic(entity), kafka.partitions, kafka.replication_factor, retained)
+        )
+        specs.append(
+            TopicSpec(
+                master_topic(entity),
+                kafka.partitions,
+                kafka.replication_factor,
+                {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+            )
+        )
+    specs += [
+        TopicSpec(delivery_topic(sub), kafka.partitions, kafka.replication_factor, retained)
+        for sub in topology.subscriptions
+    ]
+    specs.append(
+        TopicSpec(
+            dedup_changelog_topic(ROUTE),
+            kafka.partitions,
+            kafka.replication_factor,
+            # Compacted for lookups, deleted after the dedup window so it stays bounded.
+            {
+                "cleanup.policy": "compact,delete",
+                "retention.ms": _ms(kafka.dedup_retention.total_seconds()),
+            },
+        )
+    )
+    specs.append(
+        TopicSpec(
+            CANONICAL_CHANGELOG_TOPIC,
+            kafka.partitions,
+            kafka.replication_factor,
+            # Every change rewrites its key's entry: roll segments hourly so compaction
+            # can drop the old versions a restart would otherwise read.
+            {"cleanup.policy": "compact", "segment.ms": "3600000"},
+        )
+    )
+    specs.append(
+        TopicSpec(
+            RECEIPTS_TOPIC,
+            kafka.partitions,
+            kafka.replication_factor,
+            {"cleanup.policy": "delete", "retention.ms": _ms(kafka.dlq_retention.total_seconds())},
+        )
+    )
+    specs.append(
+        TopicSpec(
+            TRACE_TOPIC,
+            kafka.partitions,
+            kafka.replication_factor,
+            {"cleanup.policy": "delete", "retention.ms": _ms(kafka.dlq_retention.total_seconds())},
+        )
+    )
+    specs.append(
+        TopicSpec(
+            AUDIT_TOPIC,
+            kafka.partitions,  # one hash chain per partition
+            kafka.replication_factor,
+            # Kept forever and never compacted: a chain verifies only from its first record.
+            {"cleanup.policy": "delete", "retention.ms": "-1"},
+        )
+    )
+    specs.append(
+        TopicSpec(
+            QUALITY_TOPIC,
+            kafka.partitions,
+            kafka.replication_factor,
+            {"cleanup.policy": "delete", "retention.ms": _ms(kafka.dlq_retention.total_seconds())},
+        )
+    )
+    specs.append(
+        TopicSpec(TOPOLOGY_TOPIC, 1, kafka.replication_factor, {"cleanup.policy": "compact"})
+    )
+    specs.append(
+        TopicSpec(
+            TOPOLOGY_CHANGES_TOPIC,
+            1,
+            kafka.replication_factor,
+            {"cleanup.policy": "delete", "retention.ms": "-1"},  # the record of approvals
+        )
+    )
+    specs.append(
+        TopicSpec(DLQ_CLOSED_TOPIC, 1, kafka.replication_factor, {"cleanup.policy": "compact"})
+    )
+    specs.append(
+        TopicSpec(
+            DLQ_TOPIC,
+            1,
+            kafka.replication_factor,
+            {"cleanup.policy": "delete", "retention.ms": _ms(kafka.dlq_retention.total_seconds())},
+        )
+    )
+    return specs

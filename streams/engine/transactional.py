@@ -1,0 +1,245 @@
+"""Exactly-once consume -> process -> produce, on confluent-kafka's transactional API.
+
+Each batch is one Kafka transaction holding the stage's outputs *and* its input
+offsets (KIP-447: fenced by consumer-group generation, so one transactional.id per
+stage instance suffices). A crash leaves an open transaction that the restarted
+instance aborts in ``init_transactions``; consumers read committed only, so nothing
+half-done is ever seen, and the batch is processed again from the committed offsets.
+
+Faust's own exactly_once was tried first and left transactions open indefinitely on
+this stack (records invisible to read_committed consumers); docs/architecture.md has
+the evidence.
+
+Failures are handled crash-only: any error the transaction cannot recover from ends
+the session, and a fresh one (new consumer, new producer, state restored) begins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from streams.contract.topics import stage_group, stage_member
+from streams.engine import metrics
+from streams.kafka import clients
+
+log = logging.getLogger("govsync.worker")
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Output:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = field(default_factory=list)
+    partition: int | None = None  # None: partition by key
+
+
+class Stage(Protocol):
+    """A processing step: pure per-record logic plus the state it keeps."""
+
+    name: str
+    topics: Sequence[str]
+
+    def assigned(self, partitions: list[TopicPartition]) -> None: ...
+
+    def revoked(self, partitions: list[TopicPartition]) -> None: ...
+
+    def process(self, message: Message) -> list[Output]: ...
+
+    def committed(self) -> None: ...
+
+    def aborted(self) -> None: ...
+
+
+class Watchdog:
+    """When each stage entered its current transaction, so a hung one can be noticed.
+
+    librdkafka can block in send_offsets_to_transaction past its timeout, forever, after
+    a broker restart (confluentinc/librdkafka #5456, #5511, open); no Python code can
+    interrupt that call, so the worker checks here and restarts itself.
+    """
+
+    def __init__(self) -> None:
+        self._since: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def busy(self, stage: str) -> Iterator[None]:
+        with self._lock:
+            self._since[stage] = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._since.pop(stage, None)
+
+    def stalled(self, limit: float) -> dict[str, float]:
+        """Stage -> seconds spent in its current transaction, for those beyond ``limit``."""
+        now = time.monotonic()
+        with self._lock:
+            return {s: now - t for s, t in self._since.items() if now - t > limit}
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    bootstrap: str
+    instance: str = "0"
+    batch_size: int = 500
+    poll_timeout: float = 0.1
+    restart_backoff: float = 2.0
+    # Without a bound, commit/abort block until the producer is fenced (minutes) when the
+    # broker restarts mid-transaction; on expiry the session ends and a new one starts.
+    transaction_timeout: float = 10.0
+    # Whom the stage's clients log in as (default: the process's principal), and
+    # consumer settings of its own.
+    principal: str | None = None
+    consumer: Mapping[str, Any] = field(default_factory=dict)
+
+
+def run(stage: Stage, config: EngineConfig, stop: threading.Event, watchdog: Watchdog) -> None:
+    """Process until ``stop`` is set, starting a new session after any failure."""
+    while not stop.is_set():
+        try:
+            _session(stage, config, stop, watchdog)
+        except Exception:
+            log.exception("%s: session ended; starting a new one", stage.name)
+            stage.aborted()
+            stop.wait(config.restart_backoff)
+
+
+def _session(stage: Stage, config: EngineConfig, stop: threading.Event, watchdog: Watchdog) -> None:
+    producer = Producer(
+        clients.config(
+            config.bootstrap,
+            config.principal,
+            **{
+                "transactional.id": stage_member(stage.name, config.instance),
+                "linger.ms": 5,
+                "transaction.timeout.ms": 60000,
+            },
+        )
+    )
+    # Fences a predecessor with the same id and aborts its open transaction, so the
+    # changelogs the stage restores from are settled before it reads them.
+    producer.init_transactions(60)
+    consumer = Consumer(
+        clients.config(
+            config.bootstrap,
+            config.principal,
+            **{
+                "group.id": stage_group(stage.name),
+                # Static membership: a restarted instance takes its partitions back at
+                # once instead of waiting for its dead predecessor's session to expire.
+                "group.instance.id": stage_member(stage.name, config.instance),
+                "session.timeout.ms": 10000,
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                **config.consumer,
+            },
+        )
+    )
+
+    def on_assign(_: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("%s: assigned %s", stage.name, _describe(partitions))
+        stage.assigned(partitions)
+
+    def on_revoke(_: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("%s: revoked %s", stage.name, _describe(partitions))
+        stage.revoked(partitions)
+
+    consumer.subscribe(list(stage.topics), on_assign=on_assign, on_revoke=on_revoke)
+    try:
+        while not stop.is_set():
+            messages = [
+                m for m in consumer.consume(config.batch_size, config.poll_timeout) if _is_record(m)
+            ]
+            if messages:
+                with watchdog.busy(stage.name):
+                    _transact(stage, producer, consumer, messages, config.transaction_timeout)
+    finally:
+        consumer.close()
+        producer.flush(10)
+
+
+def _transact(
+    stage: Stage,
+    producer: Producer,
+    consumer: Consumer,
+    messages: list[Message],
+    timeout: float,
+) -> None:
+    producer.begin_transaction()
+    try:
+        next_offsets: dict[tuple[str, int], int] = {}
+        for message in messages:
+            for out in stage.process(message):
+                _produce(producer, out)
+            next_offsets[(message.topic(), message.partition())] = message.offset() + 1
+        producer.send_offsets_to_transaction(
+            [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()],
+            consumer.consumer_group_metadata(),
+            timeout,
+        )
+        producer.commit_transaction(timeout)
+    except Exception as exc:
+        metrics.TRANSACTIONS.labels(stage.name, "aborted").inc()
+        with contextlib.suppress(KafkaException):
+            producer.abort_transaction(timeout)
+        stage.aborted()
+        _rewind(consumer, messages)
+        if isinstance(exc, KafkaException) and exc.args[0].txn_requires_abort():
+            log.warning("%s: transaction aborted (%s); redoing the batch", stage.name, exc)
+            return
+        raise
+    stage.committed()
+    metrics.TRANSACTIONS.labels(stage.name, "committed").inc()
+
+
+def _produce(producer: Producer, out: Output) -> None:
+    kwargs = {} if out.partition is None else {"partition": out.partition}
+    while True:
+        try:
+            producer.produce(out.topic, out.value, out.key, headers=out.headers, **kwargs)
+            return
+        except BufferError:
+            producer.poll(0.05)  # local queue full: let deliveries drain
+
+
+def _rewind(consumer: Consumer, messages: list[Message]) -> None:
+    """Seek back to the first record of the aborted batch on every partition it touched."""
+    first: dict[tuple[str, int], int] = {}
+    for message in messages:
+        first.setdefault((message.topic(), message.partition()), message.offset())
+    for (topic, partition), offset in first.items():
+        consumer.seek(TopicPartition(topic, partition, offset))
+
+
+def _is_record(message: Message) -> bool:
+    error = message.error()
+    if error is None:
+        return True
+    if error.fatal():
+        # E.g. a static member fenced after a restart: this consumer will never deliver
+        # again. End the session; the next one starts with a new consumer.
+        raise KafkaException(error)
+    if error.code() != KafkaError._PARTITION_EOF:
+        log.warning("consumer: %s", error)
+    return False
+
+
+def _describe(partitions: list[TopicPartition]) -> str:
+    topics: dict[str, list[int]] = {}
+    for tp in partitions:
+        topics.setdefault(tp.topic, []).append(tp.partition)
+    return ", ".join(f"{t}{sorted(p)}" for t, p in sorted(topics.items())) or "nothing"

@@ -1,0 +1,113 @@
+"""A thin, typed wrapper over confluent-kafka's AdminClient: idempotent topic creation.
+
+`govsync topology apply` states what each topic should look like; this module makes the
+cluster match without ever losing data (partitions only grow, nothing is deleted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
+
+from streams.contract.topics import TopicSpec
+from streams.kafka import clients
+
+
+class AdminError(RuntimeError):
+    """Kafka refused or could not complete an administrative request."""
+
+
+class BrokerUnreachable(AdminError):
+    pass
+
+
+TopicAction = Literal["created", "updated", "unchanged"]
+
+
+def admin_client(bootstrap: str, extra: dict[str, str] | None = None) -> AdminClient:
+    # librdkafka would log every failed connection attempt to stderr; unreachability
+    # is reported once, as BrokerUnreachable, instead.
+    return AdminClient(clients.config(bootstrap, **{"log_level": 0, **(extra or {})}))
+
+
+def existing_topics(admin: AdminClient, timeout: float = 5.0) -> dict[str, int]:
+    """Topic name -> partition count."""
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerUnreachable(f"Kafka is not reachable: {exc.args[0]}") from exc
+    return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
+
+
+def ensure_topics(
+    admin: AdminClient, specs: Iterable[TopicSpec], timeout: float = 30.0
+) -> dict[str, TopicAction]:
+    """Create missing topics, grow partitions, and set the configs each spec names."""
+    specs = list(specs)
+    current = existing_topics(admin)
+    actions: dict[str, TopicAction] = {}
+
+    missing = [s for s in specs if s.name not in current]
+    if missing:
+        futures = admin.create_topics(
+            [
+                NewTopic(s.name, s.partitions, s.replication_factor, config=dict(s.config))
+                for s in missing
+            ],
+            operation_timeout=timeout,
+        )
+        for name, future in futures.items():
+            _result(future, f"creating topic {name}", tolerate="TOPIC_ALREADY_EXISTS")
+            actions[name] = "created"
+
+    present = [s for s in specs if s.name in current]
+    grow = [s for s in present if s.partitions > current[s.name]]
+    if grow:
+        futures = admin.create_partitions([NewPartitions(s.name, s.partitions) for s in grow])
+        for name, future in futures.items():
+            _result(future, f"adding partitions to {name}")
+            actions[name] = "updated"
+
+    for spec in present:
+        if spec.config and _config_differs(admin, spec):
+            resource = ConfigResource(
+                ConfigResource.Type.TOPIC,
+                spec.name,
+                incremental_configs=[
+                    ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+                    for key, value in spec.config.items()
+                ],
+            )
+            for future in admin.incremental_alter_configs([resource]).values():
+                _result(future, f"configuring topic {spec.name}")
+            actions[spec.name] = "updated"
+        actions.setdefault(spec.name, "unchanged")
+    return actions
+
+
+def _config_differs(admin: AdminClient, spec: TopicSpec) -> bool:
+    resource = ConfigResource(ConfigResource.Type.TOPIC, spec.name)
+    described = _result(admin.describe_configs([resource])[resource], f"reading {spec.name}")
+    return any(
+        key not in described or described[key].value != value for key, value in spec.config.items()
+    )
+
+
+def _result(future, doing: str, tolerate: str | None = None):  # type: ignore[no-untyped-def]
+    try:
+        return future.result()
+    except KafkaException as exc:
+        error = exc.args[0]
+        if tolerate is not None and error.name() == tolerate:
+            return None
+        raise AdminError(f"{doing} failed: {error.str()}") from exc

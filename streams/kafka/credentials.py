@@ -1,0 +1,99 @@
+"""Principals and their credentials: SCRAM-SHA-512 on Kafka, HTTP Basic on the schema registry.
+
+Every client authenticates: ``admin`` (operators' commands, provisioning; a super user),
+``worker`` (the stream processors), ``ledger`` (the worker's lineage and audit stage),
+``connect`` (Kafka Connect with Debezium) and one principal per department, named by its
+id, for its sink. The broker's controller listener has its own ``controller`` login.
+Passwords are generated in the state directory (streams/config/secrets.py) and never printed;
+``client-<principal>.properties`` files there let Kafka's own tools and a department's
+clients connect as that principal.
+
+The same principals log in to Apicurio Registry, with passwords of their own: ``admin``
+registers schemas (apply), ``connect`` registers Debezium's, and everyone else, the
+departments and the worker included, may only read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from streams.config import tls
+from streams.config.secrets import private_secret, write_private
+from streams.config.settings import Settings
+
+ADMIN, WORKER, CONNECT, CONTROLLER = "admin", "worker", "connect", "controller"
+LEDGER = "ledger"  # the worker's lineage and audit stage: reads deliveries, writes the trail
+MECHANISM = "SCRAM-SHA-512"
+SCRAM_ITERATIONS = 8192
+
+# Apicurio's role-based authorization roles.
+REGISTRY_ADMIN, REGISTRY_WRITER, REGISTRY_READER = "sr-admin", "sr-developer", "sr-readonly"
+
+
+def password(settings: Settings, principal: str) -> str:
+    return private_secret(settings.path("secrets"), f"kafka-{principal}.password")
+
+
+def librdkafka(settings: Settings, principal: str | None = None) -> dict[str, Any]:
+    """SASL settings for confluent-kafka clients, as ``principal`` (default: the process's)."""
+    who = principal or settings.kafka_principal
+    config = {
+        "security.protocol": settings.kafka_protocol,
+        "sasl.mechanisms": MECHANISM,
+        "sasl.username": who,
+        "sasl.password": password(settings, who),
+    }
+    if settings.kafka_tls:
+        config["ssl.ca.location"] = str(tls.ca_pem(settings))
+    return config
+
+
+def jaas(principal: str, secret: str) -> str:
+    return (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{principal}" password="{secret}";'
+    )
+
+
+def java_client_properties(settings: Settings, principal: str) -> str:
+    """The same, in the form Java clients and Kafka's tools read (``--command-config``)."""
+    return (
+        f"bootstrap.servers={settings.bootstrap}\n"
+        f"security.protocol={settings.kafka_protocol}\n"
+        f"sasl.mechanism={MECHANISM}\n"
+        f"sasl.jaas.config={jaas(principal, password(settings, principal))}\n"
+        f"{tls.java_client_config(settings)}"
+    )
+
+
+def write_client_properties(settings: Settings, principal: str) -> None:
+    write_private(
+        settings.path(f"client-{principal}.properties"),
+        java_client_properties(settings, principal),
+    )
+
+
+def registry_role(principal: str) -> str:
+    return {ADMIN: REGISTRY_ADMIN, CONNECT: REGISTRY_WRITER}.get(principal, REGISTRY_READER)
+
+
+def registry_password(settings: Settings, principal: str) -> str:
+    return private_secret(settings.path("secrets"), f"registry-{principal}.password")
+
+
+def registry_basic_auth(settings: Settings, principal: str | None = None) -> dict[str, str]:
+    """HTTP Basic settings for confluent_kafka.schema_registry, as ``principal``."""
+    who = principal or settings.kafka_principal
+    return {"basic.auth.user.info": f"{who}:{registry_password(settings, who)}"}
+
+
+def registry_login_file(settings: Settings) -> Path:
+    """Connect's registry password, in a file only Connect's FileConfigProvider reads."""
+    return settings.path("secrets", "registry-connect.properties")
+
+
+def registry_password_reference(settings: Settings) -> str:
+    """What connector configs say instead of the registry password, so Connect's REST API
+    never shows it."""
+    return f"${{file:{registry_login_file(settings)}:password}}"

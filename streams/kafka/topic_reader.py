@@ -1,0 +1,218 @@
+"""Reading what is on a topic, for the demo, `govsync` read commands and the tests.
+
+Reads committed records only (read_committed), without a consumer group: assignment
+by explicit offsets, so looking never disturbs a subscriber.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from streams.contract.headers import as_dict, control
+from streams.kafka import clients
+from streams.kafka.admin import BrokerUnreachable
+from streams.kafka.serde import ValueDeserializer
+
+Offsets = dict[tuple[str, int], int]
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: str | None
+    value: dict[str, Any] | None
+    headers: dict[str, str]
+
+
+def reader(bootstrap: str) -> Consumer:
+    """A consumer that only looks: read committed, never commits, reports partition ends."""
+    return Consumer(
+        clients.config(
+            bootstrap,
+            **{
+                "group.id": "govsync-reader",  # required by librdkafka; never committed
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+            },
+        )
+    )
+
+
+RETRIABLE_FOR_S = 30.0
+
+
+def end_offsets(bootstrap: str, topics: Iterable[str]) -> Offsets:
+    """The current end (high watermark) of every partition of ``topics``.
+
+    A broker that has just restarted answers NOT_LEADER and the like while it takes its
+    partitions back: such retriable errors are retried for a while before Kafka counts
+    as unreachable."""
+    topics = list(topics)
+    deadline = time.monotonic() + RETRIABLE_FOR_S
+    consumer = reader(bootstrap)
+    try:
+        while True:
+            try:
+                metadata = consumer.list_topics(timeout=10)
+                return {
+                    (topic, partition): consumer.get_watermark_offsets(
+                        TopicPartition(topic, partition), timeout=10
+                    )[1]
+                    for topic in topics
+                    for partition in metadata.topics[topic].partitions
+                }
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not error.retriable() or time.monotonic() > deadline:
+                    raise BrokerUnreachable(f"Kafka is not reachable: {error}") from exc
+                time.sleep(1)
+    finally:
+        consumer.close()
+
+
+def messages(
+    bootstrap: str,
+    start: Offsets,
+    *,
+    until: Callable[[list[Message]], bool] | None = None,
+    timeout: float = 30.0,
+) -> Iterator[Message]:
+    """Raw messages from ``start`` on. Without ``until`` it stops at the end of every
+    partition; with ``until`` it keeps tailing until it returns true for what was read,
+    or ``timeout``."""
+    consumer = reader(bootstrap)
+    consumer.assign([TopicPartition(t, p, o) for (t, p), o in start.items()])
+    remaining = set(start)
+    seen: list[Message] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if until is None and not remaining:
+                return
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    remaining.discard((message.topic(), message.partition()))
+                    continue
+                raise RuntimeError(f"reading {message.topic()}: {error.str()}")
+            seen.append(message)
+            yield message
+            if until is not None and until(seen):
+                return
+    finally:
+        consumer.close()
+
+
+def read(
+    bootstrap: str,
+    decode: ValueDeserializer,
+    start: Offsets,
+    *,
+    until: Callable[[list[Record]], bool] | None = None,
+    timeout: float = 30.0,
+) -> Iterator[Record]:
+    """Decoded records from ``start`` on (see ``messages`` for when it stops)."""
+    seen: list[Record] = []
+
+    def enough(_: list[Message]) -> bool:
+        return until is not None and until(seen)
+
+    for message in messages(
+        bootstrap, start, until=enough if until is not None else None, timeout=timeout
+    ):
+        if control(message.headers()) is not None:
+            continue  # a request to the pipeline (govsync replay), not data
+        record = Record(
+            topic=message.topic(),
+            partition=message.partition(),
+            offset=message.offset(),
+            timestamp_ms=message.timestamp()[1],
+            key=_key_text(decode, message.topic(), message.key()),
+            value=decode(message.topic(), message.value()),
+            headers=as_dict(message.headers()),
+        )
+        seen.append(record)
+        yield record
+
+
+def _key_text(decode: ValueDeserializer, topic: str, key: bytes | None) -> str | None:
+    """UTF-8 entity keys as they are; Avro keys (Debezium's primary-key struct) as JSON."""
+    if key is None:
+        return None
+    if key[:1] == b"\x00" and len(key) > 5:
+        return json.dumps(decode.key(topic, key), sort_keys=True, default=str)
+    return key.decode(errors="replace")
+
+
+def partitions_to_end(
+    bootstrap: str, topic: str, partitions: Iterable[int], timeout: float = 300.0
+) -> Iterator[Message]:
+    """Every committed message of ``partitions``, from the log start to the current end.
+
+    For restoring state: unlike ``messages`` it never returns early; not reaching the end
+    within ``timeout`` raises, because a partly restored state is silently wrong.
+    """
+    consumer = reader(bootstrap)
+    try:
+        remaining: set[int] = set()
+        assignment = []
+        for partition in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            if high > low:
+                assignment.append(TopicPartition(topic, partition, low))
+                remaining.add(partition)
+        consumer.assign(assignment)
+        deadline = time.monotonic() + timeout
+        while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{topic} partitions {sorted(remaining)} not read to the end in {timeout}s"
+                )
+            message = consumer.poll(1.0)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    remaining.discard(message.partition())
+                    continue
+                raise RuntimeError(f"reading {topic}: {error.str()}")
+            yield message
+    finally:
+        consumer.close()
+
+
+def beginning(bootstrap: str, topics: Iterable[str]) -> Offsets:
+    """Offset 0 on every partition (an offset before the log start resets to the earliest)."""
+    return dict.fromkeys(end_offsets(bootstrap, topics), 0)
+
+
+def since(bootstrap: str, topics: Iterable[str], timestamp_ms: int) -> Offsets:
+    """The first offset at or after ``timestamp_ms`` on every partition of ``topics`` (the
+    partition's end where nothing is that recent)."""
+    ends = end_offsets(bootstrap, topics)
+    consumer = reader(bootstrap)
+    try:
+        found = consumer.offsets_for_times(
+            [TopicPartition(t, p, timestamp_ms) for t, p in ends], timeout=10
+        )
+    finally:
+        consumer.close()
+    return {
+        (tp.topic, tp.partition): tp.offset if tp.offset >= 0 else ends[(tp.topic, tp.partition)]
+        for tp in found
+    }

@@ -1,0 +1,403 @@
+"""The ledger stage: lineage on ``govsync.trace`` and the hash-chained ``govsync.audit``,
+written from what the pipeline committed.
+
+It follows the change, delivery, receipt and topology-change topics (read committed), so
+it sees exactly what departments can see, at the offsets they see it, and the normalize
+and route stages carry no extra work. It runs as its own Kafka principal, ``ledger``:
+the only one besides departments that may read deliveries, and the only writer of the
+audit trail.
+
+One chain per partition of ``govsync.audit``: records from input partition ``p`` of any
+topic extend chain ``p mod n``. The range assignor gives one instance partition ``p`` of
+every input topic, so each chain has a single writer even when the worker is scaled out.
+A chain's head is read back from the topic after every start, rebalance or abort.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from streams.contract import headers, schemas
+from streams.contract.headers import as_dict
+from streams.contract.records import AuditRecord, Hop
+from streams.contract.replay import ReplayRequest
+from streams.contract.topics import (
+    AUDIT_TOPIC,
+    CHANGES_PATTERN,
+    DELIVERIES_PATTERN,
+    DELIVERY_PREFIX,
+    LEDGER,
+    LEDGER_TAIL_GROUP,
+    RECEIPTS_TOPIC,
+    TOPOLOGY_CHANGES_TOPIC,
+    TRACE_TOPIC,
+)
+from streams.engine.state import AfterCommit, KeyedState
+from streams.engine.transactional import Output
+from streams.kafka import applied, clients, credentials
+from streams.kafka.serde import Codec
+from streams.model.topology import Subscription, Topology
+from streams.trail import tracing
+from streams.trail.audit import Chain
+from streams.trail.receipts import Awaiting
+
+log = logging.getLogger("govsync.ledger")
+
+CHECKPOINT_EVERY = 1000
+TAIL_WINDOW = 64  # records read back from a chain's end to find its head
+WORKER_ACTOR = "worker"
+
+
+def approval_of(subscription: Subscription | None) -> dict[str, str]:
+    """The approval a delivery was made under, as the audit trail keeps it (plain text)."""
+    if subscription is None:
+        return {}
+    approval = subscription.approval.model_dump(mode="json")
+    return {name: str(value) for name, value in approval.items() if value is not None}
+
+
+class LedgerStage:
+    name = LEDGER
+    topics: Sequence[str] = (
+        CHANGES_PATTERN,
+        DELIVERIES_PATTERN,
+        RECEIPTS_TOPIC,
+        TOPOLOGY_CHANGES_TOPIC,
+    )
+
+    def __init__(
+        self,
+        topology: Topology,
+        codec: Codec,
+        bootstrap: str,
+        audit_partitions: int,
+        awaiting: Awaiting | None = None,
+        chain_end: Callable[[int], AuditRecord | None] | None = None,
+    ) -> None:
+        """``chain_end`` reads the last committed record of one chain (default: from
+        ``govsync.audit`` on Kafka)."""
+        self.reload(topology)
+        self.awaiting = awaiting or Awaiting()  # the receipt SLA, for the worker's metrics
+        self._bootstrap = bootstrap
+        self._partitions = audit_partitions
+        self._codec = codec
+        self._hop = codec.serializer(TRACE_TOPIC, schemas.lineage_schema())
+        self._audit = codec.serializer(AUDIT_TOPIC, schemas.audit_schema())
+        self._chain_end = chain_end or self._last_record
+        # Each chain's head, per audit partition; moved by the open transaction until it commits.
+        self.heads: KeyedState[str, int, Chain] = KeyedState()
+        self._spans = tracing.spans()
+        self._exports = AfterCommit()  # spans of the open transaction's hops
+
+    def reload(self, topology: Topology) -> None:
+        """Approvals recorded from the next record on are those of ``topology``."""
+        self.topology = topology
+        self._subscriptions = {s.id: s for s in topology.subscriptions}
+
+    # --- the Stage protocol -------------------------------------------------------------
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        self._forget()
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        self._forget()
+
+    def committed(self) -> None:
+        self.heads.commit()
+        self._exports.commit()
+
+    def aborted(self) -> None:
+        self._forget()
+        self._exports.abort()
+
+    def process(self, message: Message) -> list[Output]:
+        topic = message.topic()
+        if topic == TOPOLOGY_CHANGES_TOPIC:
+            return self._topology_changes(message)
+        if headers.control(message.headers()) is not None:
+            return self._replay(message)
+        value = self._codec.decode(topic, message.value())
+        if value is None:
+            return []
+        if topic == RECEIPTS_TOPIC:
+            return self._receipt(message, value)
+        if topic.startswith(DELIVERY_PREFIX):
+            return self._delivery(message, value)
+        return self._change(message, value)
+
+    # --- per input ----------------------------------------------------------------------
+
+    def _change(self, message: Message, change: dict[str, Any]) -> list[Output]:
+        """A change on changes.<entity>: it was captured (the cdc record normalize read,
+        named in its ``captured`` header) and normalized (this record)."""
+        outputs = []
+        captured = headers.parse_captured(as_dict(message.headers()).get(headers.CAPTURED))
+        if captured is not None:
+            topic, partition, offset, at_ms = captured
+            outputs.append(
+                self._output(self._lineage(change, "captured", topic, partition, offset, at_ms))
+            )
+        outputs.append(
+            self._output(
+                self._lineage(
+                    change,
+                    "normalized",
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    message.timestamp()[1],
+                )
+            )
+        )
+        return outputs
+
+    def _delivery(self, message: Message, delivery: dict[str, Any]) -> list[Output]:
+        subscription_id = delivery["subscription"]
+        department = message.topic().split(".")[1]
+        at_ms = message.timestamp()[1]
+        delivered = self._lineage(
+            delivery,
+            "delivered",
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            at_ms,
+            department=department,
+            subscription=subscription_id,
+        )
+        self.awaiting.feed(delivered)
+        state = delivery.get("after") or delivery.get("before") or {}
+        subscription = self._subscriptions.get(subscription_id)
+        masks = subscription.mask if subscription is not None else {}
+        received = sorted(name for name, value in state.items() if value is not None)
+        detail = {
+            "kind": delivery["kind"],
+            "position": f"{message.topic()}[{message.partition()}]@{message.offset()}",
+        }
+        replayed = as_dict(message.headers()).get(headers.REPLAY)
+        if replayed:
+            detail["replay"] = replayed
+        masked = [f"{name}:{masks[name].rule}" for name in received if name in masks]
+        if masked:
+            detail["masked"] = ",".join(masked)
+        return [
+            self._output(delivered),
+            *self._seal(
+                message.partition(),
+                key=delivery["key"],
+                kind="delivery",
+                at_ms=at_ms,
+                actor=WORKER_ACTOR,
+                event_id=delivery["event_id"],
+                entity=delivery["entity"],
+                entity_key=delivery["key"],
+                department=department,
+                subscription=subscription_id,
+                fields=received,
+                approval=approval_of(subscription),
+                detail=detail,
+            ),
+        ]
+
+    def _receipt(self, message: Message, receipt: dict[str, Any]) -> list[Output]:
+        subscription = self._subscriptions.get(receipt["subscription"])
+        entity = subscription.entity if subscription is not None else ""
+        hop = Hop(
+            event_id=receipt["event_id"],
+            stage="receipt",
+            kind="receipt",
+            entity=entity,
+            entity_key=receipt["entity_key"],
+            department=receipt["department"],
+            subscription=receipt["subscription"],
+            topic=message.topic(),
+            partition=message.partition(),
+            offset=message.offset(),
+            at_ms=receipt["applied_at_ms"],
+            source_ts_ms=int(as_dict(message.headers()).get("source_ts", 0)),
+            outcome=receipt["outcome"],
+            reason=receipt["reason"],
+        )
+        self.awaiting.feed(hop)
+        outputs = [self._output(hop)]
+        detail = {
+            "outcome": receipt["outcome"],
+            "delivery": f"{receipt['topic']}[{receipt['partition']}]@{receipt['offset']}",
+        }
+        if receipt["reason"]:
+            detail["reason"] = receipt["reason"]
+        outputs += self._seal(
+            message.partition(),
+            key=receipt["entity_key"],
+            kind="receipt",
+            at_ms=receipt["applied_at_ms"],
+            actor=receipt["department"],
+            event_id=receipt["event_id"],
+            entity=entity or None,
+            entity_key=receipt["entity_key"],
+            department=receipt["department"],
+            subscription=receipt["subscription"],
+            detail=detail,
+        )
+        return outputs
+
+    def _replay(self, message: Message) -> list[Output]:
+        """A replay request reaches every partition; it is one act, recorded once."""
+        if message.partition() != 0:
+            return []
+        request = ReplayRequest.model_validate_json(message.value() or b"{}")
+        subscription = self._subscriptions.get(request.subscription)
+        return self._seal(
+            0,
+            key=request.subscription,
+            kind="replay",
+            at_ms=request.requested_at_ms,
+            actor=request.requested_by,
+            entity=request.entity,
+            department=subscription.department if subscription is not None else None,
+            subscription=request.subscription,
+            approval=approval_of(subscription),
+            detail={
+                "replay_id": request.replay_id,
+                "what": request.what,
+                **({"from_ms": str(request.from_ms)} if request.from_ms is not None else {}),
+                **({"to_ms": str(request.to_ms)} if request.to_ms is not None else {}),
+            },
+        )
+
+    def _topology_changes(self, message: Message) -> list[Output]:
+        record = applied.ChangeRecord.model_validate_json(message.value() or b"{}")
+        at_ms = int(record.applied_at.timestamp() * 1000)
+        outputs: list[Output] = []
+        for change in record.changes:
+            outputs += self._seal(
+                message.partition(),
+                key=change.path,
+                kind="topology_change",
+                at_ms=at_ms,
+                actor=change.by or credentials.ADMIN,
+                detail={
+                    "path": change.path,
+                    "before": _text(change.before),
+                    "after": _text(change.after),
+                    "topology_sha256": record.sha256,
+                },
+            )
+        return outputs
+
+    # --- lineage and the chain ----------------------------------------------------------
+
+    def _lineage(
+        self,
+        change: dict[str, Any],
+        stage: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        at_ms: int,
+        **extra: str,
+    ) -> Hop:
+        return Hop(
+            event_id=change["event_id"],
+            stage=stage,  # type: ignore[arg-type]
+            kind=change["kind"],
+            entity=change["entity"],
+            entity_key=change["key"],
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            at_ms=at_ms,
+            source_ts_ms=change["source_ts_ms"],
+            **extra,
+        )
+
+    def _output(self, hop: Hop) -> Output:
+        self._exports.add(lambda: self._spans.hop(hop))
+        return Output(
+            TRACE_TOPIC,
+            hop.event_id.encode(),
+            self._hop(hop.model_dump()),
+            # Let readers skip other entities and stages without decoding.
+            [("entity_key", hop.entity_key.encode()), ("stage", hop.stage.encode())],
+        )
+
+    def _seal(self, input_partition: int, *, key: str, **record: Any) -> list[Output]:
+        partition = input_partition % self._partitions
+        chain = self._chain(partition)
+        return [
+            Output(AUDIT_TOPIC, key.encode(), self._audit(sealed.model_dump()), [], partition)
+            for sealed in chain.append(**record)
+        ]
+
+    def _chain(self, partition: int) -> Chain:
+        chain = self.heads.pending(AUDIT_TOPIC, partition)
+        if chain is None:
+            base = self.heads.get(AUDIT_TOPIC, partition) or Chain.resume(
+                self._chain_end(partition), CHECKPOINT_EVERY
+            )
+            chain = Chain(base.head_sha256, base.next_seq, base.checkpoint_every)
+            self.heads.put(AUDIT_TOPIC, partition, chain)
+        return chain
+
+    def _forget(self) -> None:
+        """Heads are read back from the topic after a start, a rebalance or an abort."""
+        self.heads.drop([AUDIT_TOPIC])
+
+    def _last_record(self, partition: int) -> AuditRecord | None:
+        """The committed end of one chain: the last record on its partition. Transaction
+        markers and aborted batches take offsets too, so widen the look-back until a
+        record turns up or the partition's start is reached."""
+        consumer = Consumer(
+            clients.config(
+                self._bootstrap,
+                credentials.LEDGER,
+                **{
+                    "group.id": LEDGER_TAIL_GROUP,  # never committed
+                    "enable.auto.commit": False,
+                    "isolation.level": "read_committed",
+                    "enable.partition.eof": True,
+                },
+            )
+        )
+        try:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(AUDIT_TOPIC, partition), timeout=10
+            )
+            window = TAIL_WINDOW
+            while True:
+                start = max(low, high - window)
+                last = _read_last(consumer, partition, start)
+                if last is not None or start == low:
+                    break
+                window *= 4
+            if last is None:
+                return None
+            record = AuditRecord.model_validate(self._codec.decode(AUDIT_TOPIC, last))
+            log.info("audit chain %d continues after seq %d", partition, record.seq)
+            return record
+        finally:
+            consumer.close()
+
+
+def _read_last(consumer: Consumer, partition: int, start: int) -> bytes | None:
+    consumer.assign([TopicPartition(AUDIT_TOPIC, partition, start)])
+    last: bytes | None = None
+    while True:
+        message = consumer.poll(10)
+        if message is None:
+            raise RuntimeError(f"reading {AUDIT_TOPIC}[{partition}] timed out")
+        error = message.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                return last
+            raise RuntimeError(f"reading {AUDIT_TOPIC}[{partition}]: {error.str()}")
+        last = message.value()
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)

@@ -1,0 +1,108 @@
+"""The normalize stage: Debezium envelopes -> canonical change events on
+``changes.<entity>``; what cannot be normalized is held on ``govsync.dlq``.
+
+    cdc.<database>.<schema>.<table> --normalize--> changes.<entity>
+                                   \\--> govsync.dlq (original bytes, position, reason)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+from confluent_kafka import Message, TopicPartition
+from confluent_kafka.serialization import SerializationError
+
+from streams.contract import headers, schemas
+from streams.contract.topics import DLQ_TOPIC, changes_topic
+from streams.engine import metrics
+from streams.engine.transactional import Output
+from streams.kafka.serde import Codec
+from streams.model.topology import Source, Topology
+from streams.transform.normalize import NormalizeError, normalize
+
+
+def dead_letter(message: Message, code: str, reason: str) -> Output:
+    """The original bytes, where they came from and why they could not go on."""
+    return Output(
+        DLQ_TOPIC,
+        message.key(),
+        message.value(),
+        [
+            ("error_code", code.encode()),
+            ("error_message", reason.encode()),
+            ("source_topic", message.topic().encode()),
+            ("source_partition", str(message.partition()).encode()),
+            ("source_offset", str(message.offset()).encode()),
+            ("dead_lettered_at", str(int(time.time() * 1000)).encode()),
+        ],
+    )
+
+
+class NormalizeStage:
+    """Debezium envelopes -> canonical change events; what cannot be normalized is held."""
+
+    name = "normalize"
+
+    def __init__(self, topology: Topology, codec: Codec) -> None:
+        self._sources: dict[str, Source] = {s.cdc_topic: s for s in topology.sources}
+        self.topics: Sequence[str] = sorted(self._sources)
+        self._topology = topology
+        self.tally = metrics.Tally()
+        self._codec = codec
+        self._serializers = {
+            entity: codec.serializer(
+                changes_topic(entity), schemas.change_event_schema(topology, entity)
+            )
+            for entity in {s.entity for s in topology.sources}
+        }
+
+    def convert(self, topic: str, key: bytes | None, value: bytes | None) -> tuple[dict, Output]:
+        """One cdc record -> (canonical change, the record for changes.<entity>).
+
+        Raises NormalizeError or SerializationError; shared by live processing and
+        `govsync dlq reprocess`, so a held record is judged by exactly the same rules.
+        """
+        source = self._sources[topic]
+        envelope = self._codec.decode(topic, value)
+        if envelope is None:
+            raise NormalizeError("tombstone", "record has no value")
+        change = normalize(
+            envelope,
+            self._codec.decode_key(topic, key),
+            source,
+            self._topology.entity(source.entity),
+        )
+        out = Output(
+            changes_topic(source.entity),
+            change["key"].encode(),
+            self._serializers[source.entity](change),
+            headers.for_change(change, "normalize"),
+        )
+        return change, out
+
+    def process(self, message: Message) -> list[Output]:
+        source = self._sources[message.topic()]
+        self.tally.inc(metrics.CAPTURED, source.id)
+        try:
+            _, out = self.convert(message.topic(), message.key(), message.value())
+        except (NormalizeError, SerializationError) as exc:
+            code = getattr(exc, "code", "undecodable")
+            self.tally.inc(metrics.DEAD_LETTERED, source.id, code)
+            return [dead_letter(message, code, str(exc))]
+        self.tally.inc(metrics.NORMALIZED, source.id, source.entity)
+        where = (message.topic(), message.partition(), message.offset(), message.timestamp()[1])
+        return [replace(out, headers=[*out.headers, headers.captured(*where)])]
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        """Stateless."""
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        """Stateless."""
+
+    def committed(self) -> None:
+        self.tally.commit()
+
+    def aborted(self) -> None:
+        self.tally.abort()

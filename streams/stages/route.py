@@ -1,0 +1,281 @@
+"""The route stage: canonical changes -> the latest state on ``master.<entity>`` and a
+projection per active subscription, each event_id once.
+
+    changes.<entity> --route--> master.<entity>
+                          |--> deliver.<department>.<entity>  (projected, masked)
+                          \\--> govsync.quality               (一数一源 discrepancies)
+
+Its state (the event_ids it has seen, the canonical state per key) lives in the engine's
+transactional store and in two changelogs written in the same transaction as its outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Message, TopicPartition
+
+from streams.contract import headers, schemas
+from streams.contract.replay import SNAPSHOT, ReplayRequest
+from streams.contract.topics import (
+    CANONICAL_CHANGELOG_TOPIC,
+    QUALITY_TOPIC,
+    ROUTE,
+    changes_topic,
+    dedup_changelog_topic,
+    delivery_topic,
+    master_topic,
+)
+from streams.engine import metrics
+from streams.engine.transactional import Output
+from streams.kafka.serde import Codec
+from streams.model.topology import Subscription, Topology
+from streams.stages import canonical
+from streams.stages.dedup import DedupStore, encode_seen
+from streams.transform.authority import Authority
+from streams.transform.masking import mask_delivery
+from streams.transform.projection import project
+from streams.transform.snapshot import snapshot_changes
+
+log = logging.getLogger("govsync.worker")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One subscription as the route serves it: where its records go and how they are
+    shaped (its projection, masks and schema)."""
+
+    subscription: Subscription
+    topic: str
+    serialize: Callable[[dict[str, Any]], bytes]
+    mask_key: bytes
+
+    def output(
+        self, change: dict[str, Any], topology: Topology, extra: Sequence[tuple[str, bytes]] = ()
+    ) -> Output | None:
+        """The record for this subscription, or None when it gets nothing of ``change``
+        (no subscribed field changed)."""
+        subscription = self.subscription
+        delivery = project(change, subscription, topology.entity(subscription.entity))
+        if delivery is None:
+            return None
+        return Output(
+            self.topic,
+            change["key"].encode(),
+            self.serialize(mask_delivery(delivery, subscription, self.mask_key)),
+            [*headers.for_change(change, f"deliver/{subscription.id}"), *extra],
+        )
+
+
+@dataclass(frozen=True)
+class Routing:
+    """The subscriptions the route stage serves, swapped whole when the topology changes."""
+
+    topology: Topology
+    targets: dict[str, Target]
+
+
+class ReloadRefused(ValueError):
+    """A topology change a running route stage cannot take (sources or entities changed)."""
+
+
+class RouteStage:
+    name = ROUTE
+
+    def __init__(
+        self,
+        topology: Topology,
+        codec: Codec,
+        bootstrap: str,
+        mask_key: Callable[[str], bytes],
+    ) -> None:
+        self._codec = codec
+        self._mask_key = mask_key
+        self._bootstrap = bootstrap
+        entities = sorted({s.entity for s in topology.sources})
+        self._entity_of = {changes_topic(e): e for e in entities}
+        self.topics: Sequence[str] = sorted(self._entity_of)
+        self._state = {
+            e: codec.serializer(master_topic(e), schemas.entity_state_schema(topology, e))
+            for e in entities
+        }
+        self.routing = self._routing(topology)
+        self.dedup = DedupStore(topology.kafka.dedup_retention)
+        self.canonical = canonical.new_store()
+        self._authority = {e: Authority(topology, e) for e in entities}
+        self._quality = codec.serializer(QUALITY_TOPIC, schemas.quality_schema())
+        self.tally = metrics.Tally()
+        self.changelog = dedup_changelog_topic(self.name)
+
+    def _routing(self, topology: Topology) -> Routing:
+        return Routing(
+            topology,
+            {
+                s.id: Target(
+                    s,
+                    delivery_topic(s),
+                    self._codec.serializer(delivery_topic(s), schemas.delivery_schema(topology, s)),
+                    self._mask_key(s.department),
+                )
+                for s in topology.subscriptions
+            },
+        )
+
+    def reload(self, topology: Topology) -> None:
+        """Serve ``topology``'s subscriptions from the next record on (approvals, fields,
+        masks, new subscriptions). Sources and entities are what the stage's state and
+        inputs are built from; a change to them needs a new stage."""
+        current = self.routing.topology
+        if topology.entities != current.entities or topology.sources != current.sources:
+            raise ReloadRefused("sources or entities changed")
+        self.routing = self._routing(topology)
+
+    def process(self, message: Message) -> list[Output]:
+        routing = self.routing  # one topology for the whole record, even during a reload
+        entity = self._entity_of[message.topic()]
+        verb = headers.control(message.headers())
+        if verb is not None:
+            # Snapshots are the route's to serve; other requests are for the ledger's record.
+            return self._snapshot(routing, entity, message) if verb == SNAPSHOT else []
+        change = self._codec.decode(message.topic(), message.value())
+        assert change is not None  # written by normalize, always a value
+        partition = message.partition()
+        now = datetime.now(UTC)
+        seen = self._remember(partition, change["event_id"], now)
+        if seen is None:
+            self.tally.inc(metrics.DUPLICATES, entity)
+            return []
+        key = change["key"].encode()
+        slot = (entity, partition)
+        merge = self._authority[entity].merge(change, self.canonical.get(slot, change["key"]))
+        self.canonical.put(slot, change["key"], merge.canonical)
+        outputs = [
+            seen,
+            Output(
+                CANONICAL_CHANGELOG_TOPIC,
+                canonical.changelog_key(entity, change["key"]),
+                merge.canonical.to_json(),
+                [],
+                partition,
+            ),
+        ]
+        for discrepancy in merge.discrepancies:
+            outputs.append(
+                Output(
+                    QUALITY_TOPIC,
+                    key,
+                    self._quality(discrepancy.model_dump()),
+                    headers.for_change(change, "quality"),
+                )
+            )
+            self.tally.inc(metrics.DISCREPANCIES, change["source"], discrepancy.field)
+        targets = [t for t in routing.targets.values() if t.subscription.entity == entity]
+        if not merge.changes_state:
+            # Nothing canonical changed (e.g. a source restating values another source
+            # owns): no master write, nothing for any subscription.
+            for target in targets:
+                self.tally.inc(metrics.FILTERED, target.subscription.id)
+            return outputs
+        change = merge.change
+        after = change["after"]
+        outputs.append(
+            Output(
+                master_topic(entity),
+                key,
+                self._state[entity](after) if after is not None else None,
+                headers.for_change(change, "master"),
+                partition,
+            )
+        )
+        active = {s.id for s in routing.topology.active_subscriptions(entity, now)}
+        now_ms = int(now.timestamp() * 1000)
+        for target in targets:
+            subscription_id = target.subscription.id
+            out = target.output(change, routing.topology) if subscription_id in active else None
+            if out is None:
+                self.tally.inc(metrics.FILTERED, subscription_id)
+                continue
+            outputs.append(out)
+            self.tally.inc(metrics.DELIVERED, subscription_id)
+            self.tally.observe(
+                metrics.DELIVERY_LATENCY,
+                max(0, now_ms - change["source_ts_ms"]) / 1000,
+                subscription_id,
+            )
+        return outputs
+
+    def _remember(self, partition: int, event_id: str, now: datetime) -> Output | None:
+        """Mark ``event_id`` seen; the changelog record saying so, or None if it was."""
+        if self.dedup.seen(partition, event_id):
+            return None
+        now_ms = int(now.timestamp() * 1000)
+        self.dedup.add(partition, event_id, now_ms)
+        return Output(self.changelog, event_id.encode(), encode_seen(now_ms), [], partition)
+
+    def _snapshot(self, routing: Routing, entity: str, message: Message) -> list[Output]:
+        """A snapshot request (govsync replay): this partition's canonical state, as it
+        stands between the changes before the request and those after it, for one
+        subscription only."""
+        request = ReplayRequest.model_validate_json(message.value() or b"{}")
+        partition = message.partition()
+        now = datetime.now(UTC)
+        seen = self._remember(partition, request.event_id(partition), now)
+        if seen is None:
+            return []
+        outputs = [seen]
+        target = routing.targets.get(request.subscription)
+        active = {s.id for s in routing.topology.active_subscriptions(entity, now)}
+        if target is None or request.subscription not in active:
+            log.warning(
+                "snapshot %s refused: %s is not an active subscription",
+                request.replay_id,
+                request.subscription,
+            )
+            return outputs
+        model = routing.topology.entity(entity)
+        states = self.canonical.items((entity, partition))
+        marker = [(headers.REPLAY, request.replay_id.encode())]
+        for change in snapshot_changes(request, model, states):
+            out = target.output(change, routing.topology, marker)
+            if out is not None:
+                outputs.append(out)
+                self.tally.inc(metrics.DELIVERED, target.subscription.id)
+        log.info(
+            "snapshot %s: %d records for %s from %s[%d]",
+            request.replay_id,
+            len(outputs) - 1,
+            request.subscription,
+            message.topic(),
+            partition,
+        )
+        return outputs
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        numbers = sorted({tp.partition for tp in partitions})
+        loaded = self.dedup.restore(self._bootstrap, self.changelog, numbers)
+        metrics.DEDUP_ENTRIES.labels(self.name).set(self.dedup.state.size())
+        log.info("route: restored %d event_ids for partitions %s", loaded, numbers)
+        keys = canonical.restore(self.canonical, self._bootstrap, self._slots(partitions))
+        log.info("route: restored the canonical state of %d entities", keys)
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        self.dedup.state.drop({tp.partition for tp in partitions})
+        self.canonical.drop(self._slots(partitions))
+
+    def _slots(self, partitions: Iterable[TopicPartition]) -> list[canonical.Slot]:
+        return [(self._entity_of[tp.topic], tp.partition) for tp in partitions]
+
+    def committed(self) -> None:
+        self.dedup.state.commit()
+        self.canonical.commit()
+        self.tally.commit()
+        metrics.DEDUP_ENTRIES.labels(self.name).set(self.dedup.state.size())
+
+    def aborted(self) -> None:
+        self.dedup.state.abort()
+        self.canonical.abort()
+        self.tally.abort()

@@ -1,0 +1,177 @@
+"""Debezium envelope -> canonical change event.
+
+Pure functions: the normalize stage (stages/normalize.py) does the I/O. Everything that
+decides what a change *means* lives here — column mapping, code tables, standard
+conversion, the change kind, and the deterministic event id — so it can be tested
+without a broker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from streams.model import standards
+from streams.model.topology import Entity, Field, Source
+
+# Fixed namespace: the same source position yields the same event_id on every machine.
+EVENT_ID_NAMESPACE = uuid.UUID("7d3c2c52-5f1e-4d8a-9a0e-3f6f0b6c1a11")
+
+_OPS = {"c": "registered", "r": "snapshot", "u": "updated", "d": "deleted"}
+
+
+class NormalizeError(ValueError):
+    """A change that cannot become a canonical event; it goes to the dead-letter queue."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def event_id(envelope: dict[str, Any], key: dict[str, Any] | None) -> str:
+    """Deterministic id from the source position: connector, LSN, transaction, table, primary key.
+
+    A change re-emitted after a connector restart carries the same position, hence the
+    same id, which is what lets every stage downstream recognise it. Snapshot reads have
+    no change position of their own (every row of a snapshot shares one LSN), so their id
+    comes from the row's content instead: re-snapshotting an unchanged row yields the
+    same id, and only rows that changed since are new events.
+    """
+    source = envelope["source"]
+    table = f"{source.get('schema')}.{source.get('table')}"
+    primary_key = json.dumps(key, sort_keys=True, default=str)
+    if envelope.get("op") == "r":
+        row = json.dumps(envelope.get("after"), sort_keys=True, default=str)
+        content = hashlib.sha256(row.encode()).hexdigest()
+        parts = ["snapshot", source.get("name"), table, primary_key, content]
+    else:
+        parts = [source.get("name"), source.get("lsn"), source.get("txId"), table, primary_key]
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, "|".join(str(p) for p in parts)))
+
+
+def map_row(row: dict[str, Any] | None, source: Source, entity: Entity) -> dict[str, Any] | None:
+    """Source row -> canonical state (every entity field; unmapped ones are None)."""
+    if row is None:
+        return None
+    state: dict[str, Any] = dict.fromkeys(entity.fields)
+    for field_name, mapping in source.columns.items():
+        column = mapping.column
+        if column not in row:
+            raise NormalizeError(
+                "unknown_column",
+                f"source {source.id} has no column {column!r} (field {field_name})",
+            )
+        value = row[column]
+        if value is not None and mapping.codes:
+            code = str(value).strip()
+            if code not in mapping.codes:
+                raise NormalizeError(
+                    "unknown_code",
+                    f"{source.id}.{column} = {code!r} is not in the code table for {field_name}",
+                )
+            value = mapping.codes[code]
+        state[field_name] = _convert(value, entity.fields[field_name], field_name)
+    return state
+
+
+_ACCEPTED: dict[str, tuple[type, ...]] = {
+    "string": (str, int),
+    "enum": (str,),
+    "decimal": (str, int, float),
+    "date": (int, str, date),
+    "timestamp": (int, str, datetime),
+    "int": (int,),
+    "bool": (bool,),
+}
+
+
+def _convert(value: Any, field: Field, name: str) -> Any:
+    if value is None:
+        return None
+    accepted = _ACCEPTED[field.type]
+    if isinstance(value, bool) != (field.type == "bool") or not isinstance(value, accepted):
+        raise NormalizeError(
+            "wrong_type",
+            f"field {name}: {type(value).__name__} value does not fit type {field.type}",
+        )
+    try:
+        if field.standard == "uscc":
+            return standards.normalize_uscc(str(value))
+        if field.standard == "resident_id":
+            return standards.normalize_resident_id(str(value))
+        if field.type == "date":
+            return standards.to_iso_date(value)
+        if field.type == "timestamp":
+            return standards.to_utc_iso(value)
+    except standards.StandardViolation as exc:
+        raise NormalizeError(exc.code, f"field {name}: {exc}") from exc
+    if field.type == "decimal":
+        try:
+            return str(Decimal(str(value)))
+        except InvalidOperation:
+            raise NormalizeError(
+                "wrong_type", f"field {name}: {value!r} is not a decimal number"
+            ) from None
+    if field.type == "string":
+        return value.strip() if isinstance(value, str) else str(value)
+    return value
+
+
+def changed_fields(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[str]:
+    if after is None:
+        return []
+    if before is None:
+        return [name for name, value in after.items() if value is not None]
+    return [name for name in after if before.get(name) != after.get(name)]
+
+
+def kind_of(
+    op: str, before: dict[str, Any] | None, after: dict[str, Any] | None, entity: Entity
+) -> str:
+    kind = _OPS[op]
+    if kind == "updated" and entity.lifecycle is not None and after is not None:
+        field, ended = entity.lifecycle.field, entity.lifecycle.ended
+        if after.get(field) in ended and (before is None or before.get(field) not in ended):
+            return "deregistered"
+    return kind
+
+
+def normalize(
+    envelope: dict[str, Any], key: dict[str, Any] | None, source: Source, entity: Entity
+) -> dict[str, Any]:
+    """The canonical change event (the shape of schemas.change_event_schema) for one envelope."""
+    op = envelope.get("op")
+    if not isinstance(op, str) or "source" not in envelope:
+        raise NormalizeError("not_an_envelope", "record is not a Debezium change envelope")
+    if op not in _OPS:
+        raise NormalizeError(
+            "unsupported_operation", f"Debezium operation {op!r} is not a row change"
+        )
+    position = envelope["source"]
+    table = f"{position.get('schema')}.{position.get('table')}"
+    if table != source.table:
+        raise NormalizeError(
+            "unknown_table", f"{table} is not a table of source {source.id} ({source.table})"
+        )
+    before = map_row(envelope.get("before"), source, entity)
+    after = map_row(envelope.get("after"), source, entity)
+    current = after if after is not None else before
+    entity_key = current.get(entity.key) if current else None
+    if not entity_key:
+        raise NormalizeError("null_key", f"{source.id}: the entity key {entity.key} is empty")
+    return {
+        "event_id": event_id(envelope, key),
+        "kind": kind_of(op, before, after, entity),
+        "entity": source.entity,
+        "key": entity_key,
+        "before": before,
+        "after": after,
+        "changed_fields": changed_fields(before, after),
+        "source": source.id,
+        "source_ts_ms": int(position.get("ts_ms") or 0),
+        "source_position": f"lsn={position.get('lsn')};txid={position.get('txId')}",
+    }
