@@ -18,11 +18,11 @@ database (inside a transaction) and a typed ``Delivery``, change its tables; rai
 - Offsets after receipts: offsets are committed only once Kafka has the receipts; a crash
   re-reads, the inbox absorbs the repeat.
 
-Usage (connectors/tax_sink.py and the other reference sinks are complete examples)::
+Usage (connectors/sinks/tax.py and the other reference sinks are complete examples)::
 
     import psycopg
     from connectors.subscriber import Delivery, Rejected, Subscriber
-    from streams.settings import Settings
+    from streams.config.settings import Settings
 
     def apply_enterprise(conn: psycopg.Connection, delivery: Delivery) -> None:
         if delivery.after is None or not delivery.after.get("name"):
@@ -52,7 +52,7 @@ from streams.config.settings import Settings
 from streams.contract import headers
 from streams.contract.headers import as_dict
 from streams.contract.schemas import receipt_schema
-from streams.contract.topics import RECEIPTS_TOPIC
+from streams.contract.topics import RECEIPTS_TOPIC, sink_group
 from streams.kafka import clients
 from streams.kafka.serde import ValueDeserializer, ValueSerializer, registry_client
 
@@ -176,7 +176,7 @@ class Subscriber:
         self._settings = settings
         self._department = department
         self._handlers = dict(handlers)
-        self._group = f"{department}-sink"  # within the department's ACL: groups <department>-*
+        self._group = sink_group(department)  # within the department's ACL: <department>-*
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Consume until ``stop`` is set (or SIGTERM/SIGINT when run as a process)."""

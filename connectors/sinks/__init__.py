@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from connectors.sinks import medical_insurance as medical_insurance_sink
-from connectors.sinks import social_security as social_security_sink
-from connectors.sinks import tax as tax_sink
+from connectors.sinks import medical_insurance, social_security, tax
 from connectors.subscriber import Handler
 
 SINKS: dict[str, Mapping[str, Handler]] = {
-    "tax": tax_sink.HANDLERS,
-    "social_security": social_security_sink.HANDLERS,
-    "medical_insurance": medical_insurance_sink.HANDLERS,
+    "tax": tax.HANDLERS,
+    "social_security": social_security.HANDLERS,
+    "medical_insurance": medical_insurance.HANDLERS,
 }
 
 

@@ -96,9 +96,12 @@ def render(topology: Topology, settings: Settings) -> dict[str, dict[str, str]]:
     return configs
 
 
-def apply(topology: Topology, settings: Settings) -> dict[str, ConnectorAction]:
+def apply(
+    topology: Topology, settings: Settings, dry_run: bool = False
+) -> dict[str, ConnectorAction]:
     """Create or update each connector; unchanged configs are left alone (no task restart),
-    but a task that has failed is restarted: applying means capturing, too."""
+    but a task that has failed is restarted: applying means capturing, too. With
+    ``dry_run``, only say which of that would happen."""
     actions: dict[str, ConnectorAction] = {}
     with httpx.Client(base_url=settings.connect_url, timeout=30) as client:
         for name, config in render(topology, settings).items():
@@ -108,13 +111,17 @@ def apply(topology: Topology, settings: Settings) -> dict[str, ConnectorAction]:
                 if current == config:
                     actions[name] = "unchanged"
                     if _failed_tasks(client, name):
-                        _request(
-                            client,
-                            "POST",
-                            f"/connectors/{name}/restart?includeTasks=true&onlyFailed=true",
-                        )
+                        if not dry_run:
+                            _request(
+                                client,
+                                "POST",
+                                f"/connectors/{name}/restart?includeTasks=true&onlyFailed=true",
+                            )
                         actions[name] = "restarted failed tasks"
                     continue
+            if dry_run:
+                actions[name] = "created" if current is None else "updated"
+                continue
             response = _request(client, "PUT", f"/connectors/{name}/config", json=config)
             actions[name] = "created" if response.status_code == 201 else "updated"
     return actions

@@ -27,7 +27,23 @@ from confluent_kafka.admin import (
 )
 
 from streams.config.settings import Settings
-from streams.contract.topics import AUDIT_TOPIC, RECEIPTS_TOPIC, TOPOLOGY_CHANGES_TOPIC, TRACE_TOPIC
+from streams.contract.topics import (
+    AUDIT_TOPIC,
+    CDC_PREFIX,
+    CHANGES_PREFIX,
+    CONNECT_PREFIX,
+    DELIVERY_PREFIX,
+    GOVSYNC_PREFIX,
+    LEDGER,
+    MASTER_PREFIX,
+    RECEIPTS_TOPIC,
+    STAGE_PREFIX,
+    TOPOLOGY_CHANGES_TOPIC,
+    TRACE_TOPIC,
+    department_delivery_prefix,
+    department_group_prefix,
+    stage_group,
+)
 from streams.kafka import credentials
 from streams.kafka.admin import AdminError
 from streams.model.topology import Topology
@@ -54,48 +70,48 @@ def grants(topology: Topology) -> set[_Grant]:
     worker, connect = credentials.WORKER, credentials.CONNECT
     wanted: set[_Grant] = set()
     for prefix, operations in (
-        ("cdc.", (read, describe)),
-        ("changes.", (read, write, describe)),
-        ("master.", (read, write, describe)),
-        ("deliver.", (write, describe)),
-        ("govsync.", (read, write, describe)),
+        (CDC_PREFIX, (read, describe)),
+        (CHANGES_PREFIX, (read, write, describe)),
+        (MASTER_PREFIX, (read, write, describe)),
+        (DELIVERY_PREFIX, (write, describe)),
+        (GOVSYNC_PREFIX, (read, write, describe)),
     ):
         wanted |= {(worker, _TOPIC, prefix, _PREFIXED, op) for op in operations}
     wanted |= {
-        (worker, _GROUP, "govsync-", _PREFIXED, read),
-        (worker, ResourceType.TRANSACTIONAL_ID, "govsync-", _PREFIXED, write),
-        (worker, ResourceType.TRANSACTIONAL_ID, "govsync-", _PREFIXED, describe),
+        (worker, _GROUP, STAGE_PREFIX, _PREFIXED, read),
+        (worker, ResourceType.TRANSACTIONAL_ID, STAGE_PREFIX, _PREFIXED, write),
+        (worker, ResourceType.TRANSACTIONAL_ID, STAGE_PREFIX, _PREFIXED, describe),
         (worker, ResourceType.BROKER, "kafka-cluster", _LITERAL, AclOperation.IDEMPOTENT_WRITE),
     }
     ledger = credentials.LEDGER
-    for prefix in ("changes.", "deliver."):
+    for prefix in (CHANGES_PREFIX, DELIVERY_PREFIX):
         wanted |= {(ledger, _TOPIC, prefix, _PREFIXED, op) for op in (read, describe)}
     for topic in (RECEIPTS_TOPIC, TOPOLOGY_CHANGES_TOPIC):
         wanted |= {(ledger, _TOPIC, topic, _LITERAL, op) for op in (read, describe)}
     for topic in (TRACE_TOPIC, AUDIT_TOPIC):
         wanted |= {(ledger, _TOPIC, topic, _LITERAL, op) for op in (read, write, describe)}
     wanted |= {
-        (ledger, _GROUP, "govsync-ledger", _PREFIXED, read),
-        (ledger, ResourceType.TRANSACTIONAL_ID, "govsync-ledger", _PREFIXED, write),
-        (ledger, ResourceType.TRANSACTIONAL_ID, "govsync-ledger", _PREFIXED, describe),
+        (ledger, _GROUP, stage_group(LEDGER), _PREFIXED, read),
+        (ledger, ResourceType.TRANSACTIONAL_ID, stage_group(LEDGER), _PREFIXED, write),
+        (ledger, ResourceType.TRANSACTIONAL_ID, stage_group(LEDGER), _PREFIXED, describe),
         (ledger, ResourceType.BROKER, "kafka-cluster", _LITERAL, AclOperation.IDEMPOTENT_WRITE),
     }
-    for prefix in ("govsync-connect-", "__debezium-heartbeat."):
+    for prefix in (f"{CONNECT_PREFIX}-", "__debezium-heartbeat."):
         wanted.add((connect, _TOPIC, prefix, _PREFIXED, AclOperation.ALL))
     wanted |= {
-        (connect, _TOPIC, "cdc.", _PREFIXED, op)
+        (connect, _TOPIC, CDC_PREFIX, _PREFIXED, op)
         for op in (write, describe, AclOperation.DESCRIBE_CONFIGS)
     }
     wanted |= {
-        (connect, _GROUP, "govsync-connect", _PREFIXED, read),
+        (connect, _GROUP, CONNECT_PREFIX, _PREFIXED, read),
         (connect, ResourceType.BROKER, "kafka-cluster", _LITERAL, AclOperation.IDEMPOTENT_WRITE),
         (connect, ResourceType.BROKER, "kafka-cluster", _LITERAL, describe),
     }
     for department in topology.departments:
         wanted |= {
-            (department, _TOPIC, f"deliver.{department}.", _PREFIXED, read),
-            (department, _TOPIC, f"deliver.{department}.", _PREFIXED, describe),
-            (department, _GROUP, f"{department}-", _PREFIXED, read),
+            (department, _TOPIC, department_delivery_prefix(department), _PREFIXED, read),
+            (department, _TOPIC, department_delivery_prefix(department), _PREFIXED, describe),
+            (department, _GROUP, department_group_prefix(department), _PREFIXED, read),
             (department, _TOPIC, RECEIPTS_TOPIC, _LITERAL, write),
             (department, _TOPIC, RECEIPTS_TOPIC, _LITERAL, describe),
         }
@@ -123,8 +139,11 @@ def ensure_users(client: AdminClient, settings: Settings, names: Iterable[str]) 
             raise AdminError(f"creating Kafka user {name} failed: {exc.args[0].str()}") from exc
 
 
-def reconcile_acls(client: AdminClient, topology: Topology) -> dict[str, int]:
-    """Create the bindings the topology implies, delete govsync's others; returns counts."""
+def reconcile_acls(
+    client: AdminClient, topology: Topology, dry_run: bool = False
+) -> dict[str, int]:
+    """Create the bindings the topology implies, delete govsync's others; returns counts
+    (with ``dry_run``, of what would be created and deleted)."""
     wanted = {_binding(g) for g in grants(topology)}
     everything = AclBindingFilter(
         ResourceType.ANY,
@@ -138,11 +157,13 @@ def reconcile_acls(client: AdminClient, topology: Topology) -> dict[str, int]:
     try:
         present = set(client.describe_acls(everything).result())
         missing = list(wanted - present)
+        # Any other binding: a principal's former grants, or a department since removed.
+        extra = [b for b in present - wanted if b.principal not in SUPER_USERS]
+        if dry_run:
+            return {"created": len(missing), "deleted": len(extra), "total": len(wanted)}
         if missing:
             for future in client.create_acls(missing).values():
                 future.result()
-        # Any other binding: a principal's former grants, or a department since removed.
-        extra = [b for b in present - wanted if b.principal not in SUPER_USERS]
         if extra:
             filters = [
                 AclBindingFilter(
@@ -163,7 +184,12 @@ def reconcile_acls(client: AdminClient, topology: Topology) -> dict[str, int]:
     return {"created": len(missing), "deleted": len(extra), "total": len(wanted)}
 
 
-def apply(client: AdminClient, settings: Settings, topology: Topology) -> dict[str, int]:
+def apply(
+    client: AdminClient, settings: Settings, topology: Topology, dry_run: bool = False
+) -> dict[str, int]:
+    """Users, their client property files and the ACLs, as ``topology`` implies."""
+    if dry_run:
+        return reconcile_acls(client, topology, dry_run=True)
     ensure_users(client, settings, principals(topology))
     for principal in (credentials.ADMIN, *principals(topology)):
         credentials.write_client_properties(settings, principal)

@@ -21,8 +21,12 @@ from streams.model.topology import Topology
 
 
 class ApplyReport(BaseModel):
+    """What an apply did, or with ``dry_run`` what it would do (the plan): nothing changed."""
+
+    dry_run: bool = False
     topics: dict[str, str]
-    schemas: dict[str, int]
+    schemas: dict[str, int]  # topic -> registered schema id
+    new_schemas: list[str] = []  # dry run: topics whose schema is not registered yet
     connectors: dict[str, str]
     acls: dict[str, int]
     registry_users: Literal["unchanged", "updated, registry restarted"]
@@ -45,35 +49,46 @@ def apply(
     settings: Settings,
     text: str,
     registry_users: RegistryUsers | None = None,
+    dry_run: bool = False,
 ) -> ApplyReport:
     """Make the cluster match ``topology`` (parsed from ``text``), then publish ``text`` as
     the applied topology, which running workers follow: publishing comes last, so they
-    never serve a subscription whose topic or schema does not exist yet.
+    never serve a subscription whose topic or schema does not exist yet. With ``dry_run``
+    nothing is changed and the report is the plan.
 
     ``registry_users`` is the embedded stack's hook for logins of new principals: the
     registry restarts with them, capture paused meanwhile (Debezium's converter does not
     retry a refused connection)."""
     client = admin.admin_client(settings.bootstrap)
     serde.ensure_reachable(settings)
-    topics = admin.ensure_topics(client, topic_specs(topology))
-    acls = access.apply(client, settings, topology)
-    restarted = registry_users is not None and registry_users.users_outdated(settings, topology)
-    if restarted:
+    topics = admin.ensure_topics(client, topic_specs(topology), dry_run=dry_run)
+    acls = access.apply(client, settings, topology, dry_run=dry_run)
+    restart = registry_users is not None and registry_users.users_outdated(settings, topology)
+    if restart and not dry_run:
         assert registry_users is not None
         with debezium.paused(topology, settings):
             registry_users.restart(settings, topology)
     schema_registry = serde.registry_client(settings)
-    registered = {
-        topic: serde.register(schema_registry, topic, schema)
-        for topic, schema in schemas.value_schemas(topology).items()
-    }
-    connectors = debezium.apply(topology, settings)
-    changes = applied.publish(settings.bootstrap, text, topology)
+    wanted = schemas.value_schemas(topology)
+    registered: dict[str, int] = {}
+    new: list[str] = []
+    for topic, schema in wanted.items():
+        if not dry_run:
+            registered[topic] = serde.register(schema_registry, topic, schema)
+        elif not serde.is_registered(schema_registry, topic, schema):
+            new.append(topic)
+    connectors = debezium.apply(topology, settings, dry_run=dry_run)
+    if dry_run:
+        changes = applied.pending_changes(settings.bootstrap, text, topology)
+    else:
+        changes = applied.publish(settings.bootstrap, text, topology)
     return ApplyReport(
+        dry_run=dry_run,
         topics=topics,
         schemas=registered,
+        new_schemas=new,
         connectors=connectors,
         acls=acls,
-        registry_users="updated, registry restarted" if restarted else "unchanged",
+        registry_users="updated, registry restarted" if restart else "unchanged",
         changes=changes,
     )

@@ -23,14 +23,20 @@ from pydantic import BaseModel
 
 from streams.config.settings import Settings
 from streams.contract.headers import as_dict
-from streams.contract.topics import DLQ_CLOSED_TOPIC, DLQ_TOPIC, changes_topic, master_topic
+from streams.contract.topics import (
+    DLQ_CLOSED_TOPIC,
+    DLQ_REPROCESS_ID,
+    DLQ_TOPIC,
+    NORMALIZE,
+    changes_topic,
+    master_topic,
+    stage_group,
+)
 from streams.kafka import clients, topic_reader
-from streams.kafka.serde import ValueDeserializer, registry_client
+from streams.kafka.serde import RegistryCodec, ValueDeserializer, registry_client
 from streams.model.topology import Topology
 from streams.stages.normalize import NormalizeStage
 from streams.transform.normalize import NormalizeError
-
-NORMALIZE_GROUP = "govsync-normalize"  # the transactional engine's group for that stage
 
 Outcome = Literal["reprocessed", "superseded"]
 
@@ -177,7 +183,7 @@ def _log_starts_and_committed(
     settings: Settings, partitions: list[tuple[str, int]]
 ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
     """Log start offsets, and the normalize group's committed offsets (log start if none)."""
-    consumer = Consumer(clients.config(settings.bootstrap, **{"group.id": NORMALIZE_GROUP}))
+    consumer = Consumer(clients.config(settings.bootstrap, **{"group.id": stage_group(NORMALIZE)}))
     try:
         starts = {
             (t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[0]
@@ -219,7 +225,7 @@ def reprocess(
     """
     records, raw = held(settings)
     todo = [r for r in records if r.open and (positions is None or r.position in positions)]
-    stage = NormalizeStage(topology, registry_client(settings))
+    stage = NormalizeStage(topology, RegistryCodec(registry_client(settings)))
     newest = _latest_source_ts(settings, {s.entity for s in topology.sources})
     reprocess_id = str(uuid.uuid4())
     now = datetime.now(UTC).isoformat()
@@ -277,7 +283,7 @@ def _transactional_producer(settings: Settings) -> Producer:
     producer = Producer(
         clients.config(
             settings.bootstrap,
-            **{"transactional.id": "govsync-dlq-reprocess", "linger.ms": 5},
+            **{"transactional.id": DLQ_REPROCESS_ID, "linger.ms": 5},
         )
     )
     producer.init_transactions(60)

@@ -34,7 +34,18 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from pydantic import BaseModel
 
-from streams.contract.topics import RECEIPTS_TOPIC, changes_topic, delivery_topic
+from streams.contract.topics import (
+    LAG_PROBE_GROUP,
+    LEDGER,
+    NORMALIZE,
+    RECEIPTS_TOPIC,
+    ROUTE,
+    STAGES,
+    changes_topic,
+    delivery_topic,
+    department_group_prefix,
+    stage_group,
+)
 from streams.kafka import clients
 from streams.kafka.admin import BrokerUnreachable
 from streams.model.topology import Subscription, Topology
@@ -44,11 +55,7 @@ PartitionState = Literal["committed", "no_commit", "topic_missing"]
 GroupState = Literal["consuming", "no_commits", "no_group", "topic_missing"]
 STATUS_ORDER: dict[Status, int] = {"green": 0, "yellow": 1, "red": 2}
 
-PIPELINE_GROUPS = {
-    "govsync-normalize": "normalize",
-    "govsync-route": "route",
-    "govsync-ledger": "ledger",
-}
+PIPELINE_GROUPS = {stage_group(stage): stage for stage in STAGES}
 PROBE_TIMEOUT_S = 5.0
 
 log = logging.getLogger("govsync.lag")
@@ -243,7 +250,7 @@ def _oldest_unconsumed(
         clients.config(
             bootstrap,
             **{
-                "group.id": "govsync-lag-probe",  # never committed
+                "group.id": LAG_PROBE_GROUP,  # never committed
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,
@@ -357,15 +364,15 @@ def report(admin: AdminClient, bootstrap: str, topology: Topology) -> LagReport:
     existing = sorted(g.group_id for g in listed.valid)
     wanted: dict[str, list[str]] = {}
     for subscription in topology.subscriptions:
-        prefix = f"{subscription.department}-"
+        prefix = department_group_prefix(subscription.department)
         for group in existing:
             if group.startswith(prefix):
                 wanted.setdefault(group, []).append(delivery_topic(subscription))
     changes = sorted({changes_topic(s.entity) for s in topology.sources})
     stage_topics = {
-        "govsync-normalize": [s.cdc_topic for s in topology.sources],
-        "govsync-route": changes,
-        "govsync-ledger": [
+        stage_group(NORMALIZE): [s.cdc_topic for s in topology.sources],
+        stage_group(ROUTE): changes,
+        stage_group(LEDGER): [
             *changes,
             *(delivery_topic(s) for s in topology.subscriptions),
             RECEIPTS_TOPIC,

@@ -38,7 +38,7 @@ from govsync.ops.dlq import HeldRecord, SourceAccount
 from govsync.ops.lag import STATUS_ORDER, GroupState, LagReport, Status
 from streams.config.settings import Settings
 from streams.contract.records import Hop
-from streams.contract.topics import TRACE_TOPIC
+from streams.contract.topics import NORMALIZE, TRACE_TOPIC, stage_group
 from streams.kafka import admin, applied, topic_reader
 from streams.kafka.admin import AdminError
 from streams.kafka.serde import RegistryUnreachable, ValueDeserializer, registry_client
@@ -118,7 +118,7 @@ class MonitorState(BaseModel):
 
 
 def departments(topology: Topology, report: LagReport) -> list[DepartmentState]:
-    normalized = {g.topic: g for g in report.pipeline if g.group == "govsync-normalize"}
+    normalized = {g.topic: g for g in report.pipeline if g.group == stage_group(NORMALIZE)}
     found = []
     for department_id, department in topology.departments.items():
         receives = [s.id for s in topology.subscriptions if s.department == department_id]

@@ -13,7 +13,7 @@ from govsync.control import access, provisioning
 from govsync.stack import connect, jvm, kafka, postgres, registry, seed
 from govsync.stack.process import read_pid, stop
 from streams.config.settings import Settings
-from streams.kafka import admin
+from streams.kafka import admin, applied
 from streams.model.topology import Topology, load_topology
 
 State = Literal["up", "down"]
@@ -100,6 +100,9 @@ def up(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> 
         seed.prepare_department(department, settings.pg_conninfo(department), data)
     progress("starting Kafka")
     kafka.start(settings)
+    # Who may log in and do what follows the topology in force (the file only before the
+    # first apply): an edited, unapplied file grants nothing.
+    topology = applied.in_force(settings).topology
     progress("creating Kafka users and ACLs")
     access.apply(admin.admin_client(settings.bootstrap), settings, topology)
     progress("starting Apicurio Registry")

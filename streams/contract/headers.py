@@ -1,7 +1,7 @@
 """The record headers every topic from ``changes.*`` on carries (a contract: see
 docs/architecture.md).
 
-``event_id``, ``traceparent`` (W3C Trace Context), ``source`` (department.table) and
+``event_id``, ``traceparent`` (W3C Trace Context), ``source`` (the topology's source id) and
 ``source_ts`` (commit time, epoch ms). The trace id is derived from the event id, so
 retries and replays of one change share a trace. Records on ``changes.*`` also name the
 cdc record they were normalized from (``captured``), for the lineage on govsync.trace.

@@ -13,7 +13,7 @@ from streams.model.topology import Subscription, Topology
 
 # --- data path ----------------------------------------------------------------------------
 
-CDC_PREFIX = "cdc."  # cdc.<database>.<schema>.<table>, written by Debezium
+CDC_PREFIX = "cdc."  # cdc.<department>.<schema>.<table>, written by Debezium
 CHANGES_PREFIX = "changes."
 MASTER_PREFIX = "master."
 DELIVERY_PREFIX = "deliver."
@@ -75,7 +75,11 @@ def stage_member(stage: str, instance: str) -> str:
     return f"{STAGE_PREFIX}{stage}-{instance}"
 
 
-LEDGER_TAIL_GROUP = "govsync-ledger-tail"  # reads a chain's head back; never commits
+# Groups that only read, never commit: librdkafka needs a group.id to consume at all.
+LEDGER_TAIL_GROUP = "govsync-ledger-tail"  # reads a chain's head back
+LAG_PROBE_GROUP = "govsync-lag-probe"  # `govsync lag` reads the oldest waiting record
+READER_GROUP = "govsync-reader"  # the operations tools' topic reader
+DLQ_REPROCESS_ID = "govsync-dlq-reprocess"  # `govsync dlq reprocess`'s transactional.id
 CONNECT_PREFIX = "govsync-connect"  # Connect's group and its internal topics
 
 

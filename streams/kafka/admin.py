@@ -50,14 +50,25 @@ def existing_topics(admin: AdminClient, timeout: float = 5.0) -> dict[str, int]:
 
 
 def ensure_topics(
-    admin: AdminClient, specs: Iterable[TopicSpec], timeout: float = 30.0
+    admin: AdminClient, specs: Iterable[TopicSpec], timeout: float = 30.0, dry_run: bool = False
 ) -> dict[str, TopicAction]:
-    """Create missing topics, grow partitions, and set the configs each spec names."""
+    """Create missing topics, grow partitions, and set the configs each spec names; with
+    ``dry_run``, only say which of that would happen."""
     specs = list(specs)
     current = existing_topics(admin)
     actions: dict[str, TopicAction] = {}
 
     missing = [s for s in specs if s.name not in current]
+    if dry_run:
+        for spec in specs:
+            changed = spec.name in current and (
+                spec.partitions > current[spec.name]
+                or bool(spec.config and _config_differs(admin, spec))
+            )
+            actions[spec.name] = (
+                "created" if spec.name not in current else "updated" if changed else "unchanged"
+            )
+        return actions
     if missing:
         futures = admin.create_topics(
             [

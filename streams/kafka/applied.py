@@ -130,6 +130,14 @@ def history(bootstrap: str) -> list[ChangeRecord]:
     ]
 
 
+def pending_changes(bootstrap: str, text: str, topology: Topology) -> list[Change]:
+    """What publishing ``text`` would record as changed, without publishing it."""
+    previous = latest(bootstrap)
+    if previous is not None and previous.sha256 == digest(text):
+        return []
+    return diff(previous.topology() if previous is not None else None, topology)
+
+
 def publish(bootstrap: str, text: str, topology: Topology) -> list[Change]:
     """Make ``text`` the applied topology; returns what changed (nothing: nothing written)."""
     previous = latest(bootstrap)

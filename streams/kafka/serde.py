@@ -60,6 +60,17 @@ def register(client: SchemaRegistryClient, topic: str, schema: dict[str, Any]) -
         raise SchemaRejected(f"the registry refused the schema for {subject}: {exc}") from exc
 
 
+def is_registered(client: SchemaRegistryClient, topic: str, schema: dict[str, Any]) -> bool:
+    """Whether ``schema`` is already a version of ``topic``'s value subject."""
+    try:
+        client.lookup_schema(value_subject(topic), Schema(json.dumps(schema), "AVRO"))
+    except SchemaRegistryError as exc:
+        if exc.http_status_code == 404:
+            return False
+        raise SchemaRejected(f"looking up {value_subject(topic)} failed: {exc}") from exc
+    return True
+
+
 def ensure_reachable(settings: Settings) -> None:
     """Fail with one clear line before any work, rather than deep inside a client library."""
     url, who = settings.registry_url, settings.kafka_principal

@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from streams.contract.headers import as_dict, control
+from streams.contract.topics import READER_GROUP
 from streams.kafka import clients
 from streams.kafka.admin import BrokerUnreachable
 from streams.kafka.serde import ValueDeserializer
@@ -39,7 +40,7 @@ def reader(bootstrap: str) -> Consumer:
         clients.config(
             bootstrap,
             **{
-                "group.id": "govsync-reader",  # required by librdkafka; never committed
+                "group.id": READER_GROUP,  # required by librdkafka; never committed
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,

@@ -1,7 +1,7 @@
 """The normalize stage: Debezium envelopes -> canonical change events on
 ``changes.<entity>``; what cannot be normalized is held on ``govsync.dlq``.
 
-    cdc.<database>.<schema>.<table> --normalize--> changes.<entity>
+    cdc.<department>.<schema>.<table> --normalize--> changes.<entity>
                                    \\--> govsync.dlq (original bytes, position, reason)
 """
 
