@@ -1,0 +1,60 @@
+"""What every command shares with the operator: the consoles, the --json flag, the exit codes,
+known failures as one line, and the log format of the long-running commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+# Rich wraps at 80 columns when not on a terminal; CI logs and pipes deserve wider tables.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE = 1, 2, 3
+LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s %(threadName)s: %(message)s"
+
+
+@contextmanager
+def errors() -> Iterator[None]:
+    """Known failures become one clear line and a meaningful exit code, not a traceback."""
+    from connectors.sources.debezium import ConnectError
+    from govsync.errors import OperationFailed
+    from streams.kafka.admin import AdminError, BrokerUnreachable
+    from streams.kafka.applied import NotApplied
+    from streams.kafka.serde import RegistryUnreachable, SchemaRejected
+    from streams.model.topology import TopologyError
+
+    try:
+        yield
+    except TopologyError as exc:
+        err.print(f"[red]topology is invalid[/red]\n{exc}", highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    except (BrokerUnreachable, ConnectError, RegistryUnreachable) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    except (OperationFailed, NotApplied, AdminError, SchemaRejected) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+def configure_logging() -> None:
+    """Log lines for the commands that run until stopped (sink, monitor)."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    # One line per schema lookup would drown the worker's own log.
+    for noisy in ("httpx", "httpx2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def print_json(value: object) -> None:
+    """Plain JSON on stdout, no Rich markup or wrapping, so scripts can parse it."""
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2, default=str) + "\n")

@@ -1,0 +1,138 @@
+"""`govsync topology`: validate, apply, show topology.yaml and its history; and the topology
+in force, which every command about the running pipeline judges by."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from govsync.cli.output import JsonFlag, console, errors, print_json
+from streams.config.settings import Settings
+from streams.contract.topics import TOPOLOGY_CHANGES_TOPIC
+
+if TYPE_CHECKING:
+    from streams.kafka.applied import Change
+    from streams.model.topology import Topology
+
+app = typer.Typer(no_args_is_help=True, help="Validate, apply and show topology.yaml.")
+
+TopologyFile = Annotated[
+    Path | None, typer.Option("--file", "-f", help="Topology file (default: GOVSYNC_TOPOLOGY).")
+]
+
+
+def in_force(settings: Settings) -> Topology:
+    """What the pipeline runs: the applied topology, or the file before the first apply."""
+    from streams.kafka import applied
+
+    return applied.in_force(settings).topology
+
+
+@app.command("validate")
+def topology_validate(file: TopologyFile = None) -> None:
+    """Check the topology; errors name the YAML path and the problem."""
+    from streams.model.topology import load_topology
+
+    path = file or Settings.from_env().topology
+    with errors():
+        topology = load_topology(path)
+    console.print(
+        f"[green]{path} is valid[/green]: {len(topology.departments)} departments, "
+        f"{len(topology.entities)} entities, {len(topology.sources)} sources, "
+        f"{len(topology.subscriptions)} subscriptions"
+    )
+
+
+@app.command("apply")
+def topology_apply(file: TopologyFile = None, as_json: JsonFlag = False) -> None:
+    """Create topics, register schemas (BACKWARD), create or update the Debezium connectors."""
+    from govsync.stack import embedded
+    from streams.model.topology import load_topology
+
+    settings = Settings.from_env()
+    path = file or settings.topology
+    with errors():
+        topology = load_topology(path)
+        report = embedded.apply_topology(topology, settings, path.read_text(encoding="utf-8"))
+    if as_json:
+        print_json(report.model_dump())
+        return
+    table = Table(title="topology apply")
+    table.add_column("kind")
+    table.add_column("name")
+    table.add_column("result")
+    for name, action in report.topics.items():
+        table.add_row("topic", name, action)
+    for topic, schema_id in report.schemas.items():
+        table.add_row("schema", f"{topic}-value", f"id {schema_id}, BACKWARD")
+    for name, action in report.connectors.items():
+        table.add_row("connector", name, action)
+    table.add_row("acls", f"{report.acls['total']} bindings", str(report.acls))
+    table.add_row("registry", "users", report.registry_users)
+    for change in report.changes:
+        table.add_row("change", change.path, _change_text(change))
+    console.print(table)
+
+
+def _change_text(change: Change) -> str:
+    """One applied change as `before -> after (by approver)`, for apply and history alike."""
+    before, after = (json.dumps(v, ensure_ascii=False) for v in (change.before, change.after))
+    return f"{before} -> {after}" + (f" (by {change.by})" if change.by else "")
+
+
+@app.command("history")
+def topology_history(as_json: JsonFlag = False) -> None:
+    """Every applied change: what, when, and who approved it (as the topology says)."""
+    from streams.kafka import applied
+
+    settings = Settings.from_env()
+    with errors():
+        records = applied.history(settings.bootstrap)
+    if as_json:
+        print_json([r.model_dump(mode="json") for r in records])
+        return
+    table = Table(title=f"{TOPOLOGY_CHANGES_TOPIC}: {len(records)} applies")
+    for column in ("applied at", "version", "what", "change"):
+        table.add_column(column)
+    for record in records:
+        for change in record.changes:
+            table.add_row(
+                f"{record.applied_at:%Y-%m-%d %H:%M:%S}",
+                record.sha256[:12],
+                change.path,
+                _change_text(change),
+            )
+    console.print(table)
+
+
+@app.command("show")
+def topology_show(file: TopologyFile = None, as_json: JsonFlag = False) -> None:
+    """Departments and who subscribes to what: in force, or in --file."""
+    from datetime import UTC, datetime
+
+    from streams.contract.topics import delivery_topic
+    from streams.model.topology import load_topology
+
+    with errors():
+        topology = load_topology(file) if file else in_force(Settings.from_env())
+    if as_json:
+        print_json(topology.model_dump(mode="json"))
+        return
+    now = datetime.now(UTC)
+    table = Table(title="subscriptions")
+    for column in ("subscription", "department", "topic", "fields", "approval", "active"):
+        table.add_column(column)
+    for sub in topology.subscriptions:
+        table.add_row(
+            sub.id,
+            topology.departments[sub.department].name,
+            delivery_topic(sub),
+            ", ".join(sub.fields),
+            sub.approval.state,
+            "yes" if sub.is_active(now) else "no",
+        )
+    console.print(table)
