@@ -3,7 +3,6 @@ or detached (`--background`, which re-runs the same command via `python -m govsy
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
@@ -71,15 +70,17 @@ def monitor(
     background: Annotated[bool, typer.Option(help="Run detached; logs in the state dir.")] = False,
 ) -> None:
     """Serve the lag dashboard (/), its data (/api/state) and Prometheus metrics (/metrics)."""
-    if port is not None:
-        os.environ["GOVSYNC_MONITOR_PORT"] = str(port)  # inherited by --background
     settings = Settings.from_env()
+    if port is not None:
+        settings = settings.model_copy(update={"monitor_port": port})
     url = f"http://{settings.host}:{settings.monitor_port}/"
     if background:
         from govsync.stack.background import start_app_process
 
         with errors():
-            pid = start_app_process(settings, "monitor", ["monitor"])
+            pid = start_app_process(
+                settings, "monitor", ["monitor", "--port", str(settings.monitor_port)]
+            )
         console.print(f"monitor on {url} (pid {pid}, log {settings.path('logs', 'monitor.log')})")
         return
     from govsync.ops import monitor as dashboard

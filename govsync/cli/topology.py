@@ -48,7 +48,13 @@ def topology_validate(file: TopologyFile = None) -> None:
 
 
 @app.command("apply")
-def topology_apply(file: TopologyFile = None, as_json: JsonFlag = False) -> None:
+def topology_apply(
+    file: TopologyFile = None,
+    as_json: JsonFlag = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the plan: what would change; change nothing.")
+    ] = False,
+) -> None:
     """Create topics, register schemas (BACKWARD), create or update the Debezium connectors."""
     from govsync.stack import embedded
     from streams.model.topology import load_topology
@@ -57,11 +63,14 @@ def topology_apply(file: TopologyFile = None, as_json: JsonFlag = False) -> None
     path = file or settings.topology
     with errors():
         topology = load_topology(path)
-        report = embedded.apply_topology(topology, settings, path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        report = embedded.apply_topology(topology, settings, text, dry_run=dry_run)
     if as_json:
         print_json(report.model_dump())
         return
-    table = Table(title="topology apply")
+    table = Table(
+        title="topology apply --dry-run: nothing was changed" if dry_run else "topology apply"
+    )
     table.add_column("kind")
     table.add_column("name")
     table.add_column("result")
@@ -69,6 +78,8 @@ def topology_apply(file: TopologyFile = None, as_json: JsonFlag = False) -> None
         table.add_row("topic", name, action)
     for topic, schema_id in report.schemas.items():
         table.add_row("schema", f"{topic}-value", f"id {schema_id}, BACKWARD")
+    for topic in report.new_schemas:
+        table.add_row("schema", f"{topic}-value", "new version")
     for name, action in report.connectors.items():
         table.add_row("connector", name, action)
     table.add_row("acls", f"{report.acls['total']} bindings", str(report.acls))

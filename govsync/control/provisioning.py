@@ -75,7 +75,9 @@ def apply(
     for topic, schema in wanted.items():
         if not dry_run:
             registered[topic] = serde.register(schema_registry, topic, schema)
-        elif not serde.is_registered(schema_registry, topic, schema):
+        elif (schema_id := serde.registered_id(schema_registry, topic, schema)) is not None:
+            registered[topic] = schema_id
+        else:
             new.append(topic)
     connectors = debezium.apply(topology, settings, dry_run=dry_run)
     if dry_run:

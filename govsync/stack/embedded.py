@@ -111,10 +111,12 @@ def up(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> 
     connect.start(settings)
 
 
-def apply_topology(topology: Topology, settings: Settings, text: str) -> provisioning.ApplyReport:
+def apply_topology(
+    topology: Topology, settings: Settings, text: str, dry_run: bool = False
+) -> provisioning.ApplyReport:
     """Apply ``topology`` here: control's apply, with the stack's own registry restarted
     when new principals need a login."""
-    return provisioning.apply(topology, settings, text, registry_users=registry)
+    return provisioning.apply(topology, settings, text, registry_users=registry, dry_run=dry_run)
 
 
 def department_databases(topology: Topology) -> list[str]:

@@ -60,15 +60,15 @@ def register(client: SchemaRegistryClient, topic: str, schema: dict[str, Any]) -
         raise SchemaRejected(f"the registry refused the schema for {subject}: {exc}") from exc
 
 
-def is_registered(client: SchemaRegistryClient, topic: str, schema: dict[str, Any]) -> bool:
-    """Whether ``schema`` is already a version of ``topic``'s value subject."""
+def registered_id(client: SchemaRegistryClient, topic: str, schema: dict[str, Any]) -> int | None:
+    """The id of ``schema`` if it is already a version of ``topic``'s value subject."""
     try:
-        client.lookup_schema(value_subject(topic), Schema(json.dumps(schema), "AVRO"))
+        found = client.lookup_schema(value_subject(topic), Schema(json.dumps(schema), "AVRO"))
     except SchemaRegistryError as exc:
         if exc.http_status_code == 404:
-            return False
+            return None
         raise SchemaRejected(f"looking up {value_subject(topic)} failed: {exc}") from exc
-    return True
+    return found.schema_id
 
 
 def ensure_reachable(settings: Settings) -> None:

@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from govsync.stack.process import read_pid
-from streams.config.settings import REPO_ROOT
 from streams.contract.topics import changes_topic, delivery_topic
 from streams.kafka import admin, applied, clients, topic_reader
 from streams.kafka.topic_reader import Record
@@ -33,21 +31,13 @@ from tests.integration.companies import (
     new_resident_id,
 )
 from tests.integration.conftest import Stack
+from tests.integration.topologies import TOPOLOGY, edited
 
-TOPOLOGY = REPO_ROOT / "topology.yaml"
 HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def of(records: list[Record], topic: str, key: str) -> list[Record]:
     return [r for r in records if r.topic == topic and r.key == key]
-
-
-def edited(tmp_path: Path, edit: Callable[[dict[str, Any]], object]) -> Path:
-    data = yaml.safe_load(TOPOLOGY.read_text(encoding="utf-8"))
-    edit(data)
-    path = tmp_path / "topology.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return path
 
 
 def tax(data: dict[str, Any]) -> dict[str, Any]:

@@ -8,13 +8,16 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from connectors.sources.debezium import connector_name
 from streams.config.settings import REPO_ROOT
+from streams.kafka import admin, applied
 from tests.integration.companies import govsync
 from tests.integration.conftest import Stack
+from tests.integration.topologies import edited
 
 pytestmark = pytest.mark.stack
 
@@ -96,6 +99,54 @@ def test_topology_apply_is_idempotent(stack: Stack) -> None:
     connectors = {connector_name(source.database.name) for source in stack.topology.sources}
     assert after["connectors"] == dict.fromkeys(connectors, "unchanged")
     assert after["schemas"] == before["schemas"]
+
+
+def test_topology_apply_dry_run_shows_the_plan_and_changes_nothing(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """`apply --dry-run` with a new department's subscription names the topic, ACLs, schema,
+    registry login and subscription change it would make, and makes none of them."""
+
+    def add_statistics(data: dict[str, Any]) -> None:
+        data["departments"]["statistics"] = {"name": "统计局", "clearance": "internal"}
+        data["subscriptions"].append(
+            {
+                "id": "statistics.enterprise",
+                "department": "statistics",
+                "entity": "enterprise",
+                "fields": ["uscc", "name", "status"],
+                "approval": {
+                    "state": "requested",
+                    "purpose": "经济普查",
+                    "legal_basis": "《统计法》",
+                    "expires": "2027-12-31",
+                },
+                "sla": {"deliver_within": "5s", "receipt_within": "4h"},
+            }
+        )
+
+    path = edited(tmp_path, add_statistics)
+    before = applied.latest(stack.settings.bootstrap)
+    history = len(applied.history(stack.settings.bootstrap))
+
+    result = govsync("topology", "apply", "--dry-run", "--file", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["dry_run"] is True
+    assert plan["topics"]["deliver.statistics.enterprise"] == "created"
+    assert plan["topics"]["changes.enterprise"] == "unchanged"
+    assert plan["new_schemas"] == ["deliver.statistics.enterprise"]
+    assert plan["acls"]["created"] > 0
+    assert plan["registry_users"] == "updated, registry restarted"
+    assert any(
+        c["path"].startswith("subscriptions[statistics.enterprise]") for c in plan["changes"]
+    )
+
+    client = admin.admin_client(stack.settings.bootstrap)
+    assert "deliver.statistics.enterprise" not in admin.existing_topics(client)
+    after = applied.latest(stack.settings.bootstrap)
+    assert after is not None and before is not None and after.sha256 == before.sha256
+    assert len(applied.history(stack.settings.bootstrap)) == history
 
 
 def test_quality_lists_the_seeded_stale_names_as_json(stack: Stack) -> None:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
-import yaml
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema
 
@@ -28,6 +27,7 @@ from streams.kafka.serde import registry_client
 from streams.model.topology import load_topology
 from tests.integration.companies import insert, new_company, new_uscc
 from tests.integration.conftest import Stack
+from tests.integration.topologies import edited
 
 CDC = "cdc.market_regulation.public.enterprise"
 
@@ -230,10 +230,10 @@ def test_reprocess_closes_only_what_now_succeeds(stack: Stack, tmp_path: Path) -
     assert (report.reprocessed, report.still_failing) == (0, {"unknown_code": 1})
 
     # The code table is fixed: "6" (moved out to another district) is suspended here.
-    fixed = yaml.safe_load(stack.settings.topology.read_text(encoding="utf-8"))
-    fixed["sources"][0]["columns"]["status"]["codes"]["6"] = "suspended"
-    path = tmp_path / "topology.yaml"
-    path.write_text(yaml.safe_dump(fixed, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    def fix_code_table(data: dict[str, Any]) -> None:
+        data["sources"][0]["columns"]["status"]["codes"]["6"] = "suspended"
+
+    path = edited(tmp_path, fix_code_table)
     deliveries = stack.offsets("deliver.tax.enterprise")
     report = dlq.reprocess(stack.settings, load_topology(path), positions={position})
     assert (report.reprocessed, report.still_failing) == (1, {})

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from confluent_kafka.schema_registry import Schema, SchemaRegistryError
 
 from connectors.sources import debezium
@@ -31,8 +30,8 @@ from tests.integration.companies import (
     wait_for,
 )
 from tests.integration.conftest import Stack
+from tests.integration.topologies import edited
 
-TOPOLOGY = REPO_ROOT / "topology.yaml"
 PROBE = json.dumps(
     {"type": "record", "name": "Probe", "fields": [{"name": "forged", "type": "string"}]}
 )
@@ -102,10 +101,12 @@ def test_a_new_department_gets_a_read_only_login_and_capture_survives_the_restar
 ) -> None:
     """The registry's users are read at start-up, so apply restarts it for a new department,
     with capture paused meanwhile: a change committed then is captured once it resumes."""
-    data = yaml.safe_load(TOPOLOGY.read_text(encoding="utf-8"))
-    data["departments"]["civil_affairs"] = {"name": "民政局", "clearance": "internal"}
-    wider = tmp_path / "topology.yaml"
-    wider.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    wider = edited(
+        tmp_path,
+        lambda data: data["departments"].update(
+            civil_affairs={"name": "民政局", "clearance": "internal"}
+        ),
+    )
     registry_pid = read_pid(stack.settings.path("run"), registry.NAME)
     during = new_company()
     start = stack.offsets(TAX)

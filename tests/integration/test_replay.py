@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import yaml
 
 from streams.config.settings import REPO_ROOT
 from streams.contract import headers
@@ -37,8 +36,8 @@ from tests.integration.companies import (
     wait_for,
 )
 from tests.integration.conftest import Stack
+from tests.integration.topologies import edited
 
-TOPOLOGY = REPO_ROOT / "topology.yaml"
 ENTITIES = 10_000
 NEW = "civil_affairs.enterprise"
 TOPIC = "deliver.civil_affairs.enterprise"
@@ -47,7 +46,10 @@ KEEP = 2  # civil affairs sees company names partially
 
 
 def with_civil_affairs(tmp_path: Path) -> Path:
-    data = yaml.safe_load(TOPOLOGY.read_text(encoding="utf-8"))
+    return edited(tmp_path, add_civil_affairs)
+
+
+def add_civil_affairs(data: dict[str, Any]) -> None:
     data["departments"]["civil_affairs"] = {"name": "民政局", "clearance": "internal"}
     data["subscriptions"].append(
         {
@@ -67,9 +69,6 @@ def with_civil_affairs(tmp_path: Path) -> Path:
             "sla": {"deliver_within": "5s", "receipt_within": "4h"},
         }
     )
-    path = tmp_path / "topology.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return path
 
 
 def top_up(stack: Stack) -> None:

@@ -17,14 +17,12 @@ from typing import Any
 import fastavro
 import httpx
 import pytest
-import yaml
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
 from connectors.sinks import process_name
 from govsync.stack.background import start_app_process
 from govsync.stack.process import stop
-from streams.config.settings import REPO_ROOT
 from streams.contract import headers, schemas
 from streams.contract.records import AuditRecord
 from streams.contract.topics import AUDIT_TOPIC, TRACE_TOPIC
@@ -43,10 +41,10 @@ from tests.integration.companies import (
     wait_for,
 )
 from tests.integration.conftest import Stack
+from tests.integration.topologies import edited
 from tests.otlp import collector
 
 COPIED = 400  # records of one chain copied for the tampering tests
-TOPOLOGY = REPO_ROOT / "topology.yaml"
 
 
 def run_json(*args: str) -> Any:
@@ -282,11 +280,11 @@ def overdue_gauge(stack: Stack, subscription: str) -> float:
 def test_a_delivery_left_unanswered_past_receipt_within_is_counted_and_listed(
     stack: Stack, tmp_path: Path
 ) -> None:
-    data = yaml.safe_load(TOPOLOGY.read_text(encoding="utf-8"))
-    tax = next(s for s in data["subscriptions"] if s["id"] == "tax.enterprise")
-    tax["sla"]["receipt_within"] = "2s"
-    strict = tmp_path / "topology.yaml"
-    strict.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    def strict_receipts(data: dict[str, Any]) -> None:
+        tax = next(s for s in data["subscriptions"] if s["id"] == "tax.enterprise")
+        tax["sla"]["receipt_within"] = "2s"
+
+    strict = edited(tmp_path, strict_receipts)
     sink = process_name("tax")
     run_dir = stack.settings.path("run")
     stop(run_dir, sink)
