@@ -25,7 +25,7 @@ from streams.config.settings import Settings
 from streams.contract.headers import as_dict
 from streams.contract.topics import DLQ_CLOSED_TOPIC, DLQ_TOPIC, changes_topic, master_topic
 from streams.kafka import clients, topic_reader
-from streams.kafka.serde import ValueDeserializer, registry_client
+from streams.kafka.serde import RegistryCodec, ValueDeserializer, registry_client
 from streams.model.topology import Topology
 from streams.stages.normalize import NormalizeStage
 from streams.transform.normalize import NormalizeError
@@ -219,7 +219,7 @@ def reprocess(
     """
     records, raw = held(settings)
     todo = [r for r in records if r.open and (positions is None or r.position in positions)]
-    stage = NormalizeStage(topology, registry_client(settings))
+    stage = NormalizeStage(topology, RegistryCodec(registry_client(settings)))
     newest = _latest_source_ts(settings, {s.entity for s in topology.sources})
     reprocess_id = str(uuid.uuid4())
     now = datetime.now(UTC).isoformat()
