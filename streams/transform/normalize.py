@@ -144,9 +144,11 @@ def normalize(
     envelope: dict[str, Any], key: dict[str, Any] | None, source: Source, entity: Entity
 ) -> dict[str, Any]:
     """The canonical change event (the shape of schemas.change_event_schema) for one envelope."""
-    op = envelope.get("op")
-    if not isinstance(op, str) or "source" not in envelope:
+    # Any Avro value decodes, not only records: a value of another shape must be refused
+    # here, or the stage fails on it, is restarted, and fails on it again.
+    if not _is_envelope(envelope):
         raise NormalizeError("not_an_envelope", "record is not a Debezium change envelope")
+    op = envelope["op"]
     if op not in _OPS:
         raise NormalizeError(
             "unsupported_operation", f"Debezium operation {op!r} is not a row change"
@@ -175,3 +177,12 @@ def normalize(
         "source_ts_ms": int(position.get("ts_ms") or 0),
         "source_position": f"lsn={position.get('lsn')};txid={position.get('txId')}",
     }
+
+
+def _is_envelope(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("op"), str)
+        and isinstance(value.get("source"), dict)
+        and all(isinstance(value.get(image), dict | None) for image in ("before", "after"))
+    )

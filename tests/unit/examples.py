@@ -1,12 +1,16 @@
-"""Example data shared by the unit tests: the real topology, one canonical enterprise, and
-one change event of it."""
+"""Example data shared by the unit tests: the real topology, one canonical enterprise, one
+change event of it, what a subscription receives of a change, and a market-regulation row
+as Debezium captures it."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from streams.config.settings import REPO_ROOT
-from streams.model.topology import load_topology
+from streams.model.topology import Subscription, load_topology
+from streams.transform.masking import mask_delivery
+from streams.transform.projection import project
 
 TOPOLOGY = load_topology(REPO_ROOT / "topology.yaml")
 ENTERPRISE = TOPOLOGY.entity("enterprise")
@@ -39,3 +43,51 @@ CHANGE = {
     "source_ts_ms": 1795000000000,
     "source_position": "lsn=123;txid=456",
 }
+
+MASK_KEY = b"k" * 32  # every department's masking key in the examples
+
+
+def delivery(change: dict[str, Any], subscription: Subscription) -> dict[str, Any]:
+    """``change`` as ``subscription`` receives it: projected, then masked under MASK_KEY."""
+    projected = project(change, subscription, TOPOLOGY.entity(subscription.entity))
+    assert projected is not None, f"{subscription.id} receives nothing of this change"
+    return mask_delivery(projected, subscription, MASK_KEY)
+
+
+# A row of market regulation's public.enterprise as Debezium captures it.
+ROW: dict[str, Any] = {
+    "id": 7,
+    "credit_code": "91350100M000100Y43",
+    "ent_name": "福建测试科技有限公司 ",
+    "reg_status": "1",
+    "rep_name": "王芳",
+    "rep_id_no": "11010519491231002X",
+    "reg_capital": "5000000.00",
+    "address": "福州市鼓楼区",
+    "established_on": 18263,  # Debezium's days since the epoch: 2020-01-02
+    "updated_at": "2026-11-23T02:00:00Z",
+}
+
+
+def envelope(op: str, before: dict | None, after: dict | None, lsn: int = 1000) -> dict[str, Any]:
+    """Debezium's change envelope for a row of market regulation's public.enterprise."""
+    return {
+        "op": op,
+        "before": before,
+        "after": after,
+        "source": {
+            "name": "cdc.market_regulation",
+            "schema": "public",
+            "table": "enterprise",
+            "lsn": lsn,
+            "txId": 55,
+            "ts_ms": 1795400000000,
+        },
+    }
+
+
+def with_row(**changes: Any) -> dict[str, Any]:
+    """A copy of ``ROW`` with some columns changed."""
+    row = copy.deepcopy(ROW)
+    row.update(changes)
+    return row

@@ -11,44 +11,9 @@ import pytest
 from streams.contract import headers
 from streams.model.standards import resident_id_15_to_18
 from streams.transform.normalize import NormalizeError, changed_fields, event_id, normalize
-from tests.unit.examples import ENTERPRISE, TOPOLOGY
+from tests.unit.examples import ENTERPRISE, ROW, TOPOLOGY, envelope, with_row
 
 SOURCE = TOPOLOGY.source("market_regulation.enterprise")
-
-ROW = {
-    "id": 7,
-    "credit_code": "91350100M000100Y43",
-    "ent_name": "福建测试科技有限公司 ",
-    "reg_status": "1",
-    "rep_name": "王芳",
-    "rep_id_no": "11010519491231002X",
-    "reg_capital": "5000000.00",
-    "address": "福州市鼓楼区",
-    "established_on": 18263,  # Debezium's days since the epoch: 2020-01-02
-    "updated_at": "2026-11-23T02:00:00Z",
-}
-
-
-def envelope(op: str, before: dict | None, after: dict | None, lsn: int = 1000) -> dict[str, Any]:
-    return {
-        "op": op,
-        "before": before,
-        "after": after,
-        "source": {
-            "name": "cdc.market_regulation",
-            "schema": "public",
-            "table": "enterprise",
-            "lsn": lsn,
-            "txId": 55,
-            "ts_ms": 1795400000000,
-        },
-    }
-
-
-def with_row(**changes: Any) -> dict[str, Any]:
-    row = copy.deepcopy(ROW)
-    row.update(changes)
-    return row
 
 
 def test_insert_is_a_registration_with_every_mapped_field_converted() -> None:
@@ -172,6 +137,24 @@ def test_unknown_column_and_non_envelopes_are_refused() -> None:
     with pytest.raises(NormalizeError) as caught:
         normalize(envelope("t", None, None), None, SOURCE, ENTERPRISE)
     assert caught.value.code == "unsupported_operation"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "a string",
+        [envelope("c", None, ROW)],
+        {**envelope("c", None, ROW), "source": "cdc.market_regulation"},
+        {**envelope("c", None, ROW), "after": "a row as text"},
+        {**envelope("u", ROW, ROW), "before": 7},
+    ],
+    ids=["string", "array", "source as text", "row as text", "before as number"],
+)
+def test_decoded_values_of_another_shape_are_refused(value: Any) -> None:
+    """Any Avro value decodes; what is not an envelope must be refused, not crash the stage."""
+    with pytest.raises(NormalizeError) as caught:
+        normalize(value, {"id": 7}, SOURCE, ENTERPRISE)
+    assert caught.value.code == "not_an_envelope"
 
 
 def test_snapshot_ids_follow_row_content_not_the_snapshot_position() -> None:

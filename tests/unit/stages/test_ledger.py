@@ -1,0 +1,301 @@
+"""The ledger stage on in-memory Avro, its chain ends given instead of read from Kafka:
+lineage hops for changes, deliveries and receipts, and an audit chain that continues
+from the committed head, and from the topic again after an abort."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import Message
+
+from streams.contract import headers
+from streams.contract.records import AuditRecord, Hop
+from streams.contract.schemas import change_event_schema, delivery_schema, receipt_schema
+from streams.contract.topics import (
+    AUDIT_TOPIC,
+    RECEIPTS_TOPIC,
+    TRACE_TOPIC,
+    changes_topic,
+    delivery_topic,
+)
+from streams.engine.transactional import Output
+from streams.model.topology import Subscription
+from streams.stages.ledger import LedgerStage, approval_of
+from streams.trail import tracing
+from streams.trail.audit import GENESIS, Chain, record_hash
+from tests.unit.avro import MemoryCodec
+from tests.unit.examples import CHANGE, SOCIAL, STATE, TAX, TOPOLOGY, delivery
+
+AUDIT_PARTITIONS = 4
+PARTITION = 6  # of every input topic: extends chain 6 % 4
+CHAIN = PARTITION % AUDIT_PARTITIONS
+USCC = STATE["uscc"]
+EVENT_ID = CHANGE["event_id"]
+CDC = "cdc.market_regulation.public.enterprise"
+CAPTURED_MS, NORMALIZED_MS, DELIVERED_MS, APPLIED_MS = (
+    CHANGE["source_ts_ms"] + lag for lag in (200, 300, 450, 5_000)
+)
+
+
+class ChainEnds:
+    """What ``govsync.audit`` holds at the end of each chain, and which ends were read."""
+
+    def __init__(self) -> None:
+        self.last: dict[int, AuditRecord] = {}
+        self.read: list[int] = []
+
+    def __call__(self, partition: int) -> AuditRecord | None:
+        self.read.append(partition)
+        return self.last.get(partition)
+
+
+@pytest.fixture()
+def ends() -> ChainEnds:
+    return ChainEnds()
+
+
+@pytest.fixture()
+def stage(codec: MemoryCodec, ends: ChainEnds, monkeypatch: pytest.MonkeyPatch) -> LedgerStage:
+    monkeypatch.delenv(tracing.ENDPOINT_VARIABLE, raising=False)  # spans: not exported
+    return LedgerStage(TOPOLOGY, codec, "unused:9092", AUDIT_PARTITIONS, chain_end=ends)
+
+
+def change_record(codec: MemoryCodec, captured: bool = True) -> Message:
+    """CHANGE on changes.enterprise, naming the cdc record it was normalized from."""
+    pairs = headers.for_change(CHANGE, "normalize")
+    if captured:
+        pairs.append(headers.captured(CDC, 1, 41, CAPTURED_MS))
+    return Message(
+        topic=changes_topic("enterprise"),
+        partition=PARTITION,
+        offset=10,
+        key=USCC.encode(),
+        value=codec.serializer(
+            changes_topic("enterprise"), change_event_schema(TOPOLOGY, "enterprise")
+        )(CHANGE),
+        headers=pairs,
+        timestamp=(1, NORMALIZED_MS),
+    )
+
+
+def delivery_record(codec: MemoryCodec, subscription: Subscription, offset: int) -> Message:
+    """CHANGE as the route delivered it to ``subscription``."""
+    topic = delivery_topic(subscription)
+    return Message(
+        topic=topic,
+        partition=PARTITION,
+        offset=offset,
+        key=USCC.encode(),
+        value=codec.serializer(topic, delivery_schema(TOPOLOGY, subscription))(
+            delivery(CHANGE, subscription)
+        ),
+        headers=headers.for_change(CHANGE, f"deliver/{subscription.id}"),
+        timestamp=(1, DELIVERED_MS),
+    )
+
+
+RECEIPT: dict[str, Any] = {
+    "event_id": EVENT_ID,
+    "subscription": TAX.id,
+    "department": "tax",
+    "entity_key": USCC,
+    "outcome": "rejected",
+    "reason": "taxpayer unknown",
+    "topic": delivery_topic(TAX),
+    "partition": PARTITION,
+    "offset": 20,
+    "applied_at_ms": APPLIED_MS,
+}
+
+
+def receipt_record(codec: MemoryCodec) -> Message:
+    """Tax's answer to its delivery at offset 20, as the subscriber SDK writes it."""
+    return Message(
+        topic=RECEIPTS_TOPIC,
+        partition=PARTITION,
+        offset=5,
+        key=USCC.encode(),
+        value=codec.serializer(RECEIPTS_TOPIC, receipt_schema())(RECEIPT),
+        headers=[("source_ts", str(CHANGE["source_ts_ms"]).encode())],
+        timestamp=(1, APPLIED_MS + 20),
+    )
+
+
+def hops(codec: MemoryCodec, outputs: list[Output]) -> list[Hop]:
+    """The lineage hops among ``outputs``, each checked to be keyed and labelled for
+    readers that skip other entities and stages without decoding."""
+    found: list[Hop] = []
+    for out in outputs:
+        if out.topic == TRACE_TOPIC:
+            hop = Hop.model_validate(codec.decode(TRACE_TOPIC, out.value))
+            assert (out.key, out.partition) == (hop.event_id.encode(), None)
+            assert out.headers == [
+                ("entity_key", hop.entity_key.encode()),
+                ("stage", hop.stage.encode()),
+            ]
+            found.append(hop)
+    return found
+
+
+def sealed(codec: MemoryCodec, outputs: list[Output]) -> list[AuditRecord]:
+    """The audit records among ``outputs``, each checked to carry its own hash."""
+    records: list[AuditRecord] = []
+    for out in outputs:
+        if out.topic == AUDIT_TOPIC:
+            assert out.partition == CHAIN
+            record = AuditRecord.model_validate(codec.decode(AUDIT_TOPIC, out.value))
+            assert record.sha256 == record_hash(record.prev_sha256, record.body())
+            records.append(record)
+    return records
+
+
+HOP = {
+    "event_id": EVENT_ID,
+    "kind": CHANGE["kind"],
+    "entity": "enterprise",
+    "entity_key": USCC,
+    "source_ts_ms": CHANGE["source_ts_ms"],
+}
+
+
+def test_a_change_was_captured_and_normalized(codec: MemoryCodec, stage: LedgerStage) -> None:
+    outputs = stage.process(change_record(codec))
+    assert [out.topic for out in outputs] == [TRACE_TOPIC, TRACE_TOPIC]
+    assert hops(codec, outputs) == [
+        Hop(**HOP, stage="captured", topic=CDC, partition=1, offset=41, at_ms=CAPTURED_MS),
+        Hop(
+            **HOP,
+            stage="normalized",
+            topic=changes_topic("enterprise"),
+            partition=PARTITION,
+            offset=10,
+            at_ms=NORMALIZED_MS,
+        ),
+    ]
+    (normalized,) = hops(codec, stage.process(change_record(codec, captured=False)))
+    assert normalized.stage == "normalized"
+
+
+def test_a_delivery_is_a_lineage_hop_and_a_sealed_audit_record(
+    codec: MemoryCodec, stage: LedgerStage, ends: ChainEnds
+) -> None:
+    outputs = stage.process(delivery_record(codec, TAX, offset=20))
+    assert [out.topic for out in outputs] == [TRACE_TOPIC, AUDIT_TOPIC]
+    assert hops(codec, outputs) == [
+        Hop(
+            **HOP,
+            stage="delivered",
+            department="tax",
+            subscription=TAX.id,
+            topic=delivery_topic(TAX),
+            partition=PARTITION,
+            offset=20,
+            at_ms=DELIVERED_MS,
+        )
+    ]
+    (record,) = sealed(codec, outputs)
+    assert outputs[1].key == USCC.encode()
+    assert record == AuditRecord(
+        seq=0,
+        kind="delivery",
+        at_ms=DELIVERED_MS,
+        actor="worker",
+        event_id=EVENT_ID,
+        entity="enterprise",
+        entity_key=USCC,
+        department="tax",
+        subscription=TAX.id,
+        # What tax received with a value: its contact_phone is unknown, so not listed.
+        fields=["address", "name", "registered_capital", "status", "uscc"],
+        approval=approval_of(TAX),
+        detail={"kind": CHANGE["kind"], "position": f"deliver.tax.enterprise[{PARTITION}]@20"},
+        prev_sha256=GENESIS,  # the chain was empty
+        sha256=record.sha256,
+    )
+    assert record.approval["legal_basis"] == TAX.approval.legal_basis
+    assert ends.read == [CHAIN]
+
+
+def test_deliveries_chain_onto_the_committed_head(
+    codec: MemoryCodec, stage: LedgerStage, ends: ChainEnds
+) -> None:
+    (last,) = Chain(next_seq=41).append("receipt", 1, "tax", event_id="earlier")
+    ends.last[CHAIN] = last  # the chain on Kafka ends with seq 41
+    (first,) = sealed(codec, stage.process(delivery_record(codec, TAX, offset=20)))
+    assert (first.seq, first.prev_sha256) == (42, last.sha256)
+    stage.committed()
+    (second,) = sealed(codec, stage.process(delivery_record(codec, SOCIAL, offset=21)))
+    assert (second.seq, second.prev_sha256) == (43, first.sha256)
+    assert second.detail["masked"] == "legal_rep_id:partial,legal_rep_name:hash"
+    assert ends.read == [CHAIN]  # read once; after that the committed head is known
+
+
+def test_after_an_abort_the_chain_continues_from_the_topic(
+    codec: MemoryCodec, stage: LedgerStage, ends: ChainEnds
+) -> None:
+    (first,) = sealed(codec, stage.process(delivery_record(codec, TAX, offset=20)))
+    stage.committed()
+    (attempt,) = sealed(codec, stage.process(delivery_record(codec, SOCIAL, offset=21)))
+    stage.aborted()
+    ends.last[CHAIN] = first  # what the topic holds: the aborted attempt never landed
+    (redone,) = sealed(codec, stage.process(delivery_record(codec, SOCIAL, offset=21)))
+    assert ends.read == [CHAIN, CHAIN]
+    assert (redone.seq, redone.prev_sha256) == (1, first.sha256)
+    assert redone == attempt  # the same record: nothing in the chain tells an abort happened
+
+
+def test_after_an_abort_the_topic_not_the_last_commit_decides_the_head(
+    codec: MemoryCodec, stage: LedgerStage, ends: ChainEnds
+) -> None:
+    stage.process(delivery_record(codec, TAX, offset=20))
+    stage.committed()
+    stage.aborted()
+    (moved,) = Chain(next_seq=99).append("receipt", 1, "tax", event_id="elsewhere")
+    ends.last[CHAIN] = moved  # e.g. the abort was a fencing: another instance wrote on
+    (record,) = sealed(codec, stage.process(delivery_record(codec, SOCIAL, offset=21)))
+    assert (record.seq, record.prev_sha256) == (100, moved.sha256)
+
+
+def test_a_receipt_is_a_lineage_hop_and_an_audit_record_by_its_department(
+    codec: MemoryCodec, stage: LedgerStage
+) -> None:
+    (delivered,) = sealed(codec, stage.process(delivery_record(codec, TAX, offset=20)))
+    assert [u.event_id for u in stage.awaiting.unanswered(TOPOLOGY, APPLIED_MS)] == [EVENT_ID]
+    outputs = stage.process(receipt_record(codec))
+    assert [out.topic for out in outputs] == [TRACE_TOPIC, AUDIT_TOPIC]
+    assert hops(codec, outputs) == [
+        Hop(
+            **{**HOP, "kind": "receipt"},
+            stage="receipt",
+            department="tax",
+            subscription=TAX.id,
+            topic=RECEIPTS_TOPIC,
+            partition=PARTITION,
+            offset=5,
+            at_ms=APPLIED_MS,
+            outcome="rejected",
+            reason="taxpayer unknown",
+        )
+    ]
+    (record,) = sealed(codec, outputs)
+    assert outputs[1].key == USCC.encode()
+    assert record == AuditRecord(
+        seq=1,
+        kind="receipt",
+        at_ms=APPLIED_MS,
+        actor="tax",  # the department answered, not the worker
+        event_id=EVENT_ID,
+        entity="enterprise",
+        entity_key=USCC,
+        department="tax",
+        subscription=TAX.id,
+        detail={
+            "outcome": "rejected",
+            "delivery": f"deliver.tax.enterprise[{PARTITION}]@20",
+            "reason": "taxpayer unknown",
+        },
+        prev_sha256=delivered.sha256,  # one chain per input partition, whatever the topic
+        sha256=record.sha256,
+    )
+    assert stage.awaiting.unanswered(TOPOLOGY, APPLIED_MS) == []  # answered
