@@ -4,7 +4,7 @@ running embedded stack.
 Creates ``--topics`` topics ``bench.lag.<partitions>.<n>`` with records on every partition
 and ``--groups`` consumer groups, spread over the topics, with committed offsets (every
 other group behind, so the probe that reads the oldest waiting record's age runs), then times
-``streams.lag.measure`` — the same batched calls the command makes — ``--runs`` times.
+``govsync.ops.lag.measure`` — the same batched calls the command makes — ``--runs`` times.
 
 Usage: .venv/bin/python bench/lag.py [--groups 100] [--partitions 50] [--topics 1] [--runs 5]
 Prints each run and one JSON line for baselines; the topic and groups are left for a

@@ -9,7 +9,9 @@ Keys after ``cdc.*`` are the entity key as plain UTF-8, readable by any Kafka to
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import httpx
@@ -22,7 +24,7 @@ from confluent_kafka.schema_registry import (
     topic_subject_name_strategy,
 )
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
-from confluent_kafka.serialization import MessageField, SerializationContext
+from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError
 
 from streams.config.settings import Settings
 from streams.kafka import credentials
@@ -146,7 +148,26 @@ class RegistryCodec:
         return ValueSerializer(self._client, topic, schema)
 
     def decode(self, topic: str, data: bytes | None) -> dict[str, Any] | None:
-        return self._values(topic, data)
+        with _undecodable(topic):
+            return self._values(topic, data)
 
     def decode_key(self, topic: str, data: bytes | None) -> dict[str, Any] | None:
-        return self._values.key(topic, data)
+        with _undecodable(topic):
+            return self._values.key(topic, data)
+
+
+@contextmanager
+def _undecodable(topic: str) -> Iterator[None]:
+    """Bytes that cannot be read become SerializationError, which stages dead-letter: a
+    schema id the registry does not know, a body that breaks off or is corrupt. A registry
+    that does not answer is not the record's fault and propagates (the batch is retried)."""
+    try:
+        yield
+    except SerializationError:
+        raise
+    except SchemaRegistryError as exc:
+        if exc.http_status_code != 404:
+            raise
+        raise SerializationError(f"{topic}: unknown writer schema: {exc}") from exc
+    except (EOFError, IndexError, ValueError, TypeError, OverflowError, struct.error) as exc:
+        raise SerializationError(f"{topic}: not readable as Avro: {exc!r}") from exc

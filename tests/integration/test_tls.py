@@ -18,10 +18,10 @@ PROBE = """
 import json
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.cimpl import KafkaException
-from streams import clients
-from streams.settings import Settings
-from streams.stack import kafka
-from streams.stack.process import stop
+from streams.kafka import clients
+from streams.config.settings import Settings
+from govsync.stack import kafka
+from govsync.stack.process import stop
 
 settings = Settings.from_env()
 kafka.start(settings)
