@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from prometheus_client import start_http_server
 
+from streams.config import logs
 from streams.config.settings import Settings
 from streams.engine import metrics
 from streams.engine.transactional import EngineConfig, Stage, Watchdog, run
@@ -175,7 +176,6 @@ def _stop_on_signals() -> threading.Event:
 
 
 START_WAIT_S = 120.0
-LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s %(threadName)s: %(message)s"
 
 
 def wait_for_stack(settings: Settings) -> applied.InForce:
@@ -199,9 +199,7 @@ def wait_for_stack(settings: Settings) -> applied.InForce:
 def main() -> None:
     """Run the worker in this process, as the ``worker`` principal (also how the watchdog
     re-executes it: ``python -m streams.worker``)."""
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    # One line per schema lookup would drown the worker's own log.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logs.configure()
     settings = Settings.from_env().model_copy(update={"kafka_principal": credentials.WORKER})
     try:
         current = wait_for_stack(settings)

@@ -1,0 +1,1 @@
+"""Source connectors: Debezium configs from the topology, applied through Connect's REST API."""

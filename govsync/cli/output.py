@@ -19,7 +19,6 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE = 1, 2, 3
-LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s %(threadName)s: %(message)s"
 
 
 @contextmanager
@@ -43,16 +42,6 @@ def errors() -> Iterator[None]:
     except (OperationFailed, NotApplied, AdminError, SchemaRejected) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from None
-
-
-def configure_logging() -> None:
-    """Log lines for the commands that run until stopped (sink, monitor)."""
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    # One line per schema lookup would drown the worker's own log.
-    for noisy in ("httpx", "httpx2"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def print_json(value: object) -> None:

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from govsync.cli.output import EXIT_INVALID, configure_logging, console, errors
+from govsync.cli.output import EXIT_INVALID, console, errors
+from streams.config import logs
 from streams.config.settings import Settings
 
 # Added without a name: these are top-level commands of `govsync`.
@@ -56,7 +57,7 @@ def sink(
         return
     from connectors.subscriber import Subscriber
 
-    configure_logging()
+    logs.configure()
     # The department's own Kafka and registry login.
     as_department = settings.model_copy(update={"kafka_principal": department})
     Subscriber(as_department, department, SINKS[department]).run()
@@ -85,6 +86,6 @@ def monitor(
         return
     from govsync.ops import monitor as dashboard
 
-    configure_logging()
+    logs.configure()
     with errors():
         dashboard.serve(settings)

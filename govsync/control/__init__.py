@@ -1,0 +1,1 @@
+"""Plan, then apply: topics, principals, ACLs, schemas and connectors from the topology."""

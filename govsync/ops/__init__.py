@@ -1,0 +1,1 @@
+"""Operations tools: lag, dead letters, quality findings, replay, the monitor."""

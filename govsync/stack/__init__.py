@@ -1,0 +1,1 @@
+"""The embedded stack: PostgreSQL, Kafka, Connect and Apicurio as plain local processes."""

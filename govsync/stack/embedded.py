@@ -27,6 +27,7 @@ class PostgresStatus(BaseModel):
     state: State
     host: str
     port: int
+    user: str
     version: str | None = None
     pid: int | None = None
 
@@ -158,6 +159,7 @@ def status(settings: Settings) -> StackStatus:
                 state=state(pg_version is not None),
                 host=settings.host,
                 port=settings.pg_port,
+                user=settings.pg_user,
                 version=pg_version,
                 pid=postgres.pid(settings) if pg_version else None,
             ),

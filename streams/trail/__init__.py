@@ -1,0 +1,2 @@
+"""The record of what happened: lineage, the hash-chained audit trail, the receipt SLA,
+OpenTelemetry spans."""

@@ -114,7 +114,7 @@ class Chain:
 Problem = Literal["altered", "removed", "reordered", "duplicated"]
 
 
-class Finding(BaseModel):
+class Tampering(BaseModel):
     """One place where the chain is broken. ``offset`` is the Kafka offset where it shows;
     ``seq`` the position in the chain it concerns (for ``removed``: the first missing)."""
 
@@ -128,7 +128,7 @@ class VerifyReport(BaseModel):
     records: int
     checkpoints: int
     head_sha256: str
-    findings: list[Finding]
+    findings: list[Tampering]
 
     @property
     def intact(self) -> bool:
@@ -170,7 +170,7 @@ class _Verifier:
         self.recent: OrderedDict[int, str] = OrderedDict()
         self.early: dict[int, tuple[str, int]] = {}  # seq → (sha256, index of its finding)
         self.gaps: list[_Gap] = []
-        self.findings: list[Finding] = []
+        self.findings: list[Tampering] = []
         self.records = 0
         self.checkpoints = 0
 
@@ -181,7 +181,7 @@ class _Verifier:
                 first = next(seq for seq in range(gap.low, gap.high + 1) if seq not in gap.filled)
                 late = f" ({len(gap.filled)} more arrived out of place)" if gap.filled else ""
                 findings.append(
-                    Finding(
+                    Tampering(
                         offset=gap.offset,
                         seq=first,
                         problem="removed",
@@ -199,7 +199,7 @@ class _Verifier:
 
     def add(self, offset: int, record: AuditRecord, problem: Problem, message: str) -> int:
         self.findings.append(
-            Finding(offset=offset, seq=record.seq, problem=problem, message=message)
+            Tampering(offset=offset, seq=record.seq, problem=problem, message=message)
         )
         return len(self.findings) - 1
 
@@ -251,7 +251,7 @@ class _Verifier:
                 problems.append(f"checkpoint head is not the sha256 of {previous}")
         if problems:
             self.findings.append(
-                Finding(
+                Tampering(
                     offset=offset,
                     seq=seq,
                     problem="altered",

@@ -40,6 +40,7 @@ def test_status_json_reports_every_component_without_secrets(stack: Stack) -> No
     postgres = components["postgres"]
     assert postgres["host"] == stack.settings.host
     assert postgres["port"] == stack.settings.pg_port
+    assert postgres["user"] == stack.settings.pg_user
     assert postgres["version"].startswith("15")
     kafka = components["kafka"]
     assert kafka["bootstrap"] == stack.settings.bootstrap

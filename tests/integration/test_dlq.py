@@ -25,6 +25,7 @@ from streams.contract.topics import DLQ_TOPIC
 from streams.kafka import clients, topic_reader
 from streams.kafka.serde import registry_client
 from streams.model.topology import load_topology
+from tests.debezium import envelope_schema
 from tests.integration.companies import insert, new_company, new_uscc
 from tests.integration.conftest import Stack
 from tests.integration.topologies import edited
@@ -44,39 +45,10 @@ _ROW_FIELDS: list[dict[str, Any]] = [
 ]
 
 
-def _envelope_schema(name: str, row_fields: list[dict[str, Any]]) -> dict[str, Any]:
-    row = {"type": "record", "name": "Row", "fields": row_fields}
-    return {
-        "type": "record",
-        "name": name,
-        "namespace": "govsync.tests",
-        "fields": [
-            {"name": "op", "type": "string"},
-            {"name": "before", "type": ["null", row], "default": None},
-            {"name": "after", "type": ["null", "Row"], "default": None},
-            {
-                "name": "source",
-                "type": {
-                    "type": "record",
-                    "name": "Source",
-                    "fields": [
-                        {"name": "name", "type": "string"},
-                        {"name": "schema", "type": "string"},
-                        {"name": "table", "type": "string"},
-                        {"name": "lsn", "type": "long"},
-                        {"name": "txId", "type": "long"},
-                        {"name": "ts_ms", "type": "long"},
-                    ],
-                },
-            },
-        ],
-    }
-
-
 SCHEMAS = {
-    "envelope": _envelope_schema("Envelope", _ROW_FIELDS),
-    "no_address": _envelope_schema(
-        "EnvelopeWithoutAddress", [f for f in _ROW_FIELDS if f["name"] != "address"]
+    "envelope": envelope_schema(_ROW_FIELDS),
+    "no_address": envelope_schema(
+        [f for f in _ROW_FIELDS if f["name"] != "address"], name="EnvelopeWithoutAddress"
     ),
     "other": {
         "type": "record",

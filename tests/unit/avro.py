@@ -20,6 +20,7 @@ import fastavro
 from confluent_kafka.serialization import SerializationError
 
 from streams.model.topology import Source
+from tests.debezium import envelope_schema
 
 Schema = dict[str, Any]
 
@@ -78,7 +79,7 @@ class MemoryCodec:
         """Debezium's serializers for ``source``'s cdc topic, with ``row`` as the table's
         columns (Avro fields) and the source's primary key columns as the key."""
         topic = source.cdc_topic
-        value_id = self.register(envelope_schema(topic, row))
+        value_id = self.register(envelope_schema(row, namespace=topic))
         key_fields = [dict(f) for f in row if f["name"] in source.primary_key]
         key_id = self.register(
             {"type": "record", "name": "Key", "namespace": topic, "fields": key_fields}
@@ -97,35 +98,3 @@ class Cdc:
     topic: str
     value: Callable[[dict[str, Any]], bytes]
     key: Callable[[dict[str, Any]], bytes]
-
-
-def envelope_schema(topic: str, row: Sequence[Schema]) -> Schema:
-    """A Debezium change envelope (names as Debezium gives them) reduced to what normalize
-    reads; the row record is the table's columns."""
-    value = {"type": "record", "name": "Value", "fields": list(row)}
-    return {
-        "type": "record",
-        "name": "Envelope",
-        "namespace": topic,
-        "fields": [
-            {"name": "before", "type": ["null", value], "default": None},
-            {"name": "after", "type": ["null", "Value"], "default": None},
-            {
-                "name": "source",
-                "type": {
-                    "type": "record",
-                    "name": "Source",
-                    "namespace": "io.debezium.connector.postgresql",
-                    "fields": [
-                        {"name": "name", "type": "string"},
-                        {"name": "ts_ms", "type": "long"},
-                        {"name": "schema", "type": "string"},
-                        {"name": "table", "type": "string"},
-                        {"name": "txId", "type": ["null", "long"], "default": None},
-                        {"name": "lsn", "type": ["null", "long"], "default": None},
-                    ],
-                },
-            },
-            {"name": "op", "type": "string"},
-        ],
-    }

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from govsync.control.schema_files import SCHEMAS_DIR
 from streams.contract.records import AUDIT_KINDS, AuditRecord
 from streams.contract.schemas import audit_schema, schema_files
-from streams.trail.audit import GENESIS, Chain, Finding, record_hash, verify
+from streams.trail.audit import GENESIS, Chain, Tampering, record_hash, verify
 from tests.unit.examples import STATE, TOPOLOGY
 
 APPROVAL = {
@@ -364,7 +364,7 @@ def test_any_rehashed_alteration_before_the_end_is_detected(
     index, name, value = alteration
     records = list(SHORT)
     records[index] = _rehashed(records[index], **{name: value})
-    findings: list[Finding] = verify(_at(records)).findings
+    findings: list[Tampering] = verify(_at(records)).findings
     assert findings
     assert {f.offset for f in findings} <= {_offset(index), _offset(index + 1)}
 
