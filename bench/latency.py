@@ -19,14 +19,14 @@ import argparse
 import json
 import statistics
 import time
+from datetime import UTC, datetime
 
 import psycopg
 
 from streams.config.settings import Settings
 from streams.contract.topics import changes_topic, delivery_topic
-from streams.kafka import topic_reader
+from streams.kafka import applied, topic_reader
 from streams.kafka.serde import ValueDeserializer, registry_client
-from streams.model.topology import load_topology
 
 
 def percentile(values: list[int], q: float) -> int:
@@ -41,9 +41,12 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings.from_env()
-    topology = load_topology(settings.topology)
+    topology = applied.in_force(settings).topology
     source = topology.source("market_regulation.enterprise")
-    deliveries = [delivery_topic(s) for s in topology.subscriptions]
+    # Only the subscriptions these changes reach (person subscriptions never see them).
+    deliveries = [
+        delivery_topic(s) for s in topology.active_subscriptions(source.entity, datetime.now(UTC))
+    ]
     topics = [source.cdc_topic, changes_topic("enterprise"), *deliveries]
     start = topic_reader.end_offsets(settings.bootstrap, topics)
     marker = f"bench-{int(time.time())}"
