@@ -50,6 +50,7 @@ def serve(
         codec,
         settings.bootstrap,
         lambda department: masking.department_key(secrets_dir, department),
+        state_dir=settings.path("state", f"worker-{settings.worker_instance}", "route"),
     )
     ledger = LedgerStage(topology, codec, settings.bootstrap, topology.kafka.partitions)
     # Deliveries awaiting a receipt from before this start, read back in the background

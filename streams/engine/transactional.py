@@ -20,8 +20,9 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -42,6 +43,14 @@ class Output:
     value: bytes | None
     headers: Headers = field(default_factory=list)
     partition: int | None = None  # None: partition by key
+    # A record of the stage's own state: its offset is reported to ``committed`` so a
+    # durable store can checkpoint what it reflects.
+    changelog: bool = False
+
+
+Produced = Mapping[tuple[str, int], int]
+"""(topic, partition) -> the last offset a committed transaction wrote there (changelogs)."""
+NOTHING: Produced = MappingProxyType({})
 
 
 class Stage(Protocol):
@@ -56,7 +65,7 @@ class Stage(Protocol):
 
     def process(self, message: Message) -> list[Output]: ...
 
-    def committed(self) -> None: ...
+    def committed(self, produced: Produced = NOTHING) -> None: ...
 
     def aborted(self) -> None: ...
 
@@ -180,11 +189,18 @@ def _transact(
     timeout: float,
 ) -> None:
     producer.begin_transaction()
+    produced: dict[tuple[str, int], int] = {}
+
+    def delivered(error: KafkaError | None, record: Message) -> None:
+        if error is None:
+            where = (record.topic(), record.partition())
+            produced[where] = max(produced.get(where, -1), record.offset())
+
     try:
         next_offsets: dict[tuple[str, int], int] = {}
         for message in messages:
             for out in stage.process(message):
-                _produce(producer, out)
+                _produce(producer, out, delivered if out.changelog else None)
             next_offsets[(message.topic(), message.partition())] = message.offset() + 1
         producer.send_offsets_to_transaction(
             [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()],
@@ -192,6 +208,7 @@ def _transact(
             timeout,
         )
         producer.commit_transaction(timeout)
+        producer.poll(0)  # serve the last delivery reports: the changelog offsets
     except Exception as exc:
         metrics.TRANSACTIONS.labels(stage.name, "aborted").inc()
         with contextlib.suppress(KafkaException):
@@ -202,12 +219,16 @@ def _transact(
             log.warning("%s: transaction aborted (%s); redoing the batch", stage.name, exc)
             return
         raise
-    stage.committed()
+    stage.committed(produced)
     metrics.TRANSACTIONS.labels(stage.name, "committed").inc()
 
 
-def _produce(producer: Producer, out: Output) -> None:
-    kwargs = {} if out.partition is None else {"partition": out.partition}
+def _produce(
+    producer: Producer, out: Output, on_delivery: Callable[[Any, Message], None] | None
+) -> None:
+    kwargs: dict[str, Any] = {} if out.partition is None else {"partition": out.partition}
+    if on_delivery is not None:
+        kwargs["on_delivery"] = on_delivery
     while True:
         try:
             producer.produce(out.topic, out.value, out.key, headers=out.headers, **kwargs)

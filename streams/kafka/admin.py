@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, TopicCollection
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -47,6 +47,15 @@ def existing_topics(admin: AdminClient, timeout: float = 5.0) -> dict[str, int]:
     except KafkaException as exc:
         raise BrokerUnreachable(f"Kafka is not reachable: {exc.args[0]}") from exc
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
+
+
+def topic_ids(admin: AdminClient, topics: Iterable[str]) -> dict[str, str]:
+    """Each topic's id: it tells a topic apart from an earlier one of the same name."""
+    futures = admin.describe_topics(TopicCollection(list(topics)))
+    return {
+        name: str(_result(future, f"describing {name}").topic_id)
+        for name, future in futures.items()
+    }
 
 
 def ensure_topics(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,40 +159,52 @@ def _key_text(decode: ValueDeserializer, topic: str, key: bytes | None) -> str |
     return key.decode(errors="replace")
 
 
-def partitions_to_end(
-    bootstrap: str, topic: str, partitions: Iterable[int], timeout: float = 300.0
-) -> Iterator[Message]:
-    """Every committed message of ``partitions``, from the log start to the current end.
+def changelog_tail(
+    bootstrap: str,
+    topic: str,
+    starts: Mapping[int, int | None],
+    batch: int = 5000,
+    stall_s: float = 60.0,
+) -> Iterator[tuple[int, list[Message]]]:
+    """The committed records of each partition from its start (None: the log start) to its
+    current end, in batches of (partition, records): for restoring state. One consumer
+    reads every partition.
 
-    For restoring state: unlike ``messages`` it never returns early; not reaching the end
-    within ``timeout`` raises, because a partly restored state is silently wrong.
+    It never returns early: a partly restored state is silently wrong. There is no limit
+    on the whole read, which grows with the tail; it fails only when no record arrives for
+    ``stall_s`` while an end is not reached.
     """
     consumer = reader(bootstrap)
     try:
-        remaining: set[int] = set()
         assignment = []
-        for partition in partitions:
+        for partition, start in starts.items():
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            if high > low:
-                assignment.append(TopicPartition(topic, partition, low))
-                remaining.add(partition)
+            first = low if start is None else min(max(start, low), high)
+            if first < high:
+                assignment.append(TopicPartition(topic, partition, first))
+        remaining = {tp.partition for tp in assignment}
+        if not remaining:
+            return
         consumer.assign(assignment)
-        deadline = time.monotonic() + timeout
+        last_progress = time.monotonic()
         while remaining:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{topic} partitions {sorted(remaining)} not read to the end in {timeout}s"
-                )
-            message = consumer.poll(1.0)
-            if message is None:
-                continue
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
+            records: dict[int, list[Message]] = {}
+            for message in consumer.consume(batch, 1.0):
+                error = message.error()
+                if error is None:
+                    records.setdefault(message.partition(), []).append(message)
+                elif error.code() == KafkaError._PARTITION_EOF:
                     remaining.discard(message.partition())
-                    continue
-                raise RuntimeError(f"reading {topic}: {error.str()}")
-            yield message
+                else:
+                    raise RuntimeError(f"reading {topic}: {error.str()}")
+            if records:
+                last_progress = time.monotonic()
+                yield from records.items()
+            elif remaining and time.monotonic() - last_progress > stall_s:
+                raise TimeoutError(
+                    f"{topic} partitions {sorted(remaining)}: no record for {stall_s:.0f}s "
+                    "before their end"
+                )
     finally:
         consumer.close()
 

@@ -4,19 +4,21 @@ Exactly-once between Kafka topics comes from transactions; duplicates that arriv
 *new source records* (Debezium re-emitting after a connector restart, a re-snapshot)
 are the same change under the same event_id, and only this store recognises them.
 
-State lives in the engine's transactional store and in a changelog topic (compacted, with
-deletion after the retention window so it stays bounded). A marker is produced to the
-changelog in the same transaction as the deliveries it guards, so after a crash the store
-and the delivery topics agree.
+State lives in the engine's transactional store (on disk per partition when the worker
+has a state directory) and in a changelog topic (compacted, with deletion after the
+retention window so it stays bounded). A marker is produced to the changelog in the same
+transaction as the deliveries it guards, so after a crash the store and the delivery
+topics agree.
 """
 
 from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterable
 from datetime import timedelta
+from pathlib import Path
 
+from streams.engine.durable import RocksTable
 from streams.engine.state import KeyedState
 from streams.kafka import topic_reader
 
@@ -27,12 +29,20 @@ def encode_seen(at_ms: int) -> bytes:
     return _TIMESTAMP.pack(at_ms)
 
 
+def decode_seen(value: bytes) -> int:
+    return _TIMESTAMP.unpack(value)[0]
+
+
 class DedupStore:
     """event_id -> first-seen time (ms), kept per partition of the stage's input."""
 
-    def __init__(self, retention: timedelta) -> None:
+    def __init__(self, retention: timedelta, directory: Path | None = None) -> None:
+        """``directory``: keep the committed ids on disk there (None: in memory)."""
         self.retention_ms = int(retention.total_seconds() * 1000)
-        self.state: KeyedState[int, str, int] = KeyedState()
+        table = None if directory is None else RocksTable(directory, encode_seen, decode_seen)
+        self.state: KeyedState[int, str, int] = KeyedState(
+            decode=decode_seen if table is None else None, table=table
+        )
 
     def seen(self, partition: int, event_id: str) -> bool:
         return (partition, event_id) in self.state
@@ -42,20 +52,25 @@ class DedupStore:
 
     def expire(self, now_ms: int | None = None) -> int:
         """Forget ids older than the retention window; returns how many were dropped.
-        Safe beside the stage's thread (the store locks its committed entries)."""
+        Safe beside the stage's thread (the store guards its committed entries)."""
         cutoff = (now_ms or int(time.time() * 1000)) - self.retention_ms
         return self.state.retain(lambda at_ms: at_ms >= cutoff)
 
-    def restore(self, bootstrap: str, topic: str, partitions: Iterable[int]) -> int:
-        """Read the committed changelog of ``partitions`` into the store; ids loaded."""
-        partitions = list(partitions)
+    def restore(
+        self, bootstrap: str, topic: str, partitions: list[int], changelog_id: str = ""
+    ) -> int:
+        """Bring the partitions up to their changelog's end, reading only what the store
+        does not hold yet; returns the ids read."""
         cutoff = int(time.time() * 1000) - self.retention_ms
-        restored: dict[int, dict[str, int]] = {p: {} for p in partitions}
-        for message in topic_reader.partitions_to_end(bootstrap, topic, partitions):
-            value, key = message.value(), message.key()
-            if key is None or value is None:
-                continue
-            at_ms = _TIMESTAMP.unpack(value)[0]
-            if at_ms >= cutoff:
-                restored[message.partition()][key.decode()] = at_ms
-        return sum(self.state.load(p, entries.items()) for p, entries in restored.items())
+        starts = {p: self.state.start(p, changelog_id) for p in partitions}
+        read = 0
+        for partition, batch in topic_reader.changelog_tail(bootstrap, topic, starts):
+            entries = [
+                (m.key().decode(), m.value())
+                for m in batch
+                if m.key() is not None
+                and m.value() is not None
+                and decode_seen(m.value()) >= cutoff
+            ]
+            read += self.state.restore(partition, entries, through=batch[-1].offset())
+        return read

@@ -38,7 +38,7 @@ from streams.contract.topics import (
     TRACE_TOPIC,
 )
 from streams.engine.state import AfterCommit, KeyedState
-from streams.engine.transactional import Output
+from streams.engine.transactional import NOTHING, Output, Produced
 from streams.kafka import applied, clients, credentials
 from streams.kafka.serde import Codec
 from streams.model.topology import Subscription, Topology
@@ -107,7 +107,7 @@ class LedgerStage:
     def revoked(self, partitions: list[TopicPartition]) -> None:
         self._forget()
 
-    def committed(self) -> None:
+    def committed(self, produced: Produced = NOTHING) -> None:
         self.heads.commit()
         self._exports.commit()
 

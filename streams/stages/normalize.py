@@ -17,7 +17,7 @@ from confluent_kafka.serialization import SerializationError
 from streams.contract import headers, schemas
 from streams.contract.topics import DLQ_TOPIC, changes_topic
 from streams.engine import metrics
-from streams.engine.transactional import Output
+from streams.engine.transactional import NOTHING, Output, Produced
 from streams.kafka.serde import Codec
 from streams.model.topology import Source, Topology
 from streams.transform.normalize import NormalizeError, normalize
@@ -101,7 +101,7 @@ class NormalizeStage:
     def revoked(self, partitions: list[TopicPartition]) -> None:
         """Stateless."""
 
-    def committed(self) -> None:
+    def committed(self, produced: Produced = NOTHING) -> None:
         self.tally.commit()
 
     def aborted(self) -> None:

@@ -12,9 +12,10 @@ transactional store and in two changelogs written in the same transaction as its
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Message, TopicPartition
@@ -31,7 +32,8 @@ from streams.contract.topics import (
     master_topic,
 )
 from streams.engine import metrics
-from streams.engine.transactional import Output
+from streams.engine.transactional import NOTHING, Output, Produced
+from streams.kafka import admin
 from streams.kafka.serde import Codec
 from streams.model.topology import Subscription, Topology
 from streams.stages import canonical
@@ -92,7 +94,10 @@ class RouteStage:
         codec: Codec,
         bootstrap: str,
         mask_key: Callable[[str], bytes],
+        state_dir: Path | None = None,
     ) -> None:
+        """``state_dir``: keep the committed state on disk there, per partition, so a
+        restart reads only the changelogs' tails (None: in memory, restored in full)."""
         self._codec = codec
         self._mask_key = mask_key
         self._bootstrap = bootstrap
@@ -104,8 +109,11 @@ class RouteStage:
             for e in entities
         }
         self.routing = self._routing(topology)
-        self.dedup = DedupStore(topology.kafka.dedup_retention)
-        self.canonical = canonical.new_store()
+        self.dedup = DedupStore(
+            topology.kafka.dedup_retention, state_dir / "dedup" if state_dir else None
+        )
+        self.canonical = canonical.new_store(state_dir / "canonical" if state_dir else None)
+        self._durable = state_dir is not None
         self._authority = {e: Authority(topology, e) for e in entities}
         self._quality = codec.serializer(QUALITY_TOPIC, schemas.quality_schema())
         self.tally = metrics.Tally()
@@ -150,17 +158,18 @@ class RouteStage:
             self.tally.inc(metrics.DUPLICATES, entity)
             return []
         key = change["key"].encode()
-        slot = (entity, partition)
-        merge = self._authority[entity].merge(change, self.canonical.get(slot, change["key"]))
-        self.canonical.put(slot, change["key"], merge.canonical)
+        store_key = canonical.store_key(entity, change["key"])
+        merge = self._authority[entity].merge(change, self.canonical.get(partition, store_key))
+        self.canonical.put(partition, store_key, merge.canonical)
         outputs = [
             seen,
             Output(
                 CANONICAL_CHANGELOG_TOPIC,
-                canonical.changelog_key(entity, change["key"]),
+                store_key.encode(),
                 merge.canonical.to_json(),
                 [],
                 partition,
+                changelog=True,
             ),
         ]
         for discrepancy in merge.discrepancies:
@@ -214,7 +223,9 @@ class RouteStage:
             return None
         now_ms = int(now.timestamp() * 1000)
         self.dedup.add(partition, event_id, now_ms)
-        return Output(self.changelog, event_id.encode(), encode_seen(now_ms), [], partition)
+        return Output(
+            self.changelog, event_id.encode(), encode_seen(now_ms), [], partition, changelog=True
+        )
 
     def _snapshot(self, routing: Routing, entity: str, message: Message) -> list[Output]:
         """A snapshot request (govsync replay): this partition's canonical state, as it
@@ -237,7 +248,11 @@ class RouteStage:
             )
             return outputs
         model = routing.topology.entity(entity)
-        states = self.canonical.items((entity, partition))
+        prefix = canonical.store_key(entity, "")
+        states = (
+            (key.removeprefix(prefix), state)
+            for key, state in self.canonical.items(partition, prefix)
+        )
         marker = [(headers.REPLAY, request.replay_id.encode())]
         for change in snapshot_changes(request, model, states):
             out = target.output(change, routing.topology, marker)
@@ -255,23 +270,32 @@ class RouteStage:
         return outputs
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
+        """Bring the assigned partitions' state up to their changelogs' ends (on disk:
+        only the tail since the last checkpoint)."""
         numbers = sorted({tp.partition for tp in partitions})
-        loaded = self.dedup.restore(self._bootstrap, self.changelog, numbers)
+        ids = self._changelog_ids() if self._durable else {}
+        read = self.dedup.restore(
+            self._bootstrap, self.changelog, numbers, ids.get(self.changelog, "")
+        )
         metrics.DEDUP_ENTRIES.labels(self.name).set(self.dedup.state.size())
-        log.info("route: restored %d event_ids for partitions %s", loaded, numbers)
-        keys = canonical.restore(self.canonical, self._bootstrap, self._slots(partitions))
-        log.info("route: restored the canonical state of %d entities", keys)
+        log.info("route: read %d event_ids for partitions %s", read, numbers)
+        read = canonical.restore(
+            self.canonical, self._bootstrap, numbers, ids.get(CANONICAL_CHANGELOG_TOPIC, "")
+        )
+        log.info("route: read %d canonical states for partitions %s", read, numbers)
+
+    def _changelog_ids(self) -> dict[str, str]:
+        client = admin.admin_client(self._bootstrap)
+        return admin.topic_ids(client, [self.changelog, CANONICAL_CHANGELOG_TOPIC])
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
-        self.dedup.state.drop({tp.partition for tp in partitions})
-        self.canonical.drop(self._slots(partitions))
+        numbers = {tp.partition for tp in partitions}
+        self.dedup.state.drop(numbers)
+        self.canonical.drop(numbers)
 
-    def _slots(self, partitions: Iterable[TopicPartition]) -> list[canonical.Slot]:
-        return [(self._entity_of[tp.topic], tp.partition) for tp in partitions]
-
-    def committed(self) -> None:
-        self.dedup.state.commit()
-        self.canonical.commit()
+    def committed(self, produced: Produced = NOTHING) -> None:
+        self.dedup.state.commit(_checkpoints(produced, self.changelog))
+        self.canonical.commit(_checkpoints(produced, CANONICAL_CHANGELOG_TOPIC))
         self.tally.commit()
         metrics.DEDUP_ENTRIES.labels(self.name).set(self.dedup.state.size())
 
@@ -279,3 +303,7 @@ class RouteStage:
         self.dedup.state.abort()
         self.canonical.abort()
         self.tally.abort()
+
+
+def _checkpoints(produced: Produced, topic: str) -> dict[int, int]:
+    return {partition: offset for (name, partition), offset in produced.items() if name == topic}

@@ -185,12 +185,24 @@ def test_an_event_id_seen_on_the_partition_yields_nothing(codec: MemoryCodec) ->
     assert count("duplicates_dropped", entity="enterprise") == dropped + 2
 
 
+def test_the_canonical_state_is_kept_per_partition_under_entity_and_key(
+    codec: MemoryCodec,
+) -> None:
+    stage = route(codec)
+    stage.process(record(codec, CHANGE))
+    stage.committed()
+    state = stage.canonical.get(PARTITION, f"enterprise/{USCC}")
+    assert state is not None and state.state is not None
+    assert state.state["uscc"] == USCC
+    assert stage.canonical.get(PARTITION + 1, f"enterprise/{USCC}") is None
+
+
 def test_an_aborted_transaction_leaves_nothing_behind(codec: MemoryCodec) -> None:
     stage = route(codec)
     first = stage.process(record(codec, CHANGE))
     delivered = count("delivered_records", subscription=TAX.id)
     stage.aborted()
-    assert stage.canonical.get(("enterprise", PARTITION), USCC) is None
+    assert stage.canonical.get(PARTITION, f"enterprise/{USCC}") is None
     assert not stage.dedup.seen(PARTITION, CHANGE["event_id"])
     again = stage.process(record(codec, CHANGE))
     # The same outputs: the event is new again and the entity unknown again (a first
