@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
 V = TypeVar("V")
 
@@ -169,8 +169,22 @@ class RocksTable(Generic[V]):
         self.drop(list(self._dbs))
 
 
+# Memory is bounded per process, not per partition: every database shares one block
+# cache, and each keeps small memtables (RocksDB's 64 MiB default, times two stores and
+# every partition, would be most of a worker's RAM).
+BLOCK_CACHE_BYTES = 64 << 20
+WRITE_BUFFER_BYTES = 4 << 20
+_CACHE = Cache(BLOCK_CACHE_BYTES)
+
+
 def _open(path: Path) -> Rdict:
     path.mkdir(parents=True, exist_ok=True)
     options = Options(raw_mode=True)
     options.create_if_missing(True)
+    options.set_write_buffer_size(WRITE_BUFFER_BYTES)
+    options.set_max_write_buffer_number(2)
+    table = BlockBasedOptions()
+    table.set_block_cache(_CACHE)
+    table.set_cache_index_and_filter_blocks(True)
+    options.set_block_based_table_factory(table)
     return Rdict(str(path), options)
