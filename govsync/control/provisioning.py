@@ -80,10 +80,7 @@ def apply(
         else:
             new.append(topic)
     connectors = debezium.apply(topology, settings, dry_run=dry_run)
-    if dry_run:
-        changes = applied.pending_changes(settings.bootstrap, text, topology)
-    else:
-        changes = applied.publish(settings.bootstrap, text, topology)
+    changes = applied.publish(settings.bootstrap, text, topology, dry_run=dry_run)
     return ApplyReport(
         dry_run=dry_run,
         topics=topics,

@@ -65,19 +65,16 @@ def ensure_topics(
     ``dry_run``, only say which of that would happen."""
     specs = list(specs)
     current = existing_topics(admin)
-    actions: dict[str, TopicAction] = {}
-
     missing = [s for s in specs if s.name not in current]
+    present = [s for s in specs if s.name in current]
+    grow = [s for s in present if s.partitions > current[s.name]]
+    reconfigure = [s for s in present if s.config and _config_differs(admin, s)]
+    actions: dict[str, TopicAction] = dict.fromkeys((s.name for s in specs), "unchanged")
+    actions.update(dict.fromkeys((s.name for s in [*grow, *reconfigure]), "updated"))
+    actions.update(dict.fromkeys((s.name for s in missing), "created"))
     if dry_run:
-        for spec in specs:
-            changed = spec.name in current and (
-                spec.partitions > current[spec.name]
-                or bool(spec.config and _config_differs(admin, spec))
-            )
-            actions[spec.name] = (
-                "created" if spec.name not in current else "updated" if changed else "unchanged"
-            )
         return actions
+
     if missing:
         futures = admin.create_topics(
             [
@@ -88,30 +85,21 @@ def ensure_topics(
         )
         for name, future in futures.items():
             _result(future, f"creating topic {name}", tolerate="TOPIC_ALREADY_EXISTS")
-            actions[name] = "created"
-
-    present = [s for s in specs if s.name in current]
-    grow = [s for s in present if s.partitions > current[s.name]]
     if grow:
         futures = admin.create_partitions([NewPartitions(s.name, s.partitions) for s in grow])
         for name, future in futures.items():
             _result(future, f"adding partitions to {name}")
-            actions[name] = "updated"
-
-    for spec in present:
-        if spec.config and _config_differs(admin, spec):
-            resource = ConfigResource(
-                ConfigResource.Type.TOPIC,
-                spec.name,
-                incremental_configs=[
-                    ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
-                    for key, value in spec.config.items()
-                ],
-            )
-            for future in admin.incremental_alter_configs([resource]).values():
-                _result(future, f"configuring topic {spec.name}")
-            actions[spec.name] = "updated"
-        actions.setdefault(spec.name, "unchanged")
+    for spec in reconfigure:
+        resource = ConfigResource(
+            ConfigResource.Type.TOPIC,
+            spec.name,
+            incremental_configs=[
+                ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+                for key, value in spec.config.items()
+            ],
+        )
+        for future in admin.incremental_alter_configs([resource]).values():
+            _result(future, f"configuring topic {spec.name}")
     return actions
 
 

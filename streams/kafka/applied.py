@@ -130,20 +130,15 @@ def history(bootstrap: str) -> list[ChangeRecord]:
     ]
 
 
-def pending_changes(bootstrap: str, text: str, topology: Topology) -> list[Change]:
-    """What publishing ``text`` would record as changed, without publishing it."""
-    previous = latest(bootstrap)
-    if previous is not None and previous.sha256 == digest(text):
-        return []
-    return diff(previous.topology() if previous is not None else None, topology)
-
-
-def publish(bootstrap: str, text: str, topology: Topology) -> list[Change]:
-    """Make ``text`` the applied topology; returns what changed (nothing: nothing written)."""
+def publish(bootstrap: str, text: str, topology: Topology, dry_run: bool = False) -> list[Change]:
+    """Make ``text`` the applied topology; returns what changed (nothing: nothing written).
+    With ``dry_run``, what it would record, and nothing is written."""
     previous = latest(bootstrap)
     if previous is not None and previous.sha256 == digest(text):
         return []
     changes = diff(previous.topology() if previous is not None else None, topology)
+    if dry_run:
+        return changes
     now = datetime.now(UTC)
     applied = Applied(text=text, sha256=digest(text), applied_at=now)
     record = ChangeRecord(

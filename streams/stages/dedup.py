@@ -33,6 +33,12 @@ def decode_seen(value: bytes) -> int:
     return _TIMESTAMP.unpack(value)[0]
 
 
+def _at_ms(seen: int | bytes) -> int:
+    """A committed id's first-seen time; the memory table keeps restored ids in changelog
+    form until read."""
+    return decode_seen(seen) if isinstance(seen, bytes) else seen
+
+
 class DedupStore:
     """event_id -> first-seen time (ms), kept per partition of the stage's input."""
 
@@ -54,7 +60,7 @@ class DedupStore:
         """Forget ids older than the retention window; returns how many were dropped.
         Safe beside the stage's thread (the store guards its committed entries)."""
         cutoff = (now_ms or int(time.time() * 1000)) - self.retention_ms
-        return self.state.retain(lambda at_ms: at_ms >= cutoff)
+        return self.state.retain(lambda seen: _at_ms(seen) >= cutoff)
 
     def restore(
         self, bootstrap: str, topic: str, partitions: list[int], changelog_id: str = ""
