@@ -250,9 +250,10 @@ def _is_record(message: Message) -> bool:
     error = message.error()
     if error is None:
         return True
-    if error.fatal():
-        # E.g. a static member fenced after a restart: this consumer will never deliver
-        # again. End the session; the next one starts with a new consumer.
+    if error.fatal() or error.code() == KafkaError._FATAL:
+        # E.g. a static member fenced after a broker restart: this consumer will never
+        # deliver again. End the session; the next one starts with a new consumer. The
+        # consumer reports that fence as code _FATAL with fatal() false, so both count.
         raise KafkaException(error)
     if error.code() != KafkaError._PARTITION_EOF:
         log.warning("consumer: %s", error)
