@@ -101,9 +101,13 @@ def _quote(value: str) -> str:
     return value.replace("%", "%%")
 
 
-def _escaped(value: str) -> str:
-    """A double-quoted environment value as supervisor's shlex reads it back."""
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+def _quoted_value(name: str, value: str) -> str:
+    """An environment value as supervisor's (non-POSIX) shlex reads it back: in quotes it
+    does not have, no escapes."""
+    for quote in ('"', "'"):
+        if quote not in value:
+            return f"{quote}{_quote(value)}{quote}"
+    raise StackError(f"{name} holds both kinds of quotes; supervisord cannot pass it on")
 
 
 def render_program(program: Program) -> str:
@@ -128,7 +132,7 @@ def render_program(program: Program) -> str:
         lines.append(f"user={program.user}")
     if program.environment:
         pairs = (
-            f'{name}="{_quote(_escaped(value))}"'
+            f"{name}={_quoted_value(name, value)}"
             for name, value in sorted(program.environment.items())
         )
         lines.append(f"environment={','.join(pairs)}")
