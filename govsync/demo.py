@@ -18,7 +18,7 @@ from rich.table import Table
 
 from connectors.sinks import SINKS, process_name
 from govsync.stack import embedded
-from govsync.stack.background import start_app_process
+from govsync.stack.background import start_app_process, start_worker
 from govsync.stack.process import StackError
 from streams.config.settings import Settings
 from streams.contract.topics import TRACE_TOPIC, delivery_topic
@@ -209,7 +209,7 @@ def run(settings: Settings, console: Console) -> bool:
         topology = load_topology(settings.topology)
         embedded.apply_topology(topology, settings, settings.topology.read_text(encoding="utf-8"))
         spinner.update("starting the worker and the departments' sinks")
-        start_app_process(settings, "worker", ["worker"])
+        start_worker(settings)
         for department in SINKS:
             start_app_process(settings, process_name(department), ["sink", department])
         company = pick_company(settings)

@@ -1,5 +1,6 @@
 """`govsync worker`, `sink`, `monitor`: govsync's long-running processes, in the foreground
-or detached (`--background`, which re-runs the same command via `python -m govsync.cli`)."""
+or under the stack's supervisord (`--background`, which runs the same command via
+`python -m govsync.cli` as a supervised program, restarted when it dies)."""
 
 from __future__ import annotations
 
@@ -17,17 +18,33 @@ app = typer.Typer()
 
 @app.command()
 def worker(
-    background: Annotated[bool, typer.Option(help="Run detached; logs in the state dir.")] = False,
+    background: Annotated[
+        bool, typer.Option(help="Start another instance under supervisord; logs in the state dir.")
+    ] = False,
+    instance: Annotated[
+        int | None,
+        typer.Option(help="With --background: start, or restart, this instance.", min=0),
+    ] = None,
 ) -> None:
     """Run the stream processors (normalize, route, ledger), exactly once."""
     settings = Settings.from_env()
     if background:
-        from govsync.stack.background import start_app_process
+        from govsync.stack import background as supervised
 
         with errors():
-            pid = start_app_process(settings, "worker", ["worker"])
-        console.print(f"worker running (pid {pid}, log {settings.path('logs', 'worker.log')})")
+            started = (
+                supervised.add_worker(settings)
+                if instance is None
+                else supervised.restart_worker(settings, instance)
+            )
+        log = settings.path("logs", f"{started.name}.log")
+        console.print(f"worker {started.instance} running (pid {started.pid}, log {log})")
         return
+    if instance is not None:
+        console.print(
+            "[red]--instance needs --background[/]; in the foreground set GOVSYNC_WORKER_INSTANCE"
+        )
+        raise typer.Exit(EXIT_INVALID)
     from streams import worker as stream_worker
 
     stream_worker.main()
@@ -52,8 +69,9 @@ def sink(
         from govsync.stack.background import start_app_process
 
         with errors():
-            pid = start_app_process(settings, name, ["sink", department])
-        console.print(f"{name} running (pid {pid}, log {settings.path('logs', f'{name}.log')})")
+            started = start_app_process(settings, name, ["sink", department])
+        log = settings.path("logs", f"{name}.log")
+        console.print(f"{name} running (pid {started.pid}, log {log})")
         return
     from connectors.subscriber import Subscriber
 
@@ -79,10 +97,11 @@ def monitor(
         from govsync.stack.background import start_app_process
 
         with errors():
-            pid = start_app_process(
+            started = start_app_process(
                 settings, "monitor", ["monitor", "--port", str(settings.monitor_port)]
             )
-        console.print(f"monitor on {url} (pid {pid}, log {settings.path('logs', 'monitor.log')})")
+        log = settings.path("logs", "monitor.log")
+        console.print(f"monitor on {url} (pid {started.pid}, log {log})")
         return
     from govsync.ops import monitor as dashboard
 

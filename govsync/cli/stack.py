@@ -53,9 +53,10 @@ def status(as_json: JsonFlag = False) -> None:
 
 
 def _status_table(report: StackStatus) -> None:
-    """One row per component; `up` and `status` show the same table."""
+    """One row per component, one per worker instance (`worker/<id>`); `up` and `status`
+    show the same table."""
     table = Table(title=f"govsync stack ({report.state_dir})")
-    for column in ("component", "state", "address", "version", "pid"):
+    for column in ("component", "state", "address", "version", "pid", "restarts", "last exit"):
         table.add_column(column)
     for name, component in report.components:
         data = component.model_dump()
@@ -64,12 +65,16 @@ def _status_table(report: StackStatus) -> None:
             or data.get("url")
             or (f"{data['host']}:{data['port']}" if "host" in data else "")
         )
-        colour = "green" if data["state"] == "up" else "red"
-        table.add_row(
-            name,
-            f"[{colour}]{data['state']}[/{colour}]",
-            address,
-            data.get("version") or "",
-            str(data.get("pid") or ""),
-        )
+        rows = [(f"{name}/{i['id']}", i) for i in data.get("instances") or []] or [(name, data)]
+        for label, row in rows:
+            colour = "green" if row["state"] == "up" else "red"
+            table.add_row(
+                label,
+                f"[{colour}]{row['state']}[/{colour}]",
+                address or row.get("metrics_url") or "",
+                data.get("version") or "",
+                str(row.get("pid") or ""),
+                str(row.get("restarts") or 0),
+                row.get("last_exit") or "",
+            )
     console.print(table)

@@ -1,25 +1,89 @@
-"""govsync's own long-running processes (worker, sinks) started detached, like the stack."""
+"""govsync's own long-running processes — worker instances, the reference sinks, the
+monitor — as supervised programs running `python -m govsync.cli <command>`.
+
+Each worker instance is its own program, ``worker-<id>``, with ``GOVSYNC_WORKER_INSTANCE``
+set to its id. Instance 0 serves metrics on ``GOVSYNC_WORKER_PORT``; the others get
+``GOVSYNC_WORKER_PORT=0`` (a free port the worker picks).
+"""
 
 from __future__ import annotations
 
 import sys
-import time
 
-from govsync.stack.process import StackError, is_alive, read_pid, spawn
-from streams.config.settings import Settings
+from pydantic import BaseModel
+
+from govsync.stack import supervision
+from streams.config.settings import REPO_ROOT, Settings
+
+WORKER_PREFIX = "worker-"
 
 
-def start_app_process(settings: Settings, name: str, cli_args: list[str]) -> int:
-    """Run `govsync <cli_args>` in the background unless it already runs; returns its pid."""
-    run_dir = settings.path("run")
-    running = read_pid(run_dir, name)
-    if running is not None:
-        return running
-    log = settings.path("logs", f"{name}.log")
-    pid = spawn(
-        name, [sys.executable, "-m", "govsync.cli", *cli_args], run_dir=run_dir, log_file=log
+class Started(BaseModel):
+    name: str
+    pid: int | None
+
+
+class WorkerStarted(Started):
+    instance: int
+
+
+def app_program(
+    settings: Settings, name: str, cli_args: list[str], env: dict[str, str] | None = None
+) -> supervision.Program:
+    return supervision.Program(
+        name=name,
+        command=[sys.executable, "-m", "govsync.cli", *cli_args],
+        log=settings.path("logs", f"{name}.log"),
+        directory=REPO_ROOT,
+        environment={**supervision.inherited_environment(), **(env or {})},
+        startsecs=3,
     )
-    time.sleep(1.0)
-    if not is_alive(pid):
-        raise StackError(f"{name} exited at start-up (log: {log})")
-    return pid
+
+
+def start_app_process(settings: Settings, name: str, cli_args: list[str]) -> Started:
+    """Run `govsync <cli_args>` as program ``name`` unless it already runs; returns once
+    it stayed up through its start-up (fails if it exited before)."""
+    started = supervision.start(settings, app_program(settings, name, cli_args), wait=True)
+    return Started(name=name, pid=started.pid)
+
+
+def worker_name(instance: int) -> str:
+    return f"{WORKER_PREFIX}{instance}"
+
+
+def worker_instances(settings: Settings) -> dict[int, supervision.ProgramStatus]:
+    """Every configured worker instance, running or not, by id."""
+    return {
+        int(name.removeprefix(WORKER_PREFIX)): program
+        for name, program in supervision.statuses(settings).items()
+        if name.startswith(WORKER_PREFIX) and name.removeprefix(WORKER_PREFIX).isdigit()
+    }
+
+
+def next_instance(configured: set[int]) -> int:
+    """The lowest id not configured yet."""
+    return next(i for i in range(len(configured) + 1) if i not in configured)
+
+
+def worker_program(settings: Settings, instance: int) -> supervision.Program:
+    env = {"GOVSYNC_WORKER_INSTANCE": str(instance)}
+    if instance != 0:
+        env["GOVSYNC_WORKER_PORT"] = "0"
+    return app_program(settings, worker_name(instance), ["worker"], env)
+
+
+def start_worker(settings: Settings, instance: int = 0) -> WorkerStarted:
+    """Worker ``instance``, started unless it already runs."""
+    started = supervision.start(settings, worker_program(settings, instance), wait=True)
+    return WorkerStarted(name=started.name, pid=started.pid, instance=instance)
+
+
+def add_worker(settings: Settings) -> WorkerStarted:
+    """Another worker instance, with the lowest id not configured yet."""
+    return start_worker(settings, next_instance(set(worker_instances(settings))))
+
+
+def restart_worker(settings: Settings, instance: int) -> WorkerStarted:
+    """Worker ``instance`` started afresh, with this command's environment."""
+    supervision.stop(settings, worker_name(instance))
+    return start_worker(settings, instance)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from govsync.stack import jvm
-from govsync.stack.process import read_pid, require_free_port, spawn, wait_until
+from govsync.stack import jvm, supervision
+from govsync.stack.process import require_free_port
 from streams.config import tls
 from streams.config.secrets import write_private
 from streams.config.settings import Settings
@@ -38,25 +38,27 @@ def _render_config(settings: Settings) -> str:
 
 
 def start(settings: Settings) -> None:
-    run_dir = settings.path("run")
-    if read_pid(run_dir, NAME) is not None:
+    if supervision.is_running(settings, NAME):
         return
     require_free_port(settings.host, settings.connect_port, "Kafka Connect", "connect_port")
     config = _render_config(settings)
-    log = settings.path("logs", "connect.log")
-    pid = spawn(
-        NAME,
-        jvm.java_command(
+    program = supervision.Program(
+        name=NAME,
+        command=jvm.java_command(
             "org.apache.kafka.connect.cli.ConnectDistributed",
             heap=settings.connect_heap,
             cp=jvm.classpath(settings.dist_dir / "kafka" / "libs"),
             args=[config],
         ),
-        run_dir=run_dir,
-        log_file=log,
+        log=settings.path("logs", "connect.log"),
+        stopwaitsecs=60,
     )
-    wait_until(
-        lambda: _plugins_loaded(settings), what="Kafka Connect", timeout=180, log_file=log, pid=pid
+    supervision.start_until_ready(
+        settings,
+        program,
+        ready=lambda: _plugins_loaded(settings),
+        what="Kafka Connect",
+        timeout=180,
     )
 
 

@@ -10,20 +10,29 @@ from pydantic import BaseModel
 
 from connectors.sinks import SINKS, process_name
 from govsync.control import access, provisioning
-from govsync.stack import connect, jvm, kafka, postgres, registry, seed
-from govsync.stack.process import read_pid, stop
+from govsync.stack import background, connect, jvm, kafka, postgres, registry, seed, supervision
 from streams.config.settings import Settings
 from streams.kafka import admin, applied
 from streams.model.topology import Topology, load_topology
 
 State = Literal["up", "down"]
 
-# Processes govsync itself starts (monitor, sinks, worker); stopped before the stack they
-# depend on.
-APP_PROCESSES = ("monitor", *(process_name(department) for department in SINKS), "worker")
+# Programs govsync itself starts besides the worker instances; stopped, with those, before
+# the stack they depend on.
+APP_PROCESSES = ("monitor", *(process_name(department) for department in SINKS))
+# The stack's own programs, in the order `down` stops them.
+STACK_PROCESSES = (connect.NAME, registry.NAME, kafka.NAME, postgres.NAME)
 
 
-class PostgresStatus(BaseModel):
+class Supervised(BaseModel):
+    """What supervisord says of a component: how often it restarted it, and why the
+    component last ended by itself (e.g. "terminated by SIGKILL", "exit status 1")."""
+
+    restarts: int = 0
+    last_exit: str | None = None
+
+
+class PostgresStatus(Supervised):
     state: State
     host: str
     port: int
@@ -32,33 +41,44 @@ class PostgresStatus(BaseModel):
     pid: int | None = None
 
 
-class KafkaStatus(BaseModel):
+class KafkaStatus(Supervised):
     state: State
     bootstrap: str
     version: str | None = None
     pid: int | None = None
 
 
-class ConnectStatus(BaseModel):
+class ConnectStatus(Supervised):
     state: State
     url: str
     version: str | None = None
     pid: int | None = None
 
 
-class RegistryStatus(BaseModel):
+class RegistryStatus(Supervised):
     state: State
     url: str
     version: str | None = None
     pid: int | None = None
 
 
-class WorkerStatus(BaseModel):
+class WorkerInstance(Supervised):
+    id: int
     state: State
     pid: int | None = None
+    metrics_url: str | None = None
 
 
-class MonitorStatus(BaseModel):
+class WorkerStatus(Supervised):
+    """Up when any instance is; ``pid``, ``restarts`` and ``last_exit`` are the lowest
+    instance's."""
+
+    state: State
+    pid: int | None = None
+    instances: list[WorkerInstance] = []
+
+
+class MonitorStatus(Supervised):
     state: State
     url: str
     pid: int | None = None
@@ -126,32 +146,49 @@ def department_databases(topology: Topology) -> list[str]:
 
 
 def down(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> list[str]:
-    """Stop everything, the applications first; returns what was running."""
-    run_dir = settings.path("run")
-    stopped = [name for name in APP_PROCESSES if stop(run_dir, name)]
-    for name in (connect.NAME, registry.NAME, kafka.NAME):
+    """Stop everything, the applications first, then supervisord itself; returns what was
+    running."""
+    workers = [background.worker_name(i) for i in sorted(background.worker_instances(settings))]
+    stopped = [name for name in (*APP_PROCESSES, *workers) if supervision.stop(settings, name)]
+    for name in STACK_PROCESSES:
         progress(f"stopping {name}")
-        if stop(run_dir, name, timeout=60):
+        if supervision.stop(settings, name):
             stopped.append(name)
-    progress("stopping postgres")
-    if postgres.stop(settings):
-        stopped.append("postgres")
+    progress("stopping supervisord")
+    supervision.shutdown(settings)
     return stopped
 
 
 def status(settings: Settings) -> StackStatus:
-    run_dir = settings.path("run")
+    programs = supervision.statuses(settings)
 
     def state(ok: bool) -> State:
         return "up" if ok else "down"
 
+    def supervised(name: str) -> dict[str, object]:
+        program = programs.get(name)
+        if program is None:
+            return {}
+        return {"pid": program.pid, "restarts": program.restarts, "last_exit": program.last_exit}
+
+    def running(name: str) -> bool:
+        return name in programs and programs[name].running
+
     pg_version = postgres.version(settings)
-    kafka_pid = read_pid(run_dir, kafka.NAME)
-    kafka_up = kafka_pid is not None and kafka.is_up(settings)
+    kafka_up = running(kafka.NAME) and kafka.is_up(settings)
     connect_version = connect.version(settings)
     registry_version = registry.version(settings)
-    worker_pid = read_pid(run_dir, "worker")
-    monitor_pid = read_pid(run_dir, "monitor")
+    instances = [
+        WorkerInstance(
+            id=instance,
+            state=state(program.running),
+            pid=program.pid,
+            restarts=program.restarts,
+            last_exit=program.last_exit,
+        )
+        for instance, program in sorted(background.worker_instances(settings).items())
+    ]
+    lowest = instances[0].model_dump(include={"pid", "restarts", "last_exit"}) if instances else {}
     return StackStatus(
         state_dir=settings.state_dir,
         components=Components(
@@ -161,31 +198,35 @@ def status(settings: Settings) -> StackStatus:
                 port=settings.pg_port,
                 user=settings.pg_user,
                 version=pg_version,
-                pid=postgres.pid(settings) if pg_version else None,
+                **supervised(postgres.NAME),
             ),
             kafka=KafkaStatus(
                 state=state(kafka_up),
                 bootstrap=settings.bootstrap,
                 version=kafka.version(settings) if kafka_up else None,
-                pid=kafka_pid,
+                **supervised(kafka.NAME),
             ),
             connect=ConnectStatus(
                 state=state(connect_version is not None),
                 url=settings.connect_url,
                 version=connect_version,
-                pid=read_pid(run_dir, connect.NAME),
+                **supervised(connect.NAME),
             ),
             registry=RegistryStatus(
                 state=state(registry_version is not None),
                 url=settings.registry_url,
                 version=registry_version,
-                pid=read_pid(run_dir, registry.NAME),
+                **supervised(registry.NAME),
             ),
-            worker=WorkerStatus(state=state(worker_pid is not None), pid=worker_pid),
+            worker=WorkerStatus(
+                state=state(any(i.state == "up" for i in instances)),
+                instances=instances,
+                **lowest,
+            ),
             monitor=MonitorStatus(
-                state=state(monitor_pid is not None),
+                state=state(running("monitor")),
                 url=f"http://{settings.host}:{settings.monitor_port}/",
-                pid=monitor_pid,
+                **supervised("monitor"),
             ),
         ),
     )

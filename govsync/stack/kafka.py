@@ -8,8 +8,8 @@ import uuid
 
 from confluent_kafka.admin import AdminClient
 
-from govsync.stack import jvm, tls
-from govsync.stack.process import StackError, read_pid, require_free_port, spawn, wait_until
+from govsync.stack import jvm, supervision, tls
+from govsync.stack.process import StackError, require_free_port
 from streams.config.settings import Settings
 from streams.kafka import clients, credentials
 
@@ -64,8 +64,7 @@ def _format_storage(settings: Settings, config: str) -> None:
 
 
 def start(settings: Settings) -> None:
-    run_dir = settings.path("run")
-    if read_pid(run_dir, NAME) is not None:
+    if supervision.is_running(settings, NAME):
         return
     require_free_port(settings.host, settings.kafka_port, "Kafka", "kafka_port")
     require_free_port(
@@ -75,19 +74,23 @@ def start(settings: Settings) -> None:
         tls.ensure_certificates(settings)
     config = _render_config(settings)
     _format_storage(settings, config)
-    log = settings.path("logs", "kafka.log")
-    pid = spawn(
-        NAME,
-        jvm.java_command(
+    supervision.start_until_ready(
+        settings, program(settings, config), ready=lambda: is_up(settings), what="Kafka", timeout=90
+    )
+
+
+def program(settings: Settings, config: str) -> supervision.Program:
+    return supervision.Program(
+        name=NAME,
+        command=jvm.java_command(
             "kafka.Kafka",
             heap=settings.kafka_heap,
             cp=jvm.classpath(settings.dist_dir / "kafka" / "libs"),
             args=[config],
         ),
-        run_dir=run_dir,
-        log_file=log,
+        log=settings.path("logs", "kafka.log"),
+        stopwaitsecs=60,
     )
-    wait_until(lambda: is_up(settings), what="Kafka", timeout=90, log_file=log, pid=pid)
 
 
 def is_up(settings: Settings) -> bool:

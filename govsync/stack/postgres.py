@@ -1,8 +1,10 @@
 """The departments' PostgreSQL 15 cluster, owned by the state directory (not the system cluster).
 
 PostgreSQL refuses to run as root, so when govsync runs as root the cluster belongs to
-the Debian package's ``postgres`` user. Clients connect over loopback with trust
-authentication as the ``govsync`` superuser.
+the Debian package's ``postgres`` user, and supervisord runs the server as that user.
+The server runs in the foreground under supervisord (``postgres -D <data> -p <port>``,
+what ``pg_ctl start`` runs), so it is restarted like every other component. Clients
+connect over loopback with trust authentication as the ``govsync`` superuser.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from pathlib import Path
 
 import psycopg
 
+from govsync.stack import supervision
 from govsync.stack.process import StackError, require_free_port
 from streams.config.settings import Settings
 
+NAME = "postgres"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 REGISTRY_DATABASE = "registry"
 
@@ -89,54 +93,25 @@ def _ensure_cluster(settings: Settings) -> None:
 
 
 def start(settings: Settings) -> None:
-    if is_up(settings):
+    if is_up(settings) or supervision.is_running(settings, NAME):
         return
     require_free_port(settings.host, settings.pg_port, "PostgreSQL", "pg_port")
     _ensure_cluster(settings)
-    log = settings.path("logs", "postgres.log")
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.touch()
-    if os.geteuid() == 0:
-        shutil.chown(log, "postgres", "postgres")
-    result = subprocess.run(
-        _as_owner(
-            [
-                _binary("pg_ctl"),
-                "-D",
-                str(_data_dir(settings)),
-                "-o",
-                f"-p {settings.pg_port}",
-                "-l",
-                str(log),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ]
-        ),
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        raise StackError(f"PostgreSQL did not start: {result.stderr.strip()} (log: {log})")
-
-
-def stop(settings: Settings) -> bool:
     data = _data_dir(settings)
-    if not (data / "postmaster.pid").exists():
-        return False
-    subprocess.run(
-        _as_owner([_binary("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-        capture_output=True,
+    program = supervision.Program(
+        name=NAME,
+        command=[_binary("postgres"), "-D", str(data), "-p", str(settings.pg_port)],
+        log=settings.path("logs", "postgres.log"),
+        directory=data,
+        user="postgres" if os.geteuid() == 0 else None,
+        # SIGINT is pg_ctl's "fast" shutdown; the postmaster stops its backends itself.
+        stopsignal="INT",
+        stopasgroup=False,
+        stopwaitsecs=60,
     )
-    return True
-
-
-def pid(settings: Settings) -> int | None:
-    try:
-        return int((_data_dir(settings) / "postmaster.pid").read_text().split()[0])
-    except (FileNotFoundError, ValueError, IndexError):
-        return None
+    supervision.start_until_ready(
+        settings, program, ready=lambda: is_up(settings), what="PostgreSQL", timeout=60
+    )
 
 
 def is_up(settings: Settings) -> bool:

@@ -1,18 +1,11 @@
-"""Background processes of the embedded stack: start, find, stop, wait.
-
-Each component is a plain OS process with a pid file and a log under the state
-directory, so `govsync down` can find it from any shell and nothing is left behind.
-"""
+"""What starting a process of the embedded stack needs besides supervisord (which runs
+them, see `govsync.stack.supervision`): free ports, waiting until ready, clear errors."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import socket
-import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from govsync.errors import OperationFailed
@@ -20,89 +13,6 @@ from govsync.errors import OperationFailed
 
 class StackError(OperationFailed):
     """A problem the operator can act on; the CLI prints it as one line."""
-
-
-def pid_file(run_dir: Path, name: str) -> Path:
-    return run_dir / f"{name}.pid"
-
-
-def read_pid(run_dir: Path, name: str) -> int | None:
-    """The pid of a running component, or None (a stale pid file is removed)."""
-    path = pid_file(run_dir, name)
-    try:
-        pid = int(path.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    if is_alive(pid):
-        return pid
-    path.unlink(missing_ok=True)
-    return None
-
-
-def is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours counts as dead.
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
-def spawn(
-    name: str,
-    argv: Sequence[str],
-    *,
-    run_dir: Path,
-    log_file: Path,
-    env: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-) -> int:
-    """Start a detached process (own session, so it outlives the CLI) and record its pid."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as log:
-        proc = subprocess.Popen(
-            list(argv),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=cwd,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
-    pid_file(run_dir, name).write_text(f"{proc.pid}\n")
-    return proc.pid
-
-
-def stop(run_dir: Path, name: str, *, timeout: float = 30.0) -> bool:
-    """SIGTERM the component's process group, SIGKILL after ``timeout``. True if it was running."""
-    pid = read_pid(run_dir, name)
-    if pid is None:
-        return False
-    _signal_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while is_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if is_alive(pid):
-        _signal_group(pid, signal.SIGKILL)
-        while is_alive(pid):
-            time.sleep(0.1)
-    pid_file(run_dir, name).unlink(missing_ok=True)
-    return True
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
 
 
 def port_open(host: str, port: int) -> bool:
@@ -131,15 +41,16 @@ def wait_until(
     what: str,
     timeout: float,
     log_file: Path | None = None,
-    pid: int | None = None,
+    gave_up: Callable[[], bool] = lambda: False,
 ) -> None:
-    """Poll ``check`` until true; fail fast with the log's tail if the process died."""
+    """Poll ``check`` until true; fail fast, with the log's tail, once ``gave_up`` (the
+    supervisor stopped restarting the process)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
-        if pid is not None and not is_alive(pid):
-            raise StackError(f"{what} exited during start-up{_log_hint(log_file)}")
+        if gave_up():
+            raise StackError(f"{what} kept exiting during start-up{_log_hint(log_file)}")
         time.sleep(0.5)
     raise StackError(f"{what} did not become ready within {timeout:.0f}s{_log_hint(log_file)}")
 

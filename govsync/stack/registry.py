@@ -13,9 +13,9 @@ from __future__ import annotations
 import httpx
 
 from govsync.control import access
-from govsync.stack import jvm
+from govsync.stack import jvm, supervision
 from govsync.stack.postgres import REGISTRY_DATABASE
-from govsync.stack.process import read_pid, require_free_port, spawn, stop, wait_until
+from govsync.stack.process import require_free_port
 from streams.config.secrets import write_private
 from streams.config.settings import Settings
 from streams.kafka import credentials
@@ -45,23 +45,21 @@ def users_outdated(settings: Settings, topology: Topology) -> bool:
 
 def restart(settings: Settings, topology: Topology) -> None:
     """Restart a running registry with ``topology``'s users (the realm is read at start-up)."""
-    if stop(settings.path("run"), NAME, timeout=60):
+    if supervision.stop(settings, NAME):
         start(settings, topology)
     else:
         write_private(settings.path("secrets", USERS_FILE), users_config(settings, topology))
 
 
 def start(settings: Settings, topology: Topology) -> None:
-    run_dir = settings.path("run")
-    if read_pid(run_dir, NAME) is not None:
+    if supervision.is_running(settings, NAME):
         return
     require_free_port(settings.host, settings.registry_port, "Apicurio Registry", "registry_port")
     users = write_private(settings.path("secrets", USERS_FILE), users_config(settings, topology))
-    log = settings.path("logs", "registry.log")
     jdbc = f"jdbc:postgresql://{settings.host}:{settings.pg_port}/{REGISTRY_DATABASE}"
-    pid = spawn(
-        NAME,
-        jvm.java_command(
+    program = supervision.Program(
+        name=NAME,
+        command=jvm.java_command(
             None,
             heap=settings.registry_heap,
             jar=jvm.registry_jar(settings.dist_dir),
@@ -85,16 +83,16 @@ def start(settings: Settings, topology: Topology) -> None:
                 'quarkus.log.category."io.apicurio".level': "INFO",
             },
         ),
-        run_dir=run_dir,
-        log_file=log,
-        cwd=settings.dist_dir / "apicurio",
+        log=settings.path("logs", "registry.log"),
+        directory=settings.dist_dir / "apicurio",
+        stopwaitsecs=60,
     )
-    wait_until(
-        lambda: version(settings) is not None,
+    supervision.start_until_ready(
+        settings,
+        program,
+        ready=lambda: version(settings) is not None,
         what="Apicurio Registry",
         timeout=120,
-        log_file=log,
-        pid=pid,
     )
 
 

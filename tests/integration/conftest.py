@@ -16,7 +16,7 @@ import pytest
 
 from connectors.sinks import SINKS, process_name
 from govsync.stack import embedded
-from govsync.stack.background import start_app_process
+from govsync.stack.background import start_app_process, start_worker
 from streams.config.settings import Settings
 from streams.contract.topics import changes_topic
 from streams.kafka import topic_reader
@@ -79,7 +79,7 @@ def stack() -> Iterator[Stack]:
     embedded.up(settings)
     topology = load_topology(settings.topology)
     embedded.apply_topology(topology, settings, settings.topology.read_text(encoding="utf-8"))
-    start_app_process(settings, "worker", ["worker"])
+    start_worker(settings)
     for department in SINKS:
         start_app_process(settings, process_name(department), ["sink", department])
     result = Stack(settings, topology, ValueDeserializer(registry_client(settings)))

@@ -16,7 +16,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from govsync.stack.process import read_pid
+from govsync.stack.background import worker_name
+from govsync.stack.supervision import status
 from streams.contract.topics import changes_topic, delivery_topic
 from streams.kafka import admin, applied, clients, topic_reader
 from streams.kafka.topic_reader import Record
@@ -94,7 +95,7 @@ def wait_until_tax_receives(stack: Stack, expect: bool, timeout: float = 20.0) -
 def test_only_an_approved_unexpired_subscription_receives_and_changes_apply_live(
     stack: Stack, tmp_path: Path, case: str, edit: Callable[[dict[str, Any]], object]
 ) -> None:
-    worker_pid = read_pid(stack.settings.path("run"), "worker")
+    worker_pid = status(stack.settings, worker_name(0)).pid
     with applied_topology(edited(tmp_path, lambda d: edit(tax(d)["approval"]))):
         stopped_after = wait_until_tax_receives(stack, expect=False)
         key, records = delivered_to(stack)
@@ -102,7 +103,7 @@ def test_only_an_approved_unexpired_subscription_receives_and_changes_apply_live
         print(f"{case}: tax stopped receiving {stopped_after:.1f}s after the apply")
     resumed_after = wait_until_tax_receives(stack, expect=True)
     print(f"{case}: approved again, tax receiving {resumed_after:.1f}s after the apply")
-    assert read_pid(stack.settings.path("run"), "worker") == worker_pid, "the worker restarted"
+    assert status(stack.settings, worker_name(0)).pid == worker_pid, "the worker restarted"
 
 
 def test_changed_fields_apply_live_and_the_change_is_recorded(stack: Stack, tmp_path: Path) -> None:

@@ -5,15 +5,17 @@ Each test makes 200 brand-new enterprises, then renames them round-robin (20,000
 numbered changes, paced at ``RATE`` per second so the fault lands while every stage is
 busy) and, at 30 % of the load, injects one fault:
 
-- the worker is ``kill -9``-ed and restarted two seconds later;
-- the Kafka Connect worker (hosting Debezium) is ``kill -9``-ed and restarted;
-- the Kafka broker is stopped (SIGTERM) and started again three seconds later.
+- the worker is ``kill -9``-ed, and supervisord restarts it;
+- the Kafka Connect worker (hosting Debezium) is ``kill -9``-ed, and supervisord restarts it;
+- the Kafka broker is stopped (SIGTERM) through supervisord and started again three
+  seconds later.
 
 ``load.check`` then reads changes.*, master.* and the delivery topics. On the delivery
 topics nothing may be missing, duplicated or out of order (changes.* may hold copies of
 an event_id after a Connect crash: Debezium re-emits, route deduplicates). The report and
 the recovery time (fault to the first delivery of a change committed after it; printed,
-never asserted) are printed whatever the outcome.
+never asserted) are printed whatever the outcome. Nothing is restarted by hand after a
+kill: that is supervisord's job, and the tests rely on it.
 
 Slow (about a minute or two each) and disruptive: they run with the other stack tests
 (marker ``stack``), or alone with ``pytest tests/integration/test_faults.py``. Every
@@ -32,9 +34,8 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from govsync.stack import connect, kafka
-from govsync.stack.background import start_app_process
-from govsync.stack.process import is_alive, read_pid, stop
+from govsync.stack import connect, kafka, supervision
+from govsync.stack.background import start_app_process, start_worker, worker_name
 from tests.integration import load
 from tests.integration.companies import TAX
 from tests.integration.conftest import Stack
@@ -48,7 +49,9 @@ RATE = 1_000.0  # changes/s committed; about what the pipeline takes on a 2-core
 FAULT_AT = 0.30
 CHECK_TIMEOUT = 300.0
 CONNECTOR = "govsync-cdc-market_regulation"
-APP_PROCESSES = {"worker": ["worker"], "tax-sink": ["sink", "tax"]}
+WORKER = worker_name(0)
+SINK = "tax-sink"
+SUPERVISED = (kafka.NAME, connect.NAME, WORKER, SINK)
 
 
 # --- the run -----------------------------------------------------------------------------
@@ -81,8 +84,7 @@ def run_with_fault(
             f" test took {time.monotonic() - began:.1f}s\n{report}\nrecovery: {recovery}"
         )
     if not report.complete:
-        run_dir = stack.settings.path("run")
-        down = [n for n in (kafka.NAME, connect.NAME, *APP_PROCESSES) if not read_pid(run_dir, n)]
+        down = [n for n in SUPERVISED if not running(stack, n)]
         raise AssertionError(
             f"{label}: not every change arrived within {CHECK_TIMEOUT:.0f}s\n{report}\n"
             f"processes down: {down or 'none'}; failed Debezium tasks: {failed_tasks(stack)}"
@@ -95,17 +97,29 @@ def run_with_fault(
 # --- faults ------------------------------------------------------------------------------
 
 
+def running(stack: Stack, name: str) -> bool:
+    program = supervision.status(stack.settings, name)
+    return program is not None and program.running
+
+
 def kill_9(stack: Stack, name: str) -> int:
-    """SIGKILL the process in ``.state/run/<name>.pid`` and wait until it is gone."""
-    run_dir = stack.settings.path("run")
-    pid = read_pid(run_dir, name)
-    assert pid is not None, f"{name} is not running, so it cannot be killed"
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while is_alive(pid):
-        assert time.monotonic() < deadline, f"{name} (pid {pid}) survived SIGKILL"
-        time.sleep(0.05)
-    return pid
+    """SIGKILL the program's process, by the pid supervisord gives; then wait until
+    supervisord has started it again (a new pid, RUNNING). Returns the killed pid."""
+    program = supervision.status(stack.settings, name)
+    assert program is not None and program.pid is not None, f"{name} is not running"
+    os.kill(program.pid, signal.SIGKILL)
+    wait_restarted(stack, name, program.pid)
+    return program.pid
+
+
+def wait_restarted(stack: Stack, name: str, old_pid: int, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        program = supervision.status(stack.settings, name)
+        if program is not None and program.running and program.pid != old_pid:
+            return
+        assert time.monotonic() < deadline, f"supervisord did not bring {name} back: {program}"
+        time.sleep(0.2)
 
 
 def connector_running(stack: Stack) -> bool:
@@ -151,18 +165,15 @@ def restored(stack: Stack) -> Iterator[None]:
         yield
     finally:
         settings = stack.settings
-        run_dir = settings.path("run")
         starters: dict[str, Callable[[], object]] = {
             kafka.NAME: lambda: kafka.start(settings),
             connect.NAME: lambda: connect.start(settings),
-            **{
-                name: lambda name=name, args=args: start_app_process(settings, name, args)
-                for name, args in APP_PROCESSES.items()
-            },
+            WORKER: lambda: start_worker(settings),
+            SINK: lambda: start_app_process(settings, SINK, ["sink", "tax"]),
         }
         restarted, errors = [], []
         for name, start in starters.items():
-            if read_pid(run_dir, name) is None:
+            if not running(stack, name):
                 try:
                     start()
                     restarted.append(name)
@@ -180,11 +191,8 @@ def restored(stack: Stack) -> Iterator[None]:
         wait_for_connector(stack)
 
 
-def assert_still_running(stack: Stack, *names: str) -> None:
-    """Processes the fault did not touch must have survived it."""
-    run_dir = stack.settings.path("run")
-    dead = [name for name in names if read_pid(run_dir, name) is None]
-    assert not dead, f"died during the fault: {', '.join(dead)}"
+def pids(stack: Stack, *names: str) -> dict[str, int | None]:
+    return {name: getattr(supervision.status(stack.settings, name), "pid", None) for name in names}
 
 
 # --- tests -------------------------------------------------------------------------------
@@ -193,29 +201,25 @@ def assert_still_running(stack: Stack, *names: str) -> None:
 def test_worker_killed_mid_load_loses_and_duplicates_nothing(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """kill -9 of the worker at 30 %, restarted 2 s later: the restarted worker aborts
-    the dead one's open transactions and redoes them, so every change is delivered
-    exactly once and in order."""
-
-    def fault() -> None:
-        kill_9(stack, "worker")
-        time.sleep(2)
-        start_app_process(stack.settings, "worker", APP_PROCESSES["worker"])
-
+    """kill -9 of the worker at 30 %, restarted by supervisord: the new worker aborts the
+    dead one's open transactions and redoes them, so every change is delivered exactly
+    once and in order."""
     with restored(stack):
-        run_with_fault(stack, capsys, "kill-worker", fault)
+        run_with_fault(stack, capsys, "kill-worker", lambda: kill_9(stack, WORKER))
 
 
 def test_connect_killed_mid_load_loses_and_duplicates_nothing(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """kill -9 of Kafka Connect at 30 %, restarted at once: Debezium resumes from its last
-    stored offset and re-emits what came after it; route drops those copies by event_id."""
+    """kill -9 of Kafka Connect at 30 %, restarted by supervisord: Debezium resumes from
+    its last stored offset and re-emits what came after it; route drops those copies by
+    event_id."""
 
     def fault() -> None:
         kill_9(stack, connect.NAME)
-        connect.start(stack.settings)
-        wait_for_connector(stack)
+        # The budget connect.start and wait_for_connector had together: on a busy 2-core
+        # machine the restarted JVM has taken minutes to scan its plugins.
+        wait_for_connector(stack, timeout=360)
 
     with restored(stack):
         run_with_fault(stack, capsys, "kill-connect", fault)
@@ -224,15 +228,19 @@ def test_connect_killed_mid_load_loses_and_duplicates_nothing(
 def test_kafka_restarted_mid_load_loses_and_duplicates_nothing(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The broker stopped (SIGTERM) at 30 % and started 3 s later: Connect, the worker and
-    the sink ride it out without a restart, and nothing is lost or doubled."""
+    """The broker stopped (SIGTERM, through supervisord) at 30 % and started 3 s later:
+    Connect, the worker and the sink ride it out without a restart (same pids), and nothing
+    is lost or doubled."""
+    riders = (connect.NAME, WORKER, SINK)
 
     def fault() -> None:
-        stop(stack.settings.path("run"), kafka.NAME)
+        before = pids(stack, *riders)
+        assert supervision.stop(stack.settings, kafka.NAME)
         time.sleep(3)
         kafka.start(stack.settings)
         wait_for_connector(stack)
-        assert_still_running(stack, connect.NAME, "worker", "tax-sink")
+        assert pids(stack, *riders) == before, "a process died during the broker's restart"
+        assert all(running(stack, name) for name in riders)
 
     with restored(stack):
         run_with_fault(stack, capsys, "restart-kafka", fault)

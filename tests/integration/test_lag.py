@@ -14,8 +14,8 @@ from confluent_kafka.admin import NewTopic
 
 from connectors.sinks import process_name
 from govsync.ops import lag
+from govsync.stack import supervision
 from govsync.stack.background import start_app_process
-from govsync.stack.process import stop
 from streams.kafka import admin, clients
 from tests.integration.companies import TAX, deliver, govsync, new_company, wait_for
 from tests.integration.conftest import Stack
@@ -57,10 +57,10 @@ def kafka_says(stack: Stack) -> dict[int, tuple[int, int]]:
 def test_a_stopped_consumer_lags_by_what_kafka_says_and_catches_up_when_resumed(
     stack: Stack,
 ) -> None:
-    run_dir, sink = stack.settings.path("run"), process_name("tax")
+    sink = process_name("tax")
     # Start from a sink that has caught up with whatever earlier tests delivered.
     wait_for(lambda: tax_sink_lag(lag_report())["lag"] == 0, "the tax sink to catch up")
-    stop(run_dir, sink)
+    supervision.stop(stack.settings, sink)
     try:
         delivered = deliver(stack, [new_company() for _ in range(CHANGES)])
         first_delivered_ms = min(r.timestamp_ms for r in delivered)

@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from govsync.stack import embedded
-from govsync.stack.process import read_pid
 from streams.config.settings import REPO_ROOT, Settings
 from streams.kafka import applied
 from streams.model.topology import Topology, load_topology
@@ -37,7 +36,8 @@ def settings(request: pytest.FixtureRequest) -> Settings:
     worker and sinks) only when something is down, so against a running stack this module
     only reads."""
     current = Settings.from_env()
-    if not embedded.status(current).all_up or read_pid(current.path("run"), "worker") is None:
+    report = embedded.status(current)
+    if not report.all_up or report.components.worker.state == "down":
         request.getfixturevalue("stack")
     return current
 

@@ -14,7 +14,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryError
 
 from connectors.sources import debezium
 from govsync.stack import registry
-from govsync.stack.process import read_pid
+from govsync.stack.supervision import status
 from streams.config.settings import REPO_ROOT
 from streams.contract.topics import delivery_topic
 from streams.kafka import credentials
@@ -107,7 +107,7 @@ def test_a_new_department_gets_a_read_only_login_and_capture_survives_the_restar
             civil_affairs={"name": "民政局", "clearance": "internal"}
         ),
     )
-    registry_pid = read_pid(stack.settings.path("run"), registry.NAME)
+    registry_pid = status(stack.settings, registry.NAME).pid
     during = new_company()
     start = stack.offsets(TAX)
     try:
@@ -122,7 +122,7 @@ def test_a_new_department_gets_a_read_only_login_and_capture_survives_the_restar
         report = json.loads(applying.communicate(timeout=180)[0])
         assert applying.returncode == 0
         assert report["registry_users"] == "updated, registry restarted"
-        assert read_pid(stack.settings.path("run"), registry.NAME) != registry_pid
+        assert status(stack.settings, registry.NAME).pid != registry_pid
         newcomer = registry_client(stack.settings, "civil_affairs")
         assert value_subject(TAX) in newcomer.get_subjects()
         with pytest.raises(SchemaRegistryError) as denied:

@@ -20,8 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.cimpl import KafkaException
 from streams.kafka import clients
 from streams.config.settings import Settings
-from govsync.stack import kafka
-from govsync.stack.process import stop
+from govsync.stack import kafka, supervision
 
 settings = Settings.from_env()
 kafka.start(settings)
@@ -39,7 +38,7 @@ try:
     print(json.dumps({"protocol": config["security.protocol"], "created_over_tls": listed,
                       "plaintext": plaintext}))
 finally:
-    stop(settings.path("run"), kafka.NAME, timeout=60)
+    supervision.shutdown(settings)
 """
 
 

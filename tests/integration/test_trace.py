@@ -21,8 +21,9 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
 from connectors.sinks import process_name
+from govsync.stack import supervision
+from govsync.stack.background import restart_worker as restart_worker_instance
 from govsync.stack.background import start_app_process
-from govsync.stack.process import stop
 from streams.contract import headers, schemas
 from streams.contract.records import AuditRecord
 from streams.contract.topics import AUDIT_TOPIC, TRACE_TOPIC
@@ -286,8 +287,7 @@ def test_a_delivery_left_unanswered_past_receipt_within_is_counted_and_listed(
 
     strict = edited(tmp_path, strict_receipts)
     sink = process_name("tax")
-    run_dir = stack.settings.path("run")
-    stop(run_dir, sink)
+    supervision.stop(stack.settings, sink)
     try:
         assert govsync("topology", "apply", "--file", str(strict)).returncode == 0
         (delivery,) = deliver(stack, [new_company()])
@@ -319,8 +319,7 @@ def restart_worker(stack: Stack, **env: str | None) -> None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
-    stop(stack.settings.path("run"), "worker", timeout=60)
-    start_app_process(stack.settings, "worker", ["worker"])
+    restart_worker_instance(stack.settings, 0)
 
 
 def test_with_an_otlp_endpoint_the_worker_exports_a_span_per_hop(stack: Stack) -> None:
