@@ -16,7 +16,6 @@ from prometheus_client import start_http_server
 
 from streams.config import logs
 from streams.config.settings import Settings
-from streams.engine import metrics
 from streams.engine.transactional import EngineConfig, Stage, Watchdog, run
 from streams.kafka import applied, credentials
 from streams.kafka.admin import BrokerUnreachable
@@ -25,7 +24,6 @@ from streams.model.topology import Topology, TopologyError
 from streams.stages.ledger import LedgerStage
 from streams.stages.normalize import NormalizeStage
 from streams.stages.route import ReloadRefused, RouteStage
-from streams.trail import lineage, receipts
 from streams.transform import masking
 
 log = logging.getLogger("govsync.worker")
@@ -53,11 +51,6 @@ def serve(
         state_dir=settings.path("state", f"worker-{settings.worker_instance}", "route"),
     )
     ledger = LedgerStage(topology, codec, settings.bootstrap, topology.kafka.partitions)
-    # Deliveries awaiting a receipt from before this start, read back in the background
-    # (it can take seconds; the metrics are complete once it is done).
-    threading.Thread(
-        target=_restore_receipts, args=(settings, ledger), name="receipts", daemon=True
-    ).start()
     stages: list[Stage] = [NormalizeStage(topology, codec), route, ledger]
     config = EngineConfig(bootstrap=settings.bootstrap, instance=settings.worker_instance)
     configs = {stage.name: config for stage in stages}
@@ -65,7 +58,8 @@ def serve(
         config,
         principal=credentials.LEDGER,
         consumer={
-            # One instance owns partition p of every input topic, so chain p has one writer.
+            # One instance owns partition p of every input topic, so the ledger holds
+            # nothing back once every member knows every topic (stages/ledger.py).
             "partition.assignment.strategy": "range",
             # Delivery topics of new subscriptions are picked up within seconds.
             "topic.metadata.refresh.interval.ms": 5000,
@@ -101,36 +95,12 @@ def serve(
         if stalled:
             detail = ", ".join(f"{stage} for {seconds:.0f}s" for stage, seconds in stalled.items())
             _restart(f"stuck inside a Kafka transaction call ({detail})")
-        _report_receipts(ledger)
         if time.monotonic() - last_expiry > EXPIRY_INTERVAL_S:
             last_expiry = time.monotonic()
             log.info("dedup: expired %d event_ids", route.dedup.expire())
     for thread in threads:
         thread.join(timeout=30)
     log.info("worker stopped")
-
-
-def _restore_receipts(settings: Settings, ledger: LedgerStage) -> None:
-    try:
-        for hop in lineage.read(
-            settings,
-            stages={"delivered", "receipt"},
-            start=receipts.window_start(settings, ledger.topology),
-        ):
-            ledger.awaiting.feed(hop)
-    except Exception:
-        log.exception("receipts: could not read back the deliveries awaiting a receipt")
-
-
-def _report_receipts(ledger: LedgerStage) -> None:
-    """The receipt SLA as gauges, per subscription (zero where all is answered)."""
-    topology = ledger.topology
-    counts = {s.id: [0, 0] for s in topology.subscriptions}
-    for waiting in ledger.awaiting.unanswered(topology, int(time.time() * 1000)):
-        counts.setdefault(waiting.subscription, [0, 0])[waiting.overdue] += 1
-    for subscription, (awaited, overdue) in counts.items():
-        metrics.RECEIPTS_AWAITED.labels(subscription).set(awaited)
-        metrics.RECEIPTS_OVERDUE.labels(subscription).set(overdue)
 
 
 def _follow_topology(

@@ -53,8 +53,6 @@ REFRESH_S = 5.0
 # sits beside is refreshed every cycle from the queue itself.
 ACCOUNTING_S = 60.0
 WORKER_TIMEOUT_S = 2.0
-# Also on the worker's exposition; the monitor's own value wins, so the scrape has one.
-OWN_FAMILIES = frozenset({"govsync_receipts_overdue"})
 
 # Failures with a message that says it all; anything else is logged with its traceback.
 KNOWN = (AdminError, RegistryUnreachable, OSError)
@@ -301,20 +299,8 @@ def exposition(registry: CollectorRegistry, worker: str | None, worker_url: str)
         tail = f"# the worker's metrics at {worker_url} did not answer\n{up}govsync_worker_up 0\n"
     else:
         tail = f"{up}govsync_worker_up 1\n# from the worker at {worker_url}\n"
-        tail += _without(worker, OWN_FAMILIES)
+        tail += worker
     return generate_latest(registry) + tail.encode()
-
-
-def _without(text: str, names: frozenset[str]) -> str:
-    kept = []
-    for line in text.splitlines():
-        if line.startswith(("# HELP ", "# TYPE ")):
-            name = line.split(" ", 3)[2]
-        else:
-            name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name not in names:
-            kept.append(line + "\n")
-    return "".join(kept)
 
 
 # --- refreshing -----------------------------------------------------------------------------

@@ -48,16 +48,6 @@ DELIVERY_LATENCY = Histogram(
 TRANSACTIONS = Counter(
     "govsync_transactions_total", "Worker transactions by outcome", ["stage", "outcome"]
 )
-RECEIPTS_AWAITED = Gauge(
-    "govsync_receipts_awaited",
-    "Deliveries the department has not answered yet, within receipt_within",
-    ["subscription"],
-)
-RECEIPTS_OVERDUE = Gauge(
-    "govsync_receipts_overdue",
-    "Deliveries without a receipt past the subscription's receipt_within",
-    ["subscription"],
-)
 DEDUP_ENTRIES = Gauge("govsync_dedup_entries", "event_ids remembered by the dedup store", ["stage"])
 
 

@@ -12,6 +12,9 @@ the evidence.
 
 Failures are handled crash-only: any error the transaction cannot recover from ends
 the session, and a fresh one (new consumer, new producer, state restored) begins.
+
+State is restored between polls, not in the assignment callback (``restoring``): the
+partitions still being restored stay paused meanwhile.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from streams.contract.topics import stage_group, stage_member
 from streams.engine import metrics
+from streams.engine.restoring import Hold, Holding
 from streams.kafka import clients
 
 log = logging.getLogger("govsync.worker")
@@ -59,7 +63,9 @@ class Stage(Protocol):
     name: str
     topics: Sequence[str]
 
-    def assigned(self, partitions: list[TopicPartition]) -> None: ...
+    def assigned(self, partitions: list[TopicPartition]) -> Hold | None:
+        """Take ``partitions`` over; those it cannot process yet (None: it can all)."""
+        ...
 
     def revoked(self, partitions: list[TopicPartition]) -> None: ...
 
@@ -159,24 +165,33 @@ def _session(stage: Stage, config: EngineConfig, stop: threading.Event, watchdog
         )
     )
 
+    holding = Holding(stage.name, consumer)
+
     def on_assign(_: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("%s: assigned %s", stage.name, _describe(partitions))
-        stage.assigned(partitions)
+        # Assigning here replaces confluent-kafka's own assign after the callback, so the
+        # partitions the stage holds are paused before anything is fetched for them.
+        consumer.assign(partitions)
+        holding.assigned(partitions, stage.assigned(partitions))
 
     def on_revoke(_: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("%s: revoked %s", stage.name, _describe(partitions))
+        holding.close()
         stage.revoked(partitions)
 
+    # Eager rebalancing (the default assignors): every assignment is the whole of it.
     consumer.subscribe(list(stage.topics), on_assign=on_assign, on_revoke=on_revoke)
     try:
         while not stop.is_set():
-            messages = [
-                m for m in consumer.consume(config.batch_size, config.poll_timeout) if _is_record(m)
-            ]
+            # While restoring, poll without waiting: the restore's step is the wait.
+            timeout = 0 if holding.restoring else config.poll_timeout
+            messages = [m for m in consumer.consume(config.batch_size, timeout) if _is_record(m)]
             if messages:
                 with watchdog.busy(stage.name):
                     _transact(stage, producer, consumer, messages, config.transaction_timeout)
+            holding.step()
     finally:
+        holding.close()
         consumer.close()
         producer.flush(10)
 

@@ -159,54 +159,79 @@ def _key_text(decode: ValueDeserializer, topic: str, key: bytes | None) -> str |
     return key.decode(errors="replace")
 
 
-def changelog_tail(
-    bootstrap: str,
-    topic: str,
-    starts: Mapping[int, int | None],
-    batch: int = 5000,
-    stall_s: float = 60.0,
-) -> Iterator[tuple[int, list[Message]]]:
-    """The committed records of each partition from its start (None: the log start) to its
-    current end, in batches of (partition, records): for restoring state. One consumer
-    reads every partition.
+class ChangelogTail:
+    """The committed records of a changelog's partitions from their starts (None: the log
+    start) to their ends as they stand when reading begins, a batch per ``read``: for
+    restoring state in steps short enough to run between a consumer's polls. One consumer
+    reads every partition; it connects on the first ``read``.
 
-    It never returns early: a partly restored state is silently wrong. There is no limit
-    on the whole read, which grows with the tail; it fails only when no record arrives for
-    ``stall_s`` while an end is not reached.
+    It never stops early: a partly restored state is silently wrong. There is no limit on
+    the whole read, which grows with the tail; it fails only when ``read`` has waited
+    ``stall_s`` in all without a record while an end is not reached.
     """
-    consumer = reader(bootstrap)
-    try:
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        starts: Mapping[int, int | None],
+        batch: int = 5000,
+        stall_s: float = 60.0,
+    ) -> None:
+        self.topic = topic
+        self._bootstrap = bootstrap
+        self._starts = dict(starts)
+        self._batch = batch
+        self._stall_s = stall_s
+        self._idle_s = 0.0
+        self._consumer: Consumer | None = None
+        self.remaining: set[int] = set(starts)  # partitions whose end is not reached yet
+
+    def read(self, timeout: float = 1.0) -> dict[int, list[Message]]:
+        """The next records by partition (waiting up to ``timeout``); empty at the end."""
+        consumer = self._consumer or self._open()
+        if not self.remaining:
+            return {}
+        records: dict[int, list[Message]] = {}
+        began = time.monotonic()
+        for message in consumer.consume(self._batch, timeout):
+            error = message.error()
+            if error is None:
+                records.setdefault(message.partition(), []).append(message)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                self.remaining.discard(message.partition())
+            else:
+                raise RuntimeError(f"reading {self.topic}: {error.str()}")
+        if records:
+            self._idle_s = 0.0
+        elif self.remaining:
+            self._idle_s += time.monotonic() - began
+            if self._idle_s > self._stall_s:
+                raise TimeoutError(
+                    f"{self.topic} partitions {sorted(self.remaining)}: no record for "
+                    f"{self._stall_s:.0f}s before their end"
+                )
+        return records
+
+    def _open(self) -> Consumer:
+        consumer = self._consumer = reader(self._bootstrap)
         assignment = []
-        for partition, start in starts.items():
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        for partition, start in self._starts.items():
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(self.topic, partition), timeout=10
+            )
             first = low if start is None else min(max(start, low), high)
             if first < high:
-                assignment.append(TopicPartition(topic, partition, first))
-        remaining = {tp.partition for tp in assignment}
-        if not remaining:
-            return
-        consumer.assign(assignment)
-        last_progress = time.monotonic()
-        while remaining:
-            records: dict[int, list[Message]] = {}
-            for message in consumer.consume(batch, 1.0):
-                error = message.error()
-                if error is None:
-                    records.setdefault(message.partition(), []).append(message)
-                elif error.code() == KafkaError._PARTITION_EOF:
-                    remaining.discard(message.partition())
-                else:
-                    raise RuntimeError(f"reading {topic}: {error.str()}")
-            if records:
-                last_progress = time.monotonic()
-                yield from records.items()
-            elif remaining and time.monotonic() - last_progress > stall_s:
-                raise TimeoutError(
-                    f"{topic} partitions {sorted(remaining)}: no record for {stall_s:.0f}s "
-                    "before their end"
-                )
-    finally:
-        consumer.close()
+                assignment.append(TopicPartition(self.topic, partition, first))
+        self.remaining = {tp.partition for tp in assignment}
+        if assignment:
+            consumer.assign(assignment)
+        return consumer
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
 
 
 def beginning(bootstrap: str, topics: Iterable[str]) -> Offsets:

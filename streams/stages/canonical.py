@@ -14,10 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.contract.topics import CANONICAL_CHANGELOG_TOPIC
 from streams.engine.durable import RocksTable
 from streams.engine.state import KeyedState
-from streams.kafka import topic_reader
 from streams.transform.authority import Canonical
 
 Store = KeyedState[int, str, Canonical]
@@ -39,15 +37,3 @@ def new_store(directory: Path | None = None) -> Store:
     if directory is None:
         return KeyedState(decode=Canonical.from_json)
     return KeyedState(table=RocksTable(directory, _encode, Canonical.from_json))
-
-
-def restore(store: Store, bootstrap: str, partitions: list[int], changelog_id: str = "") -> int:
-    """Bring the partitions up to their changelog's end; returns the records read."""
-    starts = {p: store.start(p, changelog_id) for p in partitions}
-    read = 0
-    for partition, batch in topic_reader.changelog_tail(
-        bootstrap, CANONICAL_CHANGELOG_TOPIC, starts
-    ):
-        entries = [(m.key().decode(), m.value()) for m in batch if m.key() is not None]
-        read += store.restore(partition, entries, through=batch[-1].offset())
-    return read

@@ -18,9 +18,11 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from confluent_kafka import Message
+
 from streams.engine.durable import RocksTable
+from streams.engine.restoring import ChangelogRestore
 from streams.engine.state import KeyedState
-from streams.kafka import topic_reader
 
 _TIMESTAMP = struct.Struct(">q")
 
@@ -62,21 +64,20 @@ class DedupStore:
         cutoff = (now_ms or int(time.time() * 1000)) - self.retention_ms
         return self.state.retain(lambda seen: _at_ms(seen) >= cutoff)
 
-    def restore(
+    def restoring(
         self, bootstrap: str, topic: str, partitions: list[int], changelog_id: str = ""
-    ) -> int:
+    ) -> ChangelogRestore:
         """Bring the partitions up to their changelog's end, reading only what the store
-        does not hold yet; returns the ids read."""
+        does not hold yet and keeping only ids within the retention window."""
         cutoff = int(time.time() * 1000) - self.retention_ms
-        starts = {p: self.state.start(p, changelog_id) for p in partitions}
-        read = 0
-        for partition, batch in topic_reader.changelog_tail(bootstrap, topic, starts):
-            entries = [
+
+        def recent(batch: list[Message]) -> list[tuple[str, bytes]]:
+            return [
                 (m.key().decode(), m.value())
                 for m in batch
                 if m.key() is not None
                 and m.value() is not None
                 and decode_seen(m.value()) >= cutoff
             ]
-            read += self.state.restore(partition, entries, through=batch[-1].offset())
-        return read
+
+        return ChangelogRestore(self.state, bootstrap, topic, partitions, changelog_id, recent)

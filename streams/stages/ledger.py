@@ -8,9 +8,17 @@ the only one besides departments that may read deliveries, and the only writer o
 audit trail.
 
 One chain per partition of ``govsync.audit``: records from input partition ``p`` of any
-topic extend chain ``p mod n``. The range assignor gives one instance partition ``p`` of
-every input topic, so each chain has a single writer even when the worker is scaled out.
-A chain's head is read back from the topic after every start, rebalance or abort.
+topic extend chain ``p mod n`` (n: the audit topic's partitions). A chain has one writer
+however many instances run, by this rule: **chain c is written by the member assigned
+partition c of ``govsync.receipts``**, the anchor (a fixed name every member subscribes
+to, with as many partitions as the audit topic). Any other assigned partition whose
+chain this member does not anchor is held paused until the next rebalance, never
+processed. The range assignor normally gives one member partition ``p`` of every topic,
+so nothing is held; the rule matters while a new ``deliver.*`` topic is being discovered:
+a member that knows it already gets all its partitions, the chains of some of which
+another member writes. Those wait until the others see the topic too and the group
+rebalances. A chain's head is read back from the topic after every start, rebalance or
+abort.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from streams.contract.topics import (
     TOPOLOGY_CHANGES_TOPIC,
     TRACE_TOPIC,
 )
+from streams.engine.restoring import Hold
 from streams.engine.state import AfterCommit, KeyedState
 from streams.engine.transactional import NOTHING, Output, Produced
 from streams.kafka import applied, clients, credentials
@@ -44,13 +53,13 @@ from streams.kafka.serde import Codec
 from streams.model.topology import Subscription, Topology
 from streams.trail import tracing
 from streams.trail.audit import Chain
-from streams.trail.receipts import Awaiting
 
 log = logging.getLogger("govsync.ledger")
 
 CHECKPOINT_EVERY = 1000
 TAIL_WINDOW = 64  # records read back from a chain's end to find its head
 WORKER_ACTOR = "worker"
+ANCHOR = RECEIPTS_TOPIC  # whose partition c makes its holder the writer of chain c
 
 
 def approval_of(subscription: Subscription | None) -> dict[str, str]:
@@ -59,6 +68,13 @@ def approval_of(subscription: Subscription | None) -> dict[str, str]:
         return {}
     approval = subscription.approval.model_dump(mode="json")
     return {name: str(value) for name, value in approval.items() if value is not None}
+
+
+def unanchored(partitions: Sequence[TopicPartition], chains: int) -> list[tuple[str, int]]:
+    """The (topic, partition)s of ``partitions`` whose audit chain is not this member's:
+    it writes chain c only while assigned partition c of the anchor, ``govsync.receipts``."""
+    anchored = {tp.partition for tp in partitions if tp.topic == ANCHOR and tp.partition < chains}
+    return [(tp.topic, tp.partition) for tp in partitions if tp.partition % chains not in anchored]
 
 
 class LedgerStage:
@@ -76,13 +92,11 @@ class LedgerStage:
         codec: Codec,
         bootstrap: str,
         audit_partitions: int,
-        awaiting: Awaiting | None = None,
         chain_end: Callable[[int], AuditRecord | None] | None = None,
     ) -> None:
         """``chain_end`` reads the last committed record of one chain (default: from
         ``govsync.audit`` on Kafka)."""
         self.reload(topology)
-        self.awaiting = awaiting or Awaiting()  # the receipt SLA, for the worker's metrics
         self._bootstrap = bootstrap
         self._partitions = audit_partitions
         self._codec = codec
@@ -101,8 +115,10 @@ class LedgerStage:
 
     # --- the Stage protocol -------------------------------------------------------------
 
-    def assigned(self, partitions: list[TopicPartition]) -> None:
+    def assigned(self, partitions: list[TopicPartition]) -> Hold:
+        """Hold the partitions whose chain another member writes (the module's rule)."""
         self._forget()
+        return Hold(held=unanchored(partitions, self._partitions))
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         self._forget()
@@ -170,7 +186,6 @@ class LedgerStage:
             department=department,
             subscription=subscription_id,
         )
-        self.awaiting.feed(delivered)
         state = delivery.get("after") or delivery.get("before") or {}
         subscription = self._subscriptions.get(subscription_id)
         masks = subscription.mask if subscription is not None else {}
@@ -223,7 +238,6 @@ class LedgerStage:
             outcome=receipt["outcome"],
             reason=receipt["reason"],
         )
-        self.awaiting.feed(hop)
         outputs = [self._output(hop)]
         detail = {
             "outcome": receipt["outcome"],

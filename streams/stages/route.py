@@ -32,6 +32,7 @@ from streams.contract.topics import (
     master_topic,
 )
 from streams.engine import metrics
+from streams.engine.restoring import ChangelogRestore, Hold
 from streams.engine.transactional import NOTHING, Output, Produced
 from streams.kafka import admin
 from streams.kafka.serde import Codec
@@ -269,20 +270,25 @@ class RouteStage:
         )
         return outputs
 
-    def assigned(self, partitions: list[TopicPartition]) -> None:
+    def assigned(self, partitions: list[TopicPartition]) -> Hold:
         """Bring the assigned partitions' state up to their changelogs' ends (on disk:
-        only the tail since the last checkpoint)."""
+        only the tail since the last checkpoint), in steps the engine takes between polls."""
         numbers = sorted({tp.partition for tp in partitions})
         ids = self._changelog_ids() if self._durable else {}
-        read = self.dedup.restore(
-            self._bootstrap, self.changelog, numbers, ids.get(self.changelog, "")
+        return Hold(
+            restores=[
+                self.dedup.restoring(
+                    self._bootstrap, self.changelog, numbers, ids.get(self.changelog, "")
+                ),
+                ChangelogRestore(
+                    self.canonical,
+                    self._bootstrap,
+                    CANONICAL_CHANGELOG_TOPIC,
+                    numbers,
+                    ids.get(CANONICAL_CHANGELOG_TOPIC, ""),
+                ),
+            ]
         )
-        metrics.DEDUP_ENTRIES.labels(self.name).set(self.dedup.state.size())
-        log.info("route: read %d event_ids for partitions %s", read, numbers)
-        read = canonical.restore(
-            self.canonical, self._bootstrap, numbers, ids.get(CANONICAL_CHANGELOG_TOPIC, "")
-        )
-        log.info("route: read %d canonical states for partitions %s", read, numbers)
 
     def _changelog_ids(self) -> dict[str, str]:
         client = admin.admin_client(self._bootstrap)

@@ -2,15 +2,16 @@
 which of them are past their subscription's ``receipt_within``.
 
 Fed with the delivered and receipt hops of ``govsync.trace`` in any order (a receipt can
-be read before its delivery: they are different topics). The ledger stage keeps one live
-for the worker's metrics; `govsync receipts overdue` builds one from the trace. Both look
-back a bounded window: twice the longest ``receipt_within``, at least a day. A delivery
-unanswered for longer than that is not counted after a restart (docs/architecture.md, state stores).
+be read before its delivery: they are different topics). The monitor keeps one, fed as
+the trace grows, for the whole pipeline (the trace holds every worker's hops, so the
+count does not depend on how many workers share the ledger's work); `govsync receipts
+overdue` builds one from the trace. Both look back a bounded window: twice the longest
+``receipt_within``, at least a day. A delivery unanswered for longer than that is not
+counted after a restart (docs/architecture.md, state).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import timedelta
 
@@ -46,11 +47,9 @@ def window(topology: Topology) -> timedelta:
 
 
 class Awaiting:
-    """Deliveries without a receipt yet, by (subscription, event_id). Thread-safe: the
-    ledger feeds it, the worker's metrics loop reads it."""
+    """Deliveries without a receipt yet, by (subscription, event_id)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._delivered: dict[tuple[str, str], Hop] = {}
         # Receipts seen, whether before or after their delivery: a delivery read again
         # (a batch redone after an abort) must not count as unanswered. Pruned by age.
@@ -60,22 +59,20 @@ class Awaiting:
         if hop.stage not in ("delivered", "receipt") or hop.subscription is None:
             return
         key = (hop.subscription, hop.event_id)
-        with self._lock:
-            if hop.stage == "receipt":
-                self._delivered.pop(key, None)
-                self._answered.setdefault(key, hop.at_ms)
-            elif key not in self._answered:
-                self._delivered.setdefault(key, hop)
+        if hop.stage == "receipt":
+            self._delivered.pop(key, None)
+            self._answered.setdefault(key, hop.at_ms)
+        elif key not in self._answered:
+            self._delivered.setdefault(key, hop)
 
     def unanswered(self, topology: Topology, now_ms: int) -> list[Unanswered]:
         limits = {
             s.id: int(s.sla.receipt_within.total_seconds() * 1000) for s in topology.subscriptions
         }
         horizon = now_ms - int(window(topology).total_seconds() * 1000)
-        with self._lock:
-            for key in [k for k, at in self._answered.items() if at < horizon]:
-                del self._answered[key]  # its delivery is older than anything still read
-            waiting = list(self._delivered.values())
+        for key in [k for k, at in self._answered.items() if at < horizon]:
+            del self._answered[key]  # its delivery is older than anything still read
+        waiting = list(self._delivered.values())
         return sorted(
             (
                 Unanswered(

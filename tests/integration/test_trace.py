@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
-import httpx
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
 from connectors.sinks import process_name
+from govsync.ops.monitor import Refresher
 from govsync.stack import supervision
 from govsync.stack.background import restart_worker as restart_worker_instance
 from govsync.stack.background import start_app_process
@@ -270,12 +270,10 @@ def test_verify_passes_an_untouched_copy(stack: Stack, scratch_topic: str) -> No
 # --- the receipt SLA ---------------------------------------------------------------------
 
 
-def overdue_gauge(stack: Stack, subscription: str) -> float:
-    url = f"http://{stack.settings.host}:{stack.settings.worker_port}/metrics"
-    for line in httpx.get(url, timeout=10).text.splitlines():
-        if line.startswith(f'govsync_receipts_overdue{{subscription="{subscription}"}}'):
-            return float(line.split()[-1])
-    return 0.0
+def overdue_gauge(refresher: Refresher, subscription: str) -> int:
+    """The monitor's govsync_receipts_overdue for ``subscription``, freshly measured."""
+    refresher.refresh()
+    return next(r.overdue for r in refresher.state.receipts if r.subscription == subscription)
 
 
 def test_a_delivery_left_unanswered_past_receipt_within_is_counted_and_listed(
@@ -299,7 +297,8 @@ def test_a_delivery_left_unanswered_past_receipt_within_is_counted_and_listed(
             )
 
         wait_for(listed, "the unanswered delivery listed as overdue")
-        wait_for(lambda: overdue_gauge(stack, "tax.enterprise") >= 1, "the overdue gauge")
+        refresher = Refresher(stack.settings)
+        wait_for(lambda: overdue_gauge(refresher, "tax.enterprise") >= 1, "the overdue gauge")
         (trace,) = run_json("trace", event_id)
         assert any("no receipt from tax" in m and "overdue" in m for m in trace["missing"])
     finally:

@@ -205,9 +205,6 @@ def test_exposition_follows_kafka_exporter_names_and_appends_the_worker() -> Non
         "# HELP govsync_delivered_records_total Records delivered\n"
         "# TYPE govsync_delivered_records_total counter\n"
         'govsync_delivered_records_total{subscription="tax.enterprise"} 12.0\n'
-        "# HELP govsync_receipts_overdue Overdue, as the worker counts\n"
-        "# TYPE govsync_receipts_overdue gauge\n"
-        'govsync_receipts_overdue{subscription="tax.enterprise"} 5.0\n'
     )
     text = exposition(registry, worker, "http://worker/metrics").decode()
     found = samples(text)
@@ -235,7 +232,7 @@ def test_exposition_follows_kafka_exporter_names_and_appends_the_worker() -> Non
     medical = (("department", "medical_insurance"), ("subscription", "medical_insurance.person"))
     assert found[(status, medical)] == 2
     assert found[("govsync_dlq_open_records", (("source", "market_regulation.enterprise"),))] == 0
-    # One govsync_receipts_overdue family: the monitor's (the worker's is left out).
+    # The receipt SLA is the monitor's alone, from govsync.trace (no worker counts it).
     assert text.count("# TYPE govsync_receipts_overdue gauge") == 1
     assert found[("govsync_receipts_overdue", (("subscription", "tax.enterprise"),))] == 0
     assert found[("govsync_delivered_records_total", (("subscription", "tax.enterprise"),))] == 12

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from confluent_kafka import Message
+from confluent_kafka import Message, TopicPartition
 
 from streams.contract import headers
 from streams.contract.records import AuditRecord, Hop
@@ -15,13 +15,14 @@ from streams.contract.schemas import change_event_schema, delivery_schema, recei
 from streams.contract.topics import (
     AUDIT_TOPIC,
     RECEIPTS_TOPIC,
+    TOPOLOGY_CHANGES_TOPIC,
     TRACE_TOPIC,
     changes_topic,
     delivery_topic,
 )
 from streams.engine.transactional import Output
 from streams.model.topology import Subscription
-from streams.stages.ledger import LedgerStage, approval_of
+from streams.stages.ledger import LedgerStage, approval_of, unanchored
 from streams.trail import tracing
 from streams.trail.audit import GENESIS, Chain, record_hash
 from tests.unit.avro import MemoryCodec
@@ -261,7 +262,6 @@ def test_a_receipt_is_a_lineage_hop_and_an_audit_record_by_its_department(
     codec: MemoryCodec, stage: LedgerStage
 ) -> None:
     (delivered,) = sealed(codec, stage.process(delivery_record(codec, TAX, offset=20)))
-    assert [u.event_id for u in stage.awaiting.unanswered(TOPOLOGY, APPLIED_MS)] == [EVENT_ID]
     outputs = stage.process(receipt_record(codec))
     assert [out.topic for out in outputs] == [TRACE_TOPIC, AUDIT_TOPIC]
     assert hops(codec, outputs) == [
@@ -298,4 +298,43 @@ def test_a_receipt_is_a_lineage_hop_and_an_audit_record_by_its_department(
         prev_sha256=delivered.sha256,  # one chain per input partition, whatever the topic
         sha256=record.sha256,
     )
-    assert stage.awaiting.unanswered(TOPOLOGY, APPLIED_MS) == []  # answered
+
+
+# --- one writer per chain -------------------------------------------------------------------
+
+NEW_DELIVERIES = "deliver.tax.person"
+
+
+def assignment(*parts: tuple[str, list[int]]) -> list[TopicPartition]:
+    return [TopicPartition(topic, p) for topic, numbers in parts for p in numbers]
+
+
+def test_a_member_processes_only_partitions_whose_chain_its_receipts_partition_anchors() -> None:
+    """Two members, range-assigned while only the first has discovered a new delivery
+    topic: the first got all of it, but writes only chains 0 and 1."""
+    first = assignment(
+        (RECEIPTS_TOPIC, [0, 1]),
+        (changes_topic("enterprise"), [0, 1]),
+        (TOPOLOGY_CHANGES_TOPIC, [0]),
+        (NEW_DELIVERIES, [0, 1, 2, 3]),
+    )
+    second = assignment((RECEIPTS_TOPIC, [2, 3]), (changes_topic("enterprise"), [2, 3]))
+
+    assert unanchored(first, AUDIT_PARTITIONS) == [(NEW_DELIVERIES, 2), (NEW_DELIVERIES, 3)]
+    assert unanchored(second, AUDIT_PARTITIONS) == []
+
+
+def test_partitions_beyond_the_chain_count_follow_the_anchor_of_their_chain() -> None:
+    members = assignment((RECEIPTS_TOPIC, [1]), (delivery_topic(TAX), [1, 5, 6]))
+    assert unanchored(members, AUDIT_PARTITIONS) == [(delivery_topic(TAX), 6)]
+    # A receipts partition past the chain count anchors nothing: chain 1 is partition 1's.
+    extra = assignment((RECEIPTS_TOPIC, [5]))
+    assert unanchored(extra, AUDIT_PARTITIONS) == [(RECEIPTS_TOPIC, 5)]
+
+
+def test_the_stage_holds_the_unanchored_partitions_until_the_next_rebalance(
+    stage: LedgerStage,
+) -> None:
+    hold = stage.assigned(assignment((RECEIPTS_TOPIC, [0]), (NEW_DELIVERIES, [0, 1])))
+    assert list(hold.held) == [(NEW_DELIVERIES, 1)]
+    assert not hold.restores  # nothing to restore: chain heads are read back on first use

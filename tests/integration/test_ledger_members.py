@@ -1,0 +1,147 @@
+"""Several ledger members while a new subscription's delivery topic appears: each audit
+chain keeps one writer (``govsync audit verify`` finds it intact) and every delivery is
+in the trail exactly once.
+
+Two ledger stages run here beside the worker's, as instances of their own. One refreshes
+its metadata every 5 s like the worker's, the other only every minute, so for a while
+the members disagree on whether the new topic exists: the range assignor then gives its
+partitions to those who know it, whatever chains they write."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.contract.topics import AUDIT_TOPIC
+from streams.engine.transactional import EngineConfig, Watchdog, run
+from streams.kafka import admin, credentials, topic_reader
+from streams.kafka.serde import RegistryCodec, registry_client
+from streams.stages.ledger import LedgerStage
+from tests.integration.companies import govsync, insert, new_company, wait_for
+from tests.integration.conftest import Stack
+from tests.integration.topologies import edited
+
+pytestmark = pytest.mark.stack
+
+DEPARTMENT, ENTITY = "district_services", "enterprise"
+SUBSCRIPTION = f"{DEPARTMENT}.{ENTITY}"
+TOPIC = f"deliver.{DEPARTMENT}.{ENTITY}"
+COMPANIES = 24
+
+
+def with_new_subscription(data: dict[str, Any]) -> None:
+    tax = next(s for s in data["subscriptions"] if s["id"] == "tax.enterprise")
+    data["subscriptions"].append(
+        {
+            "id": SUBSCRIPTION,
+            "department": DEPARTMENT,
+            "entity": ENTITY,
+            "fields": ["uscc", "name", "status"],
+            "mask": {},
+            "approval": {**tax["approval"], "purpose": "测试：新订阅的主题出现"},
+            "sla": tax["sla"],
+        }
+    )
+
+
+def delete_topic(stack: Stack) -> None:
+    client = admin.admin_client(stack.settings.bootstrap)
+    if TOPIC in client.list_topics(timeout=10).topics:
+        client.delete_topics([TOPIC])[TOPIC].result()
+        wait_for(lambda: TOPIC not in client.list_topics(timeout=10).topics, f"{TOPIC} deleted")
+
+
+@pytest.fixture()
+def members(stack: Stack) -> Iterator[list[LedgerStage]]:
+    """Two more ledger instances, running until the test ends."""
+    settings = stack.settings
+    topology = stack.topology
+    stop = threading.Event()
+    stages, threads = [], []
+    for name, refresh_ms in (("a", 5000), ("b", 60000)):
+        stage = LedgerStage(
+            topology,
+            RegistryCodec(registry_client(settings)),
+            settings.bootstrap,
+            topology.kafka.partitions,
+        )
+        config = EngineConfig(
+            bootstrap=settings.bootstrap,
+            instance=f"test-{uuid.uuid4().hex[:6]}-{name}",
+            principal=credentials.LEDGER,
+            consumer={
+                "partition.assignment.strategy": "range",
+                "topic.metadata.refresh.interval.ms": refresh_ms,
+            },
+        )
+        thread = threading.Thread(
+            target=run, args=(stage, config, stop, Watchdog()), name=f"ledger-{name}"
+        )
+        thread.start()
+        stages.append(stage)
+        threads.append(thread)
+    try:
+        yield stages
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+
+
+def test_each_chain_has_one_writer_while_a_delivery_topic_appears(
+    stack: Stack,
+    members: list[LedgerStage],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="govsync.worker")
+    delete_topic(stack)  # left by an earlier run: it must be new to the members
+    audit_from = stack.offsets(AUDIT_TOPIC)
+    try:
+        applied = govsync(
+            "topology", "apply", "--file", str(edited(tmp_path, with_new_subscription))
+        )
+        assert applied.returncode == 0, applied.stderr
+        companies = [new_company() for _ in range(COMPANIES)]
+        for company in companies:  # spread over the time the members disagree
+            insert(stack, company)
+            threading.Event().wait(0.5)
+        keys = {c.credit_code for c in companies}
+        delivered = stack.read_until(
+            topic_reader.beginning(stack.settings.bootstrap, [TOPIC]),
+            lambda rs: keys <= {r.key for r in rs},
+            timeout=180,
+        )
+        positions = {f"{TOPIC}[{r.partition}]@{r.offset}" for r in delivered}
+
+        def audited(records: list[topic_reader.Record]) -> bool:
+            return positions <= {
+                r.value["detail"]["position"]
+                for r in records
+                if r.value and r.value["subscription"] == SUBSCRIPTION
+            }
+
+        trail = stack.read_until(audit_from, audited, timeout=180)
+    finally:
+        assert govsync("topology", "apply").returncode == 0
+    # Whether the members disagreed long enough for one to hold partitions: for the record.
+    held = [r.getMessage() for r in caplog.records if "until the next rebalance" in r.getMessage()]
+
+    times = Counter(
+        r.value["detail"]["position"]
+        for r in trail
+        if r.value and r.value["subscription"] == SUBSCRIPTION and r.value["kind"] == "delivery"
+    )
+    assert set(times) == positions, held
+    assert set(times.values()) == {1}, ([p for p, n in times.items() if n > 1], held)
+    verified = govsync("audit", "verify", "--json")
+    report = json.loads(verified.stdout)
+    assert verified.returncode == 0 and report["intact"], (report, held)
