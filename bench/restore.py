@@ -26,16 +26,16 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
-from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
+from generate import Record, produce
 
 from streams.config.settings import Settings
 from streams.engine.restoring import Restore
-from streams.kafka import admin, clients, topic_reader
+from streams.kafka import admin, topic_reader
 from streams.stages.dedup import DedupStore, encode_seen
 
 WINDOW = timedelta(days=7)
@@ -45,24 +45,10 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def produce(bootstrap: str, topic: str, partitions: int, count: int, start: int) -> None:
-    producer = Producer(clients.config(bootstrap, **{"linger.ms": 50, "batch.size": 1 << 20}))
-    now_ms = int(time.time() * 1000)
+def markers(partitions: int, count: int, start: int) -> Iterator[Record]:
+    now = encode_seen(int(time.time() * 1000))
     for n in range(start, start + count):
-        while True:
-            try:
-                producer.produce(
-                    topic,
-                    encode_seen(now_ms),
-                    str(uuid.UUID(int=n)).encode(),
-                    partition=n % partitions,
-                )
-                break
-            except BufferError:
-                producer.poll(0.05)
-        if n % 100_000 == 0:
-            producer.poll(0)
-    assert producer.flush(120) == 0, "the generated markers were not all acknowledged"
+        yield n % partitions, str(uuid.UUID(int=n)).encode(), now
 
 
 def timed(step: Callable[[], int]) -> tuple[float, int]:
@@ -99,7 +85,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     try:
         began = time.monotonic()
-        produce(bootstrap, topic, args.partitions, args.ids, 0)
+        produce(bootstrap, topic, markers(args.partitions, args.ids, 0))
         generated_s = time.monotonic() - began
 
         def raw() -> int:
@@ -124,7 +110,7 @@ def main() -> None:
         results["disk, first start"] = {"seconds": seconds, "records": count, "rss_mib": rss_mib()}
         first.state.drop(numbers)
 
-        produce(bootstrap, topic, args.partitions, args.tail, args.ids)
+        produce(bootstrap, topic, markers(args.partitions, args.tail, args.ids))
         again = DedupStore(WINDOW, workdir)
         seconds, count = timed(
             lambda: restored(again.restoring(bootstrap, topic, numbers, "bench"))

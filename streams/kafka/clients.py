@@ -50,6 +50,10 @@ def config(bootstrap: str, principal: str | None = None, **extra: Any) -> dict[s
         "bootstrap.servers": bootstrap,
         "log_level": 2,
         "error_cb": _report,
+        # librdkafka backs off reconnects up to 10 s by default, so a client could notice a
+        # restarted broker 10 s late; 1 s costs one connection attempt a second per broker
+        # while it is down (Java clients' default too).
+        "reconnect.backoff.max.ms": 1000,
         **credentials.librdkafka(Settings.from_env(), principal),
         **extra,
     }
