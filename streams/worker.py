@@ -23,7 +23,7 @@ from streams.engine import metrics
 from streams.engine.transactional import EngineConfig, Stage, Watchdog, run
 from streams.kafka import admin, applied, credentials
 from streams.kafka.admin import AdminError, BrokerUnreachable
-from streams.kafka.members import stage_members
+from streams.kafka.members import StageMember, stage_members
 from streams.kafka.serde import RegistryCodec, RegistryUnreachable, registry_client
 from streams.model.topology import Topology, TopologyError
 from streams.stages.ledger import LedgerStage
@@ -229,6 +229,21 @@ def wait_for_stack(settings: Settings) -> applied.InForce:
             time.sleep(2)
 
 
+def _members(settings: Settings) -> list[StageMember]:
+    """The stage groups' members, once the group coordinator answers: after a broker
+    restart (when the watchdog re-executes the worker) it may not for a while."""
+    client = admin.admin_client(settings.bootstrap)
+    deadline = time.monotonic() + START_WAIT_S
+    while True:
+        try:
+            return stage_members(client)
+        except AdminError as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("waiting for the stage groups: %s", exc)
+            time.sleep(2)
+
+
 def main() -> None:
     """Run the worker in this process, as the ``worker`` principal (also how the watchdog
     re-executes it: ``python -m streams.worker``)."""
@@ -243,9 +258,8 @@ def main() -> None:
         log.error("%s", exc)
         sys.exit(1)
     try:
-        members = stage_members(admin.admin_client(settings.bootstrap))
         chosen, _lock = instance.claim(
-            settings.state_dir, settings.worker_instance, socket.gethostname(), members
+            settings.state_dir, settings.worker_instance, socket.gethostname(), _members(settings)
         )
     except AdminError as exc:
         log.error("%s", exc)
