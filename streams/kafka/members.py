@@ -19,7 +19,6 @@ from streams.kafka.admin import AdminError
 class StageMember(BaseModel, frozen=True):
     stage: str
     group_instance_id: str | None
-    broker_host: str  # the client's address as the broker sees it
     advert: Advert | None  # None: not a worker that advertises itself (an older one)
     partitions: list[str]  # "<topic>/<partition>", as assigned now
 
@@ -33,16 +32,16 @@ def stage_members(admin: AdminClient, timeout: float = 10.0) -> list[StageMember
         try:
             description = futures[group].result()
         except KafkaException as exc:
-            if exc.args[0].name() == "GROUP_ID_NOT_FOUND":  # no worker has run yet
+            error = exc.args[0]
+            if error.name() == "GROUP_ID_NOT_FOUND":  # no worker has run yet
                 continue
-            raise AdminError(f"describing {group} failed: {exc.args[0].str()}") from exc
+            raise AdminError(f"describing {group} failed: {error.name()} {error.str()}") from exc
         for member in description.members:
             assigned = member.assignment.topic_partitions if member.assignment else []
             found.append(
                 StageMember(
                     stage=stage,
                     group_instance_id=member.group_instance_id,
-                    broker_host=member.host.lstrip("/"),
                     advert=members.parse(member.client_id),
                     partitions=[
                         f"{tp.topic}/{tp.partition}"

@@ -54,7 +54,6 @@ def member(instance_id: str, host: str, stage: str = "route") -> StageMember:
     return StageMember(
         stage=stage,
         group_instance_id=f"govsync-{stage}-{instance_id}",
-        broker_host="10.0.0.9",
         advert=Advert(instance=instance_id, host=host, metrics_url="http://x:1/metrics"),
         partitions=[],
     )

@@ -11,7 +11,6 @@ def member(stage: str, advert: Advert | None, partitions: list[str]) -> StageMem
     return StageMember(
         stage=stage,
         group_instance_id=f"govsync-{stage}-{advert.instance if advert else 'old'}",
-        broker_host="10.0.0.9",
         advert=advert,
         partitions=partitions,
     )
