@@ -23,7 +23,7 @@ from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.stack
 
-WAIT_S = 180.0  # a bound on waiting for a process to get somewhere, not a measurement
+WAIT_S = 600.0  # a bound on waiting for a process to get somewhere, not a measurement
 CHOSEN = re.compile(r"worker instance (\S+): metrics on (\S+)")
 
 
