@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -14,11 +15,14 @@ from typing import NoReturn
 
 from prometheus_client import start_http_server
 
+from streams import instance
 from streams.config import logs
 from streams.config.settings import Settings
+from streams.contract.members import Advert
 from streams.engine.transactional import EngineConfig, Stage, Watchdog, run
-from streams.kafka import applied, credentials
-from streams.kafka.admin import BrokerUnreachable
+from streams.kafka import admin, applied, credentials
+from streams.kafka.admin import AdminError, BrokerUnreachable
+from streams.kafka.members import StageMember, stage_members
 from streams.kafka.serde import RegistryCodec, RegistryUnreachable, registry_client
 from streams.model.topology import Topology, TopologyError
 from streams.stages.ledger import LedgerStage
@@ -48,16 +52,23 @@ def serve(
         codec,
         settings.bootstrap,
         lambda department: masking.department_key(secrets_dir, department),
-        state_dir=settings.path("state", f"worker-{settings.worker_instance}", "route"),
+        state_dir=instance.instance_dir(settings.state_dir, settings.worker_instance) / "route",
     )
     ledger = LedgerStage(topology, codec, settings.bootstrap, topology.kafka.partitions)
     stages: list[Stage] = [NormalizeStage(topology, codec), route, ledger]
-    config = EngineConfig(bootstrap=settings.bootstrap, instance=settings.worker_instance)
+    advert = _serve_metrics(settings)
+    config = EngineConfig(
+        bootstrap=settings.bootstrap,
+        instance=settings.worker_instance,
+        # What `govsync.ops.instances` and the monitor read back from the groups' members.
+        consumer={"client.id": advert.client_id()},
+    )
     configs = {stage.name: config for stage in stages}
     configs[ledger.name] = replace(
         config,
         principal=credentials.LEDGER,
         consumer={
+            **config.consumer,
             # One instance owns partition p of every input topic, so the ledger holds
             # nothing back once every member knows every topic (stages/ledger.py).
             "partition.assignment.strategy": "range",
@@ -65,8 +76,6 @@ def serve(
             "topic.metadata.refresh.interval.ms": 5000,
         },
     )
-    start_http_server(settings.worker_port, addr=settings.host)
-    log.info("metrics on http://%s:%d/metrics", settings.host, settings.worker_port)
     watchdog = Watchdog()
     threads = [
         threading.Thread(
@@ -101,6 +110,29 @@ def serve(
     for thread in threads:
         thread.join(timeout=30)
     log.info("worker stopped")
+
+
+def _serve_metrics(settings: Settings) -> Advert:
+    """Serve /metrics (on a free port when ``worker_port`` is 0); what this instance
+    advertises to the stage groups."""
+    try:
+        server, _ = start_http_server(settings.worker_port, addr=settings.host)
+    except OSError as exc:
+        log.error(
+            "the metrics port %s:%d is taken (%s); set GOVSYNC_WORKER_PORT=0 for a free one",
+            settings.host,
+            settings.worker_port,
+            exc.strerror,
+        )
+        sys.exit(1)
+    reachable = socket.getfqdn() if settings.host in ("0.0.0.0", "::", "") else settings.host
+    advert = Advert(
+        instance=settings.worker_instance,
+        host=socket.gethostname(),
+        metrics_url=f"http://{reachable}:{server.server_port}/metrics",
+    )
+    log.info("worker instance %s: metrics on %s", advert.instance, advert.metrics_url)
+    return advert
 
 
 def _follow_topology(
@@ -167,6 +199,21 @@ def wait_for_stack(settings: Settings) -> applied.InForce:
             time.sleep(2)
 
 
+def _members(settings: Settings) -> list[StageMember]:
+    """The stage groups' members, once the group coordinator answers: after a broker
+    restart (when the watchdog re-executes the worker) it may not for a while."""
+    client = admin.admin_client(settings.bootstrap)
+    deadline = time.monotonic() + START_WAIT_S
+    while True:
+        try:
+            return stage_members(client)
+        except AdminError as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("waiting for the stage groups: %s", exc)
+            time.sleep(2)
+
+
 def main() -> None:
     """Run the worker in this process, as the ``worker`` principal (also how the watchdog
     re-executes it: ``python -m streams.worker``)."""
@@ -180,6 +227,19 @@ def main() -> None:
     except applied.NotApplied as exc:
         log.error("%s", exc)
         sys.exit(1)
+    try:
+        chosen, _lock = instance.claim(
+            settings.state_dir, settings.worker_instance, socket.gethostname(), _members(settings)
+        )
+    except AdminError as exc:
+        log.error("%s", exc)
+        sys.exit(3)
+    except (instance.InstanceInUse, ValueError) as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+    # The watchdog's re-exec (_restart) comes back as this same instance.
+    os.environ["GOVSYNC_WORKER_INSTANCE"] = chosen
+    settings = settings.model_copy(update={"worker_instance": chosen})
     serve(settings, current.topology, current.applied.sha256 if current.applied else None)
 
 

@@ -7,8 +7,15 @@ browsers and scrapers look, Kafka sees one reader. A failed refresh keeps the la
 state and says why, on the page and as ``govsync_monitor_refresh_ok 0``.
 
 ``/metrics`` names consumer lag as kafka_exporter does, so dashboards and alerts written
-for it work unchanged, and appends the worker's own exposition (throughput, latency
-histogram, duplicates, DLQ counters) so one scrape gets everything.
+for it work unchanged, and appends the exposition of every worker instance found in the
+stage groups (throughput, latency histogram, duplicates, DLQ counters), each sample with a
+``worker_instance`` label, so one scrape gets everything.
+
+Per instance, not summed: a sum of counters drops when one instance restarts and rate()
+reads that as a reset of the whole, and a sum of gauges such as ``process_*`` means
+nothing. ``sum without (worker_instance) (rate(...))`` aggregates correctly in PromQL.
+The label is not ``instance``: Prometheus sets that one to the scrape target (the
+monitor) and would rename ours to ``exported_instance``.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -29,12 +37,14 @@ import httpx
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from pydantic import BaseModel
 
 from govsync.errors import OperationFailed
 from govsync.ops import dlq, lag
 from govsync.ops.dlq import HeldRecord, SourceAccount
+from govsync.ops.instances import WorkerInstance, worker_instances
 from govsync.ops.lag import STATUS_ORDER, GroupState, LagReport, Status
 from streams.config.settings import Settings
 from streams.contract.records import Hop
@@ -53,6 +63,7 @@ REFRESH_S = 5.0
 # sits beside is refreshed every cycle from the queue itself.
 ACCOUNTING_S = 60.0
 WORKER_TIMEOUT_S = 2.0
+INSTANCE_LABEL = "worker_instance"
 
 # Failures with a message that says it all; anything else is logged with its traceback.
 KNOWN = (AdminError, RegistryUnreachable, OSError)
@@ -99,6 +110,10 @@ class Sleeping(BaseModel):
     waiting: int
 
 
+class WorkerState(WorkerInstance):
+    up: bool  # its /metrics answered at the last refresh
+
+
 class MonitorState(BaseModel):
     at: datetime | None = None  # when the data shown was measured; None before the first
     checked_at: datetime | None = None  # the last attempt, successful or not
@@ -110,6 +125,7 @@ class MonitorState(BaseModel):
     receipts: list[ReceiptsDue] = []
     sleeping: list[Sleeping] = []
     lag: LagReport | None = None
+    workers: list[WorkerState] = []
 
 
 # --- the state, from what was measured (pure) -------------------------------------------
@@ -291,16 +307,66 @@ class StateCollector(Collector):
         return metric_families(self._current())
 
 
-def exposition(registry: CollectorRegistry, worker: str | None, worker_url: str) -> bytes:
-    """The monitor's own metrics, then the worker's (or why they are missing)."""
-    up = "# HELP govsync_worker_up 1 if the worker's /metrics answered\n"
-    up += "# TYPE govsync_worker_up gauge\n"
-    if worker is None:
-        tail = f"# the worker's metrics at {worker_url} did not answer\n{up}govsync_worker_up 0\n"
-    else:
-        tail = f"{up}govsync_worker_up 1\n# from the worker at {worker_url}\n"
-        tail += worker
-    return generate_latest(registry) + tail.encode()
+class Scraped(BaseModel):
+    instance: str
+    url: str
+    text: str | None  # None: it did not answer
+
+
+def scrape(workers: list[WorkerInstance]) -> list[Scraped]:
+    """Every instance's /metrics, concurrently, each within WORKER_TIMEOUT_S."""
+
+    def one(worker: WorkerInstance) -> Scraped:
+        try:
+            response = httpx.get(worker.metrics_url, timeout=WORKER_TIMEOUT_S)
+            response.raise_for_status()
+        except httpx.HTTPError:
+            return Scraped(instance=worker.id, url=worker.metrics_url, text=None)
+        return Scraped(instance=worker.id, url=worker.metrics_url, text=response.text)
+
+    if not workers:
+        return []
+    with ThreadPoolExecutor(max_workers=min(len(workers), 16)) as pool:
+        return list(pool.map(one, workers))
+
+
+def exposition(registry: CollectorRegistry, workers: list[Scraped]) -> bytes:
+    """The monitor's own metrics, then every worker instance's, labelled by instance (or
+    why they are missing)."""
+    up = GaugeMetricFamily(
+        "govsync_worker_up", "1 if the worker instance's /metrics answered", labels=[INSTANCE_LABEL]
+    )
+    families: dict[str, Metric] = {"govsync_worker_up": up}
+    notes = "" if workers else "# no worker instance found in the stage groups\n"
+    for worker in workers:
+        try:
+            parsed = list(text_string_to_metric_families(worker.text or ""))
+        except ValueError:
+            parsed = None
+        up.add_metric([worker.instance], 0 if worker.text is None or parsed is None else 1)
+        if worker.text is None or parsed is None:
+            why = "did not answer" if worker.text is None else "answered what is no exposition"
+            notes += f"# worker instance {worker.instance} at {worker.url} {why}\n"
+            continue
+        for family in parsed:
+            merged = families.setdefault(
+                family.name, Metric(family.name, family.documentation, family.type, family.unit)
+            )
+            merged.samples += [
+                s._replace(labels={**s.labels, INSTANCE_LABEL: worker.instance})
+                for s in family.samples
+            ]
+    workers_registry = CollectorRegistry(auto_describe=False)
+    workers_registry.register(_Fixed(list(families.values())))
+    return generate_latest(registry) + notes.encode() + generate_latest(workers_registry)
+
+
+class _Fixed(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
 
 
 # --- refreshing -----------------------------------------------------------------------------
@@ -355,6 +421,8 @@ class Refresher:
             self._accounts = dlq.accounting(settings, topology, records)
             self._accounted = (time.monotonic(), now)
         waiting = self._unanswered(topology)
+        found = worker_instances(settings, self._admin)
+        answered = {w.instance: w.text is not None for w in scrape(found)}
         return MonitorState(
             at=now,
             checked_at=now,
@@ -364,6 +432,7 @@ class Refresher:
             receipts=receipts_due(topology, waiting),
             sleeping=sleeping(topology, report, now),
             lag=report,
+            workers=[WorkerState(**w.model_dump(), up=answered[w.id]) for w in found],
         )
 
     def _unanswered(self, topology: Topology) -> list[Unanswered]:
@@ -392,16 +461,10 @@ def page() -> bytes:
 def _handler(refresher: Refresher, index: bytes) -> type[BaseHTTPRequestHandler]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StateCollector(lambda: refresher.state))
-    settings = refresher.settings
-    worker_url = f"http://{settings.host}:{settings.worker_port}/metrics"
 
-    def worker_metrics() -> str | None:
-        try:
-            response = httpx.get(worker_url, timeout=WORKER_TIMEOUT_S)
-            response.raise_for_status()
-        except httpx.HTTPError:
-            return None
-        return response.text
+    def workers() -> list[Scraped]:
+        # The instances as last discovered; their metrics as they are now.
+        return scrape(list(refresher.state.workers))
 
     html = "text/html; charset=utf-8"
     routes: dict[str, tuple[str, Callable[[], bytes]]] = {
@@ -410,7 +473,7 @@ def _handler(refresher: Refresher, index: bytes) -> type[BaseHTTPRequestHandler]
         "/api/state": ("application/json", lambda: refresher.state.model_dump_json().encode()),
         "/metrics": (
             CONTENT_TYPE_LATEST,
-            lambda: exposition(registry, worker_metrics(), worker_url),
+            lambda: exposition(registry, workers()),
         ),
     }
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+from confluent_kafka import KafkaException
 from pydantic import BaseModel
 
 from connectors.sinks import SINKS, process_name
 from govsync.control import access, provisioning
+from govsync.ops import instances as advertised
 from govsync.stack import background, connect, jvm, kafka, postgres, registry, seed, supervision
 from streams.config.settings import Settings
 from streams.kafka import admin, applied
+from streams.kafka.admin import AdminError
 from streams.model.topology import Topology, load_topology
 
 State = Literal["up", "down"]
@@ -63,9 +67,13 @@ class RegistryStatus(Supervised):
 
 
 class WorkerInstance(Supervised):
-    id: int
+    """A supervised instance of this machine, or one another machine advertises in the
+    stage groups (no pid, restarts or last exit here)."""
+
+    id: str
     state: State
     pid: int | None = None
+    host: str | None = None
     metrics_url: str | None = None
 
 
@@ -159,6 +167,35 @@ def down(settings: Settings, progress: Callable[[str], None] = lambda _: None) -
     return stopped
 
 
+def _worker_instances(
+    settings: Settings, programs_of: dict[int, supervision.ProgramStatus], kafka_up: bool
+) -> list[WorkerInstance]:
+    """The supervised instances here, with the metrics URL each advertises, then those
+    advertised from elsewhere (Kafka down: the supervised ones alone)."""
+    found: dict[str, advertised.WorkerInstance] = {}
+    if kafka_up:
+        with contextlib.suppress(AdminError, KafkaException):
+            found = {i.id: i for i in advertised.worker_instances(settings)}
+    local = [
+        WorkerInstance(
+            id=str(instance),
+            state="up" if program.running else "down",
+            pid=program.pid,
+            restarts=program.restarts,
+            last_exit=program.last_exit,
+            host=found[str(instance)].host if str(instance) in found else None,
+            metrics_url=found[str(instance)].metrics_url if str(instance) in found else None,
+        )
+        for instance, program in sorted(programs_of.items())
+    ]
+    remote = [
+        WorkerInstance(id=i.id, state="up", host=i.host, metrics_url=i.metrics_url)
+        for i in found.values()
+        if i.id not in {w.id for w in local}
+    ]
+    return local + remote
+
+
 def status(settings: Settings) -> StackStatus:
     programs = supervision.statuses(settings)
 
@@ -178,16 +215,7 @@ def status(settings: Settings) -> StackStatus:
     kafka_up = running(kafka.NAME) and kafka.is_up(settings)
     connect_version = connect.version(settings)
     registry_version = registry.version(settings)
-    instances = [
-        WorkerInstance(
-            id=instance,
-            state=state(program.running),
-            pid=program.pid,
-            restarts=program.restarts,
-            last_exit=program.last_exit,
-        )
-        for instance, program in sorted(background.worker_instances(settings).items())
-    ]
+    instances = _worker_instances(settings, background.worker_instances(settings), kafka_up)
     lowest = instances[0].model_dump(include={"pid", "restarts", "last_exit"}) if instances else {}
     return StackStatus(
         state_dir=settings.state_dir,

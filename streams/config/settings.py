@@ -27,7 +27,8 @@ class Settings(BaseModel, frozen=True):
     registry_port: int = 18080
     worker_port: int = 16066
     monitor_port: int = 16070
-    worker_instance: str = "0"
+    # "auto": the lowest id no other worker holds (streams/instance.py); 0 picks a free port.
+    worker_instance: str = "auto"
     # Who this process is to Kafka (SASL/SCRAM) and to the schema registry (HTTP Basic):
     # admin for operators' commands; the worker and each department's sink are started
     # with their own principal.

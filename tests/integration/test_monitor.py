@@ -109,6 +109,10 @@ def test_state_has_every_department_the_dlq_accounting_and_the_pipeline(
     assert stages == {"normalize", "route", "ledger"}
     assert {r["subscription"] for r in state["receipts"]} == {s.id for s in topology.subscriptions}
     assert isinstance(state["sleeping"], list)
+    # The session's worker, found in the stage groups, its metrics answering.
+    assert any(
+        w["up"] and set(w["stages"]) == {"normalize", "route", "ledger"} for w in state["workers"]
+    )
 
 
 def test_metrics_name_lag_like_kafka_exporter_and_carry_the_workers(monitor: str) -> None:
@@ -128,7 +132,10 @@ def test_metrics_name_lag_like_kafka_exporter_and_carry_the_workers(monitor: str
         "govsync_receipts_overdue{",
     ):
         assert any(line.startswith(name) for line in lines), name
-    assert "govsync_worker_up 1" in lines
+    assert any(
+        line.startswith('govsync_worker_up{worker_instance="') and line.endswith("} 1.0")
+        for line in lines
+    )
     assert "# TYPE govsync_delivered_records_total counter" in lines  # the worker's own
     assert text.count("# TYPE govsync_receipts_overdue gauge") == 1
 
@@ -198,6 +205,9 @@ def test_the_page_renders_every_department_with_a_light_in_chromium(
         assert department.name in text, department.name  # e.g. 税务局
         assert department_id in page.lights, f"no status light for {department_id}"
     assert not page.banner_shown, text
+    assert "Worker instances" in text
+    for worker in httpx.get(f"{monitor}/api/state", timeout=10).json()["workers"]:
+        assert worker["metrics_url"] in text
 
     SCREENSHOT.parent.mkdir(exist_ok=True)
     SCREENSHOT.unlink(missing_ok=True)

@@ -14,7 +14,7 @@ import pytest
 from connectors.sinks import process_name
 from govsync.stack import supervision
 from govsync.stack.background import worker_instances, worker_name
-from tests.integration.companies import TAX, deliver, govsync, new_company
+from tests.integration.companies import TAX, deliver, govsync, new_company, wait_for
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.stack
@@ -50,7 +50,7 @@ def test_a_killed_sink_and_worker_come_back_by_themselves_and_status_says_why(
     killed_and_back(stack, worker_name(0))
     worker = status_json()["worker"]
     assert worker["state"] == "up"
-    (zero,) = [i for i in worker["instances"] if i["id"] == 0]
+    (zero,) = [i for i in worker["instances"] if i["id"] == "0"]
     assert zero["state"] == "up" and zero["restarts"] >= 1 and "SIGKILL" in zero["last_exit"]
     assert worker["pid"] == zero["pid"] and worker["restarts"] == zero["restarts"]
 
@@ -77,8 +77,15 @@ def test_worker_background_starts_another_instance_each_time(stack: Stack) -> No
     try:
         assert instance == expected
         rows = {i["id"]: i for i in status_json()["worker"]["instances"]}
-        assert rows[instance]["pid"] == pid and rows[instance]["state"] == "up"
-        assert rows[0]["state"] == "up"
+        assert rows[str(instance)]["pid"] == pid and rows[str(instance)]["state"] == "up"
+        assert rows["0"]["state"] == "up"
+
+        def advertised() -> bool:
+            row = next(i for i in status_json()["worker"]["instances"] if i["id"] == str(instance))
+            return bool(row["metrics_url"]) and row["metrics_url"].startswith("http://")
+
+        # Once it joined the stage groups, status shows the port it picked (port 0).
+        wait_for(advertised, f"instance {instance}'s metrics URL in status")
     finally:
         supervision.stop(stack.settings, worker_name(instance))
     assert status_json()["worker"]["state"] == "up"  # instance 0 still runs

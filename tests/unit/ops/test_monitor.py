@@ -13,6 +13,7 @@ from govsync.ops.lag import GroupLag, LagReport, PartitionLag
 from govsync.ops.monitor import (
     MonitorState,
     Refresher,
+    Scraped,
     StateCollector,
     dead_letters,
     departments,
@@ -191,7 +192,7 @@ def test_dead_letters_count_open_and_total_per_source() -> None:
     assert found["public_security.person"].balanced is None  # not yet accounted
 
 
-def test_exposition_follows_kafka_exporter_names_and_appends_the_worker() -> None:
+def test_exposition_follows_kafka_exporter_names_and_appends_the_workers() -> None:
     state = MonitorState(
         at=NOW,
         checked_at=NOW,
@@ -201,12 +202,21 @@ def test_exposition_follows_kafka_exporter_names_and_appends_the_worker() -> Non
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StateCollector(lambda: state))
-    worker = (
-        "# HELP govsync_delivered_records_total Records delivered\n"
-        "# TYPE govsync_delivered_records_total counter\n"
-        'govsync_delivered_records_total{subscription="tax.enterprise"} 12.0\n'
-    )
-    text = exposition(registry, worker, "http://worker/metrics").decode()
+
+    def worker(delivered: int) -> str:
+        return (
+            "# HELP govsync_delivered_records_total Records delivered\n"
+            "# TYPE govsync_delivered_records_total counter\n"
+            f'govsync_delivered_records_total{{subscription="tax.enterprise"}} {delivered}.0\n'
+        )
+
+    workers = [
+        Scraped(instance="0", url="http://a/metrics", text=worker(12)),
+        Scraped(instance="1", url="http://b/metrics", text=worker(3)),
+        Scraped(instance="2", url="http://c/metrics", text=None),
+        Scraped(instance="3", url="http://d/metrics", text="<html>proxy error</html>"),
+    ]
+    text = exposition(registry, workers).decode()
     found = samples(text)
 
     tax0 = (("consumergroup", "tax-sink"), ("partition", "0"), ("topic", TAX_TOPIC))
@@ -235,13 +245,21 @@ def test_exposition_follows_kafka_exporter_names_and_appends_the_worker() -> Non
     # The receipt SLA is the monitor's alone, from govsync.trace (no worker counts it).
     assert text.count("# TYPE govsync_receipts_overdue gauge") == 1
     assert found[("govsync_receipts_overdue", (("subscription", "tax.enterprise"),))] == 0
-    assert found[("govsync_delivered_records_total", (("subscription", "tax.enterprise"),))] == 12
-    assert found[("govsync_worker_up", ())] == 1
+    # Each instance's samples under its own label, in one family.
+    assert text.count("# TYPE govsync_delivered_records_total counter") == 1
+    delivered = "govsync_delivered_records_total"
+    for instance, value in (("0", 12), ("1", 3)):
+        labels = (("subscription", "tax.enterprise"), ("worker_instance", instance))
+        assert found[(delivered, labels)] == value
+    up = "govsync_worker_up"
+    assert [found[(up, (("worker_instance", i),))] for i in "0123"] == [1, 1, 0, 0]
+    assert "# worker instance 2 at http://c/metrics did not answer" in text
+    assert "# worker instance 3 at http://d/metrics answered what is no exposition" in text
     assert found[("govsync_monitor_refresh_ok", ())] == 1
 
-    down = exposition(registry, None, "http://worker/metrics").decode()
-    assert "# the worker's metrics at http://worker/metrics did not answer" in down
-    assert samples(down)[("govsync_worker_up", ())] == 0
+    none = exposition(registry, []).decode()
+    assert "# no worker instance found in the stage groups" in none
+    assert not any(name == up for name, _ in samples(none))
 
 
 def test_a_failed_refresh_keeps_the_last_good_state_and_says_why() -> None:
