@@ -16,18 +16,17 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from streams.contract.topics import AUDIT_TOPIC
 from streams.engine.transactional import EngineConfig, Watchdog, run
-from streams.kafka import admin, credentials, topic_reader
+from streams.kafka import credentials, topic_reader
 from streams.kafka.serde import RegistryCodec, registry_client
 from streams.stages.ledger import LedgerStage
-from tests.integration.companies import govsync, insert, new_company, wait_for
+from tests.integration.companies import govsync, insert, new_company
 from tests.integration.conftest import Stack
-from tests.integration.topologies import edited
+from tests.integration.topologies import delete_topic, edited, with_subscription
 
 pytestmark = pytest.mark.stack
 
@@ -35,28 +34,7 @@ DEPARTMENT, ENTITY = "district_services", "enterprise"
 SUBSCRIPTION = f"{DEPARTMENT}.{ENTITY}"
 TOPIC = f"deliver.{DEPARTMENT}.{ENTITY}"
 COMPANIES = 24
-
-
-def with_new_subscription(data: dict[str, Any]) -> None:
-    tax = next(s for s in data["subscriptions"] if s["id"] == "tax.enterprise")
-    data["subscriptions"].append(
-        {
-            "id": SUBSCRIPTION,
-            "department": DEPARTMENT,
-            "entity": ENTITY,
-            "fields": ["uscc", "name", "status"],
-            "mask": {},
-            "approval": {**tax["approval"], "purpose": "测试：新订阅的主题出现"},
-            "sla": tax["sla"],
-        }
-    )
-
-
-def delete_topic(stack: Stack) -> None:
-    client = admin.admin_client(stack.settings.bootstrap)
-    if TOPIC in client.list_topics(timeout=10).topics:
-        client.delete_topics([TOPIC])[TOPIC].result()
-        wait_for(lambda: TOPIC not in client.list_topics(timeout=10).topics, f"{TOPIC} deleted")
+NEW_SUBSCRIPTION = with_subscription(DEPARTMENT, ENTITY, "测试：新订阅的主题出现")
 
 
 @pytest.fixture()
@@ -103,12 +81,10 @@ def test_each_chain_has_one_writer_while_a_delivery_topic_appears(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="govsync.worker")
-    delete_topic(stack)  # left by an earlier run: it must be new to the members
+    delete_topic(stack.settings, TOPIC)  # it must be new to the members
     audit_from = stack.offsets(AUDIT_TOPIC)
     try:
-        applied = govsync(
-            "topology", "apply", "--file", str(edited(tmp_path, with_new_subscription))
-        )
+        applied = govsync("topology", "apply", "--file", str(edited(tmp_path, NEW_SUBSCRIPTION)))
         assert applied.returncode == 0, applied.stderr
         companies = [new_company() for _ in range(COMPANIES)]
         for company in companies:  # spread over the time the members disagree
