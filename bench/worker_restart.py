@@ -121,6 +121,10 @@ def first_delivery(settings: Settings, decode: ValueDeserializer) -> dict[str, f
     return {"seconds": round(seconds, 2), "peak_rss_mib": round(peak / 1024)}
 
 
+def disk_bytes(directory: Path) -> int:
+    return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ids", type=int, default=10_000_000)
@@ -148,10 +152,12 @@ def main() -> None:
     if not args.skip_generate:
         phases["after generation"] = first_delivery(settings, decode)
     phases["restart"] = first_delivery(settings, decode)
+    state_mib = round(disk_bytes(settings.path("state", "worker-0")) / 2**20)
     supervision.stop(settings, background.worker_name(0))
     shutil.rmtree(settings.path("state", "worker-0"), ignore_errors=True)
     phases["new machine"] = first_delivery(settings, decode)
 
+    print(f"worker state on disk after the restart: {state_mib} MiB")
     print(f"{'phase':<18} {'first delivery s':>17} {'peak RSS MiB':>13}")
     for phase, row in phases.items():
         print(f"{phase:<18} {row['seconds']:>17.2f} {row['peak_rss_mib']:>13}")
@@ -162,6 +168,7 @@ def main() -> None:
                 "entities": args.entities,
                 "partitions": partitions,
                 "generated": generated,
+                "state_on_disk_mib": state_mib,
                 "phases": phases,
             }
         )

@@ -66,6 +66,8 @@ class Awaiting:
             self._delivered.setdefault(key, hop)
 
     def unanswered(self, topology: Topology, now_ms: int) -> list[Unanswered]:
+        """Deliveries of the subscriptions in ``topology`` still without a receipt. Those
+        of a subscription since removed are awaited no more: nobody owes their answer."""
         limits = {
             s.id: int(s.sla.receipt_within.total_seconds() * 1000) for s in topology.subscriptions
         }
@@ -85,6 +87,7 @@ class Awaiting:
                     receipt_within_ms=limits.get(hop.subscription or "", 0),
                 )
                 for hop in waiting
+                if hop.subscription in limits
             ),
             key=lambda u: u.delivered_at_ms,
         )

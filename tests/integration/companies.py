@@ -55,7 +55,10 @@ def govsync(*args: str) -> subprocess.CompletedProcess[str]:
         [str(GOVSYNC), *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        # A guard against a hang, not a time limit: `audit verify` walks every chain and
+        # `receipts overdue` reads the trace's look-back window, both growing with the
+        # history earlier tests left (answering from indexes is issue 14).
+        timeout=600,
         cwd=REPO_ROOT,
         check=False,
     )

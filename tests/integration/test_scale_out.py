@@ -33,9 +33,9 @@ pytestmark = pytest.mark.stack
 
 TOTAL = 20_000
 COMPANIES = 200
-RATE = 1_000.0
+RATE = 500.0  # changes/s committed: the load outlasts the apply and its settling
 WORKERS = 3
-KILL_AT, ADD_AT, APPLY_AT = 0.2, 0.4, 0.6
+KILL_AT, ADD_AT, APPLY_AT = 0.2, 0.4, 0.5
 SETTLE_S = 4.0  # after an apply, until every instance surely follows it
 NEW = "public_security.enterprise"  # public security runs no sink: no receipts expected
 NEW_TOPIC = "deliver.public_security.enterprise"

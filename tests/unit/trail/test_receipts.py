@@ -47,6 +47,13 @@ def test_a_delivery_is_awaited_until_its_receipt_and_overdue_past_receipt_within
     assert unanswered(book, HOUR_MS + 10) == [("e1", "social_security.enterprise", False)]
 
 
+def test_deliveries_of_a_removed_subscription_are_no_longer_awaited() -> None:
+    book = Awaiting()
+    book.feed(hop("delivered", "e1", "tax.enterprise", 0))
+    book.feed(hop("delivered", "e1", "civil_affairs.enterprise", 0))  # not in the topology
+    assert unanswered(book, 10) == [("e1", "tax.enterprise", False)]
+
+
 def test_a_receipt_read_before_its_delivery_still_answers_it() -> None:
     book = Awaiting()
     book.feed(hop("receipt", "e1", "tax.enterprise", 10))
