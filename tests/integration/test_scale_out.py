@@ -84,7 +84,7 @@ def test_three_workers_a_kill_a_fourth_and_a_new_topic_lose_and_double_nothing(
         thread.finish()
         report = load.check(stack, usccs, run_id, TOTAL, timeout=600)
         # Then every change made while the new subscription is surely in force, once.
-        after_id, topics = f"{run_id}-after", (NEW_TOPIC, *load.DELIVERIES)
+        after_id, topics = f"after-{uuid.uuid4().hex[:8]}", (NEW_TOPIC, *load.DELIVERIES)
         after_start = stack.offsets(*topics)
         load.run_load(stack, usccs, AFTER, after_id)
         after = load.check(stack, usccs, after_id, AFTER, start=after_start, topics=topics)
