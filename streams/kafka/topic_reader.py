@@ -34,7 +34,7 @@ class Record:
     headers: dict[str, str]
 
 
-def reader(bootstrap: str) -> Consumer:
+def reader(bootstrap: str, **extra: Any) -> Consumer:
     """A consumer that only looks: read committed, never commits, reports partition ends."""
     return Consumer(
         clients.config(
@@ -45,9 +45,15 @@ def reader(bootstrap: str) -> Consumer:
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,
                 "auto.offset.reset": "earliest",
+                **extra,
             },
         )
     )
+
+
+# A restore reads millions of small records: librdkafka's default prefetch (100,000
+# messages per partition, 64 MiB) held hundreds of MiB in a worker restoring two stores.
+RESTORE_PREFETCH = {"queued.min.messages": 10_000, "queued.max.messages.kbytes": 16_384}
 
 
 RETRIABLE_FOR_S = 30.0
@@ -214,7 +220,7 @@ class ChangelogTail:
         return records
 
     def _open(self) -> Consumer:
-        consumer = self._consumer = reader(self._bootstrap)
+        consumer = self._consumer = reader(self._bootstrap, **RESTORE_PREFETCH)
         assignment = []
         for partition, start in self._starts.items():
             low, high = consumer.get_watermark_offsets(
