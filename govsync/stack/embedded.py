@@ -176,22 +176,25 @@ def _worker_instances(
     if kafka_up:
         with contextlib.suppress(AdminError, KafkaException):
             found = {i.id: i for i in advertised.worker_instances(settings)}
-    local = [
-        WorkerInstance(
-            id=str(instance),
-            state="up" if program.running else "down",
-            pid=program.pid,
-            restarts=program.restarts,
-            last_exit=program.last_exit,
-            host=found[str(instance)].host if str(instance) in found else None,
-            metrics_url=found[str(instance)].metrics_url if str(instance) in found else None,
+    local = []
+    for instance, program in sorted(programs_of.items()):
+        advert = found.get(str(instance))
+        local.append(
+            WorkerInstance(
+                id=str(instance),
+                state="up" if program.running else "down",
+                pid=program.pid,
+                restarts=program.restarts,
+                last_exit=program.last_exit,
+                host=advert.host if advert else None,
+                metrics_url=advert.metrics_url if advert else None,
+            )
         )
-        for instance, program in sorted(programs_of.items())
-    ]
+    supervised_ids = {w.id for w in local}
     remote = [
         WorkerInstance(id=i.id, state="up", host=i.host, metrics_url=i.metrics_url)
         for i in found.values()
-        if i.id not in {w.id for w in local}
+        if i.id not in supervised_ids
     ]
     return local + remote
 
