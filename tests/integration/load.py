@@ -48,6 +48,10 @@ DELIVERIES = (TAX, SOCIAL)
 REPORT_TOPICS = (CDC_TOPIC, CHANGES, MASTER, TAX, SOCIAL)
 SEQ_WIDTH = 6  # fixed width, so the seq ends where the marker says and nowhere else
 VERIFY_EVERY = 500  # fully decode every n-th record of the run to check the byte probe
+RUN_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Any run's marker in a record's bytes: a record may carry two runs' names (a ``before``
+# renamed by one run, an ``after`` by the next), and only the last one is its own.
+_MARKER = re.compile(rb"#([A-Za-z0-9_.-]{1,64})#(\d{%d})" % SEQ_WIDTH)
 
 # Offsets each run started from, by run id: what ``check`` reads from unless told.
 _STARTS: dict[str, Offsets] = {}
@@ -134,8 +138,8 @@ def run_load(
     ``usccs``: change ``seq`` (0..total-1) renames ``usccs[seq % len(usccs)]``. ``rate``
     (changes per second) paces the commits; None commits as fast as PostgreSQL takes them.
     Records the topics' offsets first, for ``check``."""
-    if not usccs or total >= 10**SEQ_WIDTH or "#" in run_id:
-        raise ValueError("need companies, total < 10**SEQ_WIDTH and a run id without '#'")
+    if not usccs or total >= 10**SEQ_WIDTH or not RUN_ID.fullmatch(run_id):
+        raise ValueError(f"need companies, total < 10**{SEQ_WIDTH}, a run id like {RUN_ID.pattern}")
     progress = progress or Progress(run_id, total)
     try:
         progress.start = _STARTS[run_id] = stack.offsets(*REPORT_TOPICS)
@@ -497,8 +501,9 @@ class _NoValues(ValueDeserializer):
 class _SeqProbe(_NoValues):
     """``{"seq": n}`` for a record of the run, None for any other, without Avro decoding.
 
-    The new name is the last occurrence of the marker in the bytes: ``after`` follows
-    ``before`` in change and delivery events, and master holds one state. Every
+    The new name is the last run marker in the bytes: ``after`` follows ``before`` in
+    change and delivery events, and master holds one state. A record whose last marker is
+    another run's is not this run's, even if its ``before`` was renamed by it. Every
     ``VERIFY_EVERY``-th match is fully decoded and compared, so a schema change that
     broke this shows up as a harness error, not as a wrong report.
     """
@@ -506,13 +511,16 @@ class _SeqProbe(_NoValues):
     def __init__(self, full: ValueDeserializer, run_id: str) -> None:
         super().__init__(full)
         self._run_id = run_id
-        self._pattern = re.compile(re.escape(f"#{run_id}#".encode()) + rb"(\d{%d})" % SEQ_WIDTH)
+        self._marker = f"#{run_id}#".encode()
         self._matches = 0
 
     def __call__(self, topic: str, data: bytes | None) -> dict[str, Any] | None:
-        if data is None or self._pattern.search(data) is None:
+        if data is None or self._marker not in data:
             return None
-        seq = int(list(self._pattern.finditer(data))[-1].group(1))
+        *_, last = _MARKER.finditer(data)
+        if last.group(1).decode() != self._run_id:
+            return None
+        seq = int(last.group(2))
         if topic == CDC_TOPIC:  # no event_id header yet: decode, check, keep the envelope
             envelope = self._verify(topic, data, seq)
             return {"seq": seq, "envelope": envelope}
