@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -92,19 +92,21 @@ class LedgerStage:
         codec: Codec,
         bootstrap: str,
         audit_partitions: int,
-        chain_end: Callable[[int], AuditRecord | None] | None = None,
+        chain_ends: Callable[[Collection[int]], dict[int, AuditRecord | None]] | None = None,
     ) -> None:
-        """``chain_end`` reads the last committed record of one chain (default: from
-        ``govsync.audit`` on Kafka)."""
+        """``chain_ends`` reads the last committed record of some chains (default: from
+        ``govsync.audit`` on Kafka, all at once)."""
         self.reload(topology)
         self._bootstrap = bootstrap
         self._partitions = audit_partitions
         self._codec = codec
         self._hop = codec.serializer(TRACE_TOPIC, schemas.lineage_schema())
         self._audit = codec.serializer(AUDIT_TOPIC, schemas.audit_schema())
-        self._chain_end = chain_end or self._last_record
+        self._chain_ends = chain_ends or self._last_records
         # Each chain's head, per audit partition; moved by the open transaction until it commits.
         self.heads: KeyedState[str, int, Chain] = KeyedState()
+        self._anchored: set[int] = set()  # the chains this member writes
+        self._resumed: dict[int, Chain] = {}  # chains read back and not yet written to
         self._spans = tracing.spans()
         self._exports = AfterCommit()  # spans of the open transaction's hops
 
@@ -118,7 +120,11 @@ class LedgerStage:
     def assigned(self, partitions: list[TopicPartition]) -> Hold:
         """Hold the partitions whose chain another member writes (the module's rule)."""
         self._forget()
-        return Hold(held=unanchored(partitions, self._partitions))
+        held = unanchored(partitions, self._partitions)
+        self._anchored = {tp.partition % self._partitions for tp in partitions} - {
+            p % self._partitions for _, p in held
+        }
+        return Hold(held=held)
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         self._forget()
@@ -351,21 +357,32 @@ class LedgerStage:
     def _chain(self, partition: int) -> Chain:
         chain = self.heads.pending(AUDIT_TOPIC, partition)
         if chain is None:
-            base = self.heads.get(AUDIT_TOPIC, partition) or Chain.resume(
-                self._chain_end(partition), CHECKPOINT_EVERY
-            )
+            base = self.heads.get(AUDIT_TOPIC, partition) or self._resume(partition)
             chain = Chain(base.head_sha256, base.next_seq, base.checkpoint_every)
             self.heads.put(AUDIT_TOPIC, partition, chain)
         return chain
 
+    def _resume(self, partition: int) -> Chain:
+        """The chain continued from its last record on the topic. The first chain needed
+        reads every chain this member writes, in one pass: after a broker restart each
+        read takes seconds, and aborts make it read them all again."""
+        if partition not in self._resumed:
+            unread = {partition} | {
+                p for p in self._anchored if self.heads.get(AUDIT_TOPIC, p) is None
+            }
+            ends = self._chain_ends(unread)
+            self._resumed.update({p: Chain.resume(ends[p], CHECKPOINT_EVERY) for p in unread})
+        return self._resumed.pop(partition)
+
     def _forget(self) -> None:
         """Heads are read back from the topic after a start, a rebalance or an abort."""
         self.heads.drop([AUDIT_TOPIC])
+        self._resumed.clear()
 
-    def _last_record(self, partition: int) -> AuditRecord | None:
-        """The committed end of one chain: the last record on its partition. Transaction
-        markers and aborted batches take offsets too, so widen the look-back until a
-        record turns up or the partition's start is reached."""
+    def _last_records(self, partitions: Collection[int]) -> dict[int, AuditRecord | None]:
+        """The committed end of some chains: the last record on each partition, read
+        together. Transaction markers and aborted batches take offsets too, so widen a
+        chain's look-back until a record turns up or the partition's start is reached."""
         consumer = Consumer(
             clients.config(
                 self._bootstrap,
@@ -379,38 +396,50 @@ class LedgerStage:
             )
         )
         try:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(AUDIT_TOPIC, partition), timeout=10
-            )
+            marks = {
+                p: consumer.get_watermark_offsets(TopicPartition(AUDIT_TOPIC, p), timeout=10)
+                for p in partitions
+            }
+            last: dict[int, bytes | None] = {}
             window = TAIL_WINDOW
-            while True:
-                start = max(low, high - window)
-                last = _read_last(consumer, partition, start)
-                if last is not None or start == low:
-                    break
+            while unread := [p for p in partitions if p not in last]:
+                starts = {p: max(marks[p][0], marks[p][1] - window) for p in unread}
+                for p, value in _read_last(consumer, starts).items():
+                    if value is not None or starts[p] == marks[p][0]:
+                        last[p] = value
                 window *= 4
-            if last is None:
-                return None
-            record = AuditRecord.model_validate(self._codec.decode(AUDIT_TOPIC, last))
-            log.info("audit chain %d continues after seq %d", partition, record.seq)
-            return record
         finally:
             consumer.close()
+        records: dict[int, AuditRecord | None] = {}
+        for p, value in sorted(last.items()):
+            record = None
+            if value is not None:
+                record = AuditRecord.model_validate(self._codec.decode(AUDIT_TOPIC, value))
+                log.info("audit chain %d continues after seq %d", p, record.seq)
+            records[p] = record
+        return records
 
 
-def _read_last(consumer: Consumer, partition: int, start: int) -> bytes | None:
-    consumer.assign([TopicPartition(AUDIT_TOPIC, partition, start)])
-    last: bytes | None = None
-    while True:
-        message = consumer.poll(10)
-        if message is None:
-            raise RuntimeError(f"reading {AUDIT_TOPIC}[{partition}] timed out")
-        error = message.error()
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                return last
-            raise RuntimeError(f"reading {AUDIT_TOPIC}[{partition}]: {error.str()}")
-        last = message.value()
+def _read_last(consumer: Consumer, starts: dict[int, int]) -> dict[int, bytes | None]:
+    """Each partition's last record value from its start on (None: none there)."""
+    consumer.assign([TopicPartition(AUDIT_TOPIC, p, o) for p, o in starts.items()])
+    last: dict[int, bytes | None] = dict.fromkeys(starts)
+    ended: set[int] = set()
+    try:
+        while len(ended) < len(starts):
+            message = consumer.poll(10)
+            if message is None:
+                raise RuntimeError(f"reading {AUDIT_TOPIC}{sorted(set(starts) - ended)} timed out")
+            error = message.error()
+            if error is None:
+                last[message.partition()] = message.value()
+            elif error.code() == KafkaError._PARTITION_EOF:
+                ended.add(message.partition())
+            else:
+                raise RuntimeError(f"reading {AUDIT_TOPIC}[{message.partition()}]: {error.str()}")
+    finally:
+        consumer.unassign()
+    return last
 
 
 def _text(value: Any) -> str:

@@ -85,3 +85,19 @@ def stack() -> Iterator[Stack]:
     result = Stack(settings, topology, ValueDeserializer(registry_client(settings)))
     _wait_for_snapshot(result)
     yield result
+
+
+LOG_TAIL_LINES = 40
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report carries the end of each worker's log: CI keeps only the
+    report, and a pipeline failure is usually told there, not in the assertion."""
+    report = yield
+    if report.when == "call" and report.failed:
+        for log in sorted(Settings.from_env().path("logs").glob("worker-*.log")):
+            lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+            tail = "\n".join(line[:400] for line in lines[-LOG_TAIL_LINES:])
+            report.sections.append((f"end of {log.name}", tail))
+    return report

@@ -222,7 +222,10 @@ def test_a_time_range_is_re_sent_once_to_one_subscription_marked_and_resumable(
         stdout=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2.5)
+    # Interrupted once it has re-sent something (its start-up alone can take seconds).
+    stack.read_until(
+        before, lambda records: any(r.headers.get("replay") for r in records), timeout=120
+    )
     slow.send_signal(signal.SIGINT)
     interrupted = json.loads(slow.communicate(timeout=60)[0])
     assert slow.returncode == 1 and not interrupted["done"]

@@ -4,6 +4,7 @@ from the committed head, and from the topic again after an abort."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import pytest
@@ -40,15 +41,16 @@ CAPTURED_MS, NORMALIZED_MS, DELIVERED_MS, APPLIED_MS = (
 
 
 class ChainEnds:
-    """What ``govsync.audit`` holds at the end of each chain, and which ends were read."""
+    """What ``govsync.audit`` holds at the end of each chain, and which ends were read
+    (one list per read)."""
 
     def __init__(self) -> None:
         self.last: dict[int, AuditRecord] = {}
-        self.read: list[int] = []
+        self.read: list[list[int]] = []
 
-    def __call__(self, partition: int) -> AuditRecord | None:
-        self.read.append(partition)
-        return self.last.get(partition)
+    def __call__(self, partitions: Collection[int]) -> dict[int, AuditRecord | None]:
+        self.read.append(sorted(partitions))
+        return {p: self.last.get(p) for p in partitions}
 
 
 @pytest.fixture()
@@ -59,7 +61,7 @@ def ends() -> ChainEnds:
 @pytest.fixture()
 def stage(codec: MemoryCodec, ends: ChainEnds, monkeypatch: pytest.MonkeyPatch) -> LedgerStage:
     monkeypatch.delenv(tracing.ENDPOINT_VARIABLE, raising=False)  # spans: not exported
-    return LedgerStage(TOPOLOGY, codec, "unused:9092", AUDIT_PARTITIONS, chain_end=ends)
+    return LedgerStage(TOPOLOGY, codec, "unused:9092", AUDIT_PARTITIONS, chain_ends=ends)
 
 
 def change_record(codec: MemoryCodec, captured: bool = True) -> Message:
@@ -80,12 +82,14 @@ def change_record(codec: MemoryCodec, captured: bool = True) -> Message:
     )
 
 
-def delivery_record(codec: MemoryCodec, subscription: Subscription, offset: int) -> Message:
+def delivery_record(
+    codec: MemoryCodec, subscription: Subscription, offset: int, partition: int = PARTITION
+) -> Message:
     """CHANGE as the route delivered it to ``subscription``."""
     topic = delivery_topic(subscription)
     return Message(
         topic=topic,
-        partition=PARTITION,
+        partition=partition,
         offset=offset,
         key=USCC.encode(),
         value=codec.serializer(topic, delivery_schema(TOPOLOGY, subscription))(
@@ -139,12 +143,12 @@ def hops(codec: MemoryCodec, outputs: list[Output]) -> list[Hop]:
     return found
 
 
-def sealed(codec: MemoryCodec, outputs: list[Output]) -> list[AuditRecord]:
+def sealed(codec: MemoryCodec, outputs: list[Output], chain: int = CHAIN) -> list[AuditRecord]:
     """The audit records among ``outputs``, each checked to carry its own hash."""
     records: list[AuditRecord] = []
     for out in outputs:
         if out.topic == AUDIT_TOPIC:
-            assert out.partition == CHAIN
+            assert out.partition == chain
             record = AuditRecord.model_validate(codec.decode(AUDIT_TOPIC, out.value))
             assert record.sha256 == record_hash(record.prev_sha256, record.body())
             records.append(record)
@@ -215,7 +219,7 @@ def test_a_delivery_is_a_lineage_hop_and_a_sealed_audit_record(
         sha256=record.sha256,
     )
     assert record.approval["legal_basis"] == TAX.approval.legal_basis
-    assert ends.read == [CHAIN]
+    assert ends.read == [[CHAIN]]
 
 
 def test_deliveries_chain_onto_the_committed_head(
@@ -229,7 +233,7 @@ def test_deliveries_chain_onto_the_committed_head(
     (second,) = sealed(codec, stage.process(delivery_record(codec, SOCIAL, offset=21)))
     assert (second.seq, second.prev_sha256) == (43, first.sha256)
     assert second.detail["masked"] == "legal_rep_id:partial,legal_rep_name:hash"
-    assert ends.read == [CHAIN]  # read once; after that the committed head is known
+    assert ends.read == [[CHAIN]]  # read once; after that the committed head is known
 
 
 def test_after_an_abort_the_chain_continues_from_the_topic(
@@ -241,9 +245,26 @@ def test_after_an_abort_the_chain_continues_from_the_topic(
     stage.aborted()
     ends.last[CHAIN] = first  # what the topic holds: the aborted attempt never landed
     (redone,) = sealed(codec, stage.process(delivery_record(codec, SOCIAL, offset=21)))
-    assert ends.read == [CHAIN, CHAIN]
+    assert ends.read == [[CHAIN], [CHAIN]]
     assert (redone.seq, redone.prev_sha256) == (1, first.sha256)
     assert redone == attempt  # the same record: nothing in the chain tells an abort happened
+
+
+def test_the_first_chain_needed_reads_every_chain_the_member_writes_at_once(
+    codec: MemoryCodec, stage: LedgerStage, ends: ChainEnds
+) -> None:
+    """After a broker restart each read of a chain's end takes seconds; aborts repeat them."""
+    stage.assigned(assignment((RECEIPTS_TOPIC, [1, 2]), (delivery_topic(TAX), [1, 2, 5, 6])))
+    (last,) = Chain(next_seq=7).append("receipt", 1, "tax", event_id="earlier")
+    ends.last[1] = last
+    stage.process(delivery_record(codec, TAX, offset=20, partition=6))  # chain 2
+    other_chain = stage.process(delivery_record(codec, TAX, offset=9, partition=5))
+    (other,) = sealed(codec, other_chain, chain=1)
+    assert ends.read == [[1, 2]]
+    assert (other.seq, other.prev_sha256) == (8, last.sha256)
+    stage.aborted()
+    stage.process(delivery_record(codec, TAX, offset=20, partition=6))
+    assert ends.read == [[1, 2], [1, 2]]
 
 
 def test_after_an_abort_the_topic_not_the_last_commit_decides_the_head(
