@@ -33,7 +33,9 @@ from streams.transform import masking
 log = logging.getLogger("govsync.worker")
 
 EXPIRY_INTERVAL_S = 3600.0
-WATCH_INTERVAL_S = 5.0
+WATCH_INTERVAL_S = 1.0
+# A transaction call still running this long after its own timeout is hung (Watchdog).
+HANG_MARGIN_S = 3.0
 TOPOLOGY_POLL_S = 1.0
 
 
@@ -97,7 +99,7 @@ def serve(
     for thread in threads:
         thread.start()
     log.info("worker ready: %s", ", ".join(f"{s.name} <- {', '.join(s.topics)}" for s in stages))
-    stall_limit = 3 * config.transaction_timeout
+    stall_limit = config.transaction_timeout + HANG_MARGIN_S
     last_expiry = time.monotonic()
     while not stop.wait(WATCH_INTERVAL_S):
         stalled = watchdog.stalled(stall_limit)

@@ -77,11 +77,12 @@ class Stage(Protocol):
 
 
 class Watchdog:
-    """When each stage entered its current transaction, so a hung one can be noticed.
+    """When each stage entered its current transaction call, so a hung one can be noticed.
 
     librdkafka can block in send_offsets_to_transaction past its timeout, forever, after
     a broker restart (confluentinc/librdkafka #5456, #5511, open); no Python code can
-    interrupt that call, so the worker checks here and restarts itself.
+    interrupt that call, so the worker checks here and restarts itself. Each call has its
+    own timeout, so one still running a little past it is hung, not slow.
     """
 
     def __init__(self) -> None:
@@ -187,8 +188,7 @@ def _session(stage: Stage, config: EngineConfig, stop: threading.Event, watchdog
             timeout = 0 if holding.restoring else config.poll_timeout
             messages = [m for m in consumer.consume(config.batch_size, timeout) if _is_record(m)]
             if messages:
-                with watchdog.busy(stage.name):
-                    _transact(stage, producer, consumer, messages, config.transaction_timeout)
+                _transact(stage, producer, consumer, messages, config.transaction_timeout, watchdog)
             holding.step()
     finally:
         holding.close()
@@ -202,7 +202,12 @@ def _transact(
     consumer: Consumer,
     messages: list[Message],
     timeout: float,
+    watchdog: Watchdog,
 ) -> None:
+    def call(method: Callable[..., None], *args: Any) -> None:
+        with watchdog.busy(stage.name):
+            method(*args, timeout)
+
     producer.begin_transaction()
     produced: dict[tuple[str, int], int] = {}
 
@@ -217,17 +222,17 @@ def _transact(
             for out in stage.process(message):
                 _produce(producer, out, delivered if out.changelog else None)
             next_offsets[(message.topic(), message.partition())] = message.offset() + 1
-        producer.send_offsets_to_transaction(
+        call(
+            producer.send_offsets_to_transaction,
             [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()],
             consumer.consumer_group_metadata(),
-            timeout,
         )
-        producer.commit_transaction(timeout)
+        call(producer.commit_transaction)
         producer.poll(0)  # serve the last delivery reports: the changelog offsets
     except Exception as exc:
         metrics.TRANSACTIONS.labels(stage.name, "aborted").inc()
         with contextlib.suppress(KafkaException):
-            producer.abort_transaction(timeout)
+            call(producer.abort_transaction)
         stage.aborted()
         _rewind(consumer, messages)
         if isinstance(exc, KafkaException) and exc.args[0].txn_requires_abort():
