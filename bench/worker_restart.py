@@ -120,7 +120,7 @@ def first_delivery(settings: Settings, decode: ValueDeserializer) -> dict[str, f
     sampler.start()
 
     def arrived(records: list[topic_reader.Record]) -> bool:
-        return any(marker in str((r.value or {}).get("name", "")) for r in records)
+        return any(marker in str(((r.value or {}).get("after") or {}).get("name")) for r in records)
 
     records = list(topic_reader.read(settings.bootstrap, decode, start, until=arrived, timeout=900))
     seconds = time.monotonic() - began
