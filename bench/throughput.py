@@ -1,0 +1,206 @@
+"""Throughput of the backbone on the running stack, side by side with what bounds it.
+
+A burst of ``--changes`` changes by SQL (``UPDATE enterprise SET reg_capital =
+reg_capital + 1`` over the table's rows, statement after statement until that many rows
+changed). Once every topic has been quiet for a while, each hop's rate is the number of
+records it got divided by the time from the first commit to its last record's timestamp:
+Debezium's (the cdc topic), normalize's (changes), route's (master and every delivery
+topic of an enterprise subscription), the sinks' (receipts) and the ledger's (trace).
+A subscription whose fields the burst does not touch gets nothing; a change the pipeline
+refuses (e.g. a company with an invalid credit code) is counted on the DLQ.
+
+In the same run, the floor: a plain transactional consume -> produce loop over the
+burst's own cdc records (raw bytes, batches of 1,000, one thread, into a scratch topic),
+what one Python stage could move on this machine if it did no work. Ratios to Debezium's
+rate and to the floor hold on any machine; the absolute rates do not.
+
+Usage: .venv/bin/python bench/throughput.py [--changes 30000] [--quiet 10]
+Prints a table and one JSON line for bench/baselines/throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+
+import psycopg
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+
+from streams.config.settings import Settings
+from streams.contract.topics import (
+    DLQ_TOPIC,
+    RECEIPTS_TOPIC,
+    TRACE_TOPIC,
+    changes_topic,
+    delivery_topic,
+    master_topic,
+)
+from streams.kafka import admin, applied, clients, topic_reader
+
+SOURCE = "market_regulation.enterprise"
+FLOOR_BATCH = 1000
+
+
+def burst(settings: Settings, changes: int) -> float:
+    """Commit ``changes`` row changes; the wall-clock time of the first commit (epoch s)."""
+    first: float | None = None
+    done = 0
+    with psycopg.connect(settings.pg_conninfo("market_regulation"), autocommit=True) as db:
+        rows = db.execute("SELECT count(*) FROM enterprise").fetchone()[0]
+        if rows == 0:
+            raise SystemExit("no enterprises in market_regulation: run `make demo` first")
+        while done < changes:
+            limit = min(rows, changes - done)
+            started = time.time()
+            db.execute(
+                "UPDATE enterprise SET reg_capital = reg_capital + 1, updated_at = now()"
+                " WHERE id IN (SELECT id FROM enterprise ORDER BY id LIMIT %s)",
+                (limit,),
+            )
+            first = first if first is not None else started
+            done += limit
+    assert first is not None
+    return first
+
+
+def wait_until_quiet(settings: Settings, topics: list[str], quiet_s: float) -> None:
+    """Until no topic's end offsets moved for ``quiet_s``."""
+    ends = topic_reader.end_offsets(settings.bootstrap, topics)
+    still_since = time.monotonic()
+    while time.monotonic() - still_since < quiet_s:
+        time.sleep(1)
+        now = topic_reader.end_offsets(settings.bootstrap, topics)
+        if now != ends:
+            ends, still_since = now, time.monotonic()
+
+
+def arrivals(settings: Settings, start: topic_reader.Offsets) -> dict[str, tuple[int, int]]:
+    """Per topic: (records since ``start``, the newest record's timestamp in ms)."""
+    found: dict[str, tuple[int, int]] = {t: (0, 0) for t, _ in start}
+    for message in topic_reader.messages(settings.bootstrap, start, timeout=600):
+        count, newest = found[message.topic()]
+        found[message.topic()] = (count + 1, max(newest, message.timestamp()[1]))
+    return found
+
+
+def floor(settings: Settings, topic: str, start: topic_reader.Offsets) -> tuple[int, float]:
+    """A transactional consume -> produce pass over ``topic`` from ``start`` to its end
+    now: (records moved, seconds)."""
+    run = uuid.uuid4().hex[:8]
+    scratch = f"govsync.bench.floor-{run}"
+    partitions = [p for t, p in start if t == topic]
+    client = admin.admin_client(settings.bootstrap)  # kept: its futures die with it
+    client.create_topics([NewTopic(scratch, len(partitions), 1)])[scratch].result()
+    ends = topic_reader.end_offsets(settings.bootstrap, [topic])
+    consumer = Consumer(
+        clients.config(
+            settings.bootstrap,
+            **{
+                "group.id": f"govsync-bench-floor-{run}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+            },
+        )
+    )
+    producer = Producer(
+        clients.config(
+            settings.bootstrap, **{"transactional.id": f"govsync-bench-floor-{run}", "linger.ms": 5}
+        )
+    )
+    producer.init_transactions(30)
+    consumer.assign([TopicPartition(topic, p, start[(topic, p)]) for p in partitions])
+    remaining = {p for p in partitions if start[(topic, p)] < ends[(topic, p)]}
+    moved = 0
+    began = time.monotonic()
+    try:
+        while remaining:
+            batch = []
+            for message in consumer.consume(FLOOR_BATCH, 1.0):
+                if message.error() is None:
+                    batch.append(message)
+                else:
+                    remaining.discard(message.partition())
+            if not batch:
+                continue
+            producer.begin_transaction()
+            offsets: dict[int, int] = {}
+            for message in batch:
+                producer.produce(scratch, message.value(), message.key(), message.partition())
+                offsets[message.partition()] = message.offset() + 1
+            producer.send_offsets_to_transaction(
+                [TopicPartition(topic, p, o) for p, o in offsets.items()],
+                consumer.consumer_group_metadata(),
+                30,
+            )
+            producer.commit_transaction(30)
+            moved += len(batch)
+        return moved, time.monotonic() - began
+    finally:
+        consumer.close()
+        client.delete_topics([scratch])[scratch].result()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--changes", type=int, default=30_000)
+    parser.add_argument("--quiet", type=float, default=10.0, help="seconds without a record")
+    args = parser.parse_args()
+
+    settings = Settings.from_env()
+    topology = applied.in_force(settings).topology
+    source = topology.source(SOURCE)
+    subscriptions = topology.active_subscriptions(source.entity, datetime.now(UTC))
+    hops = {
+        source.cdc_topic: "Debezium",
+        changes_topic(source.entity): "normalize",
+        DLQ_TOPIC: "refused",  # with changes, every captured change: nothing dropped
+        master_topic(source.entity): "route",
+        **{delivery_topic(s): "route" for s in subscriptions},
+        RECEIPTS_TOPIC: "sinks",
+        TRACE_TOPIC: "ledger",
+    }
+    topics = list(hops)
+    start = topic_reader.end_offsets(settings.bootstrap, topics)
+    first_commit = burst(settings, args.changes)
+    committed_s = time.time() - first_commit
+    wait_until_quiet(settings, topics, args.quiet)
+    found = arrivals(settings, start)
+    moved, floor_s = floor(settings, source.cdc_topic, start)
+
+    def rate(topic: str) -> tuple[int, float, float]:
+        count, newest_ms = found[topic]
+        seconds = max(newest_ms / 1000 - first_commit, 1e-3) if count else 0.0
+        return count, round(seconds, 2), round(count / seconds, 1) if count else 0.0
+
+    debezium = rate(source.cdc_topic)[2]
+    floor_rate = round(moved / floor_s, 1) if floor_s else 0.0
+    rows = {}
+    print(f"{args.changes} changes committed in {committed_s:.1f}s; floor {floor_rate}/s")
+    print(f"{'topic':<44} {'by':<10} {'records':>8} {'after s':>8} {'rate/s':>9} {'x cdc':>6}")
+    for topic, by in hops.items():
+        count, seconds, per_s = rate(topic)
+        ratio = round(per_s / debezium, 2) if debezium else 0.0
+        rows[topic] = {"by": by, "records": count, "seconds": seconds, "rate": per_s}
+        rows[topic]["x_debezium"] = ratio
+        print(f"{topic:<44} {by:<10} {count:>8} {seconds:>8} {per_s:>9} {ratio:>6}")
+    print(
+        json.dumps(
+            {
+                "changes": args.changes,
+                "committed_s": round(committed_s, 2),
+                "debezium_rate": debezium,
+                "floor": {"records": moved, "seconds": round(floor_s, 2), "rate": floor_rate},
+                "hops": rows,
+            },
+            ensure_ascii=False,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
