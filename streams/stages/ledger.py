@@ -70,11 +70,16 @@ def approval_of(subscription: Subscription | None) -> dict[str, str]:
     return {name: str(value) for name, value in approval.items() if value is not None}
 
 
+def anchored(partitions: Sequence[TopicPartition], chains: int) -> set[int]:
+    """The chains a member assigned ``partitions`` writes: chain c only while assigned
+    partition c of the anchor, ``govsync.receipts``."""
+    return {tp.partition for tp in partitions if tp.topic == ANCHOR and tp.partition < chains}
+
+
 def unanchored(partitions: Sequence[TopicPartition], chains: int) -> list[tuple[str, int]]:
-    """The (topic, partition)s of ``partitions`` whose audit chain is not this member's:
-    it writes chain c only while assigned partition c of the anchor, ``govsync.receipts``."""
-    anchored = {tp.partition for tp in partitions if tp.topic == ANCHOR and tp.partition < chains}
-    return [(tp.topic, tp.partition) for tp in partitions if tp.partition % chains not in anchored]
+    """The (topic, partition)s of ``partitions`` whose audit chain is not this member's."""
+    mine = anchored(partitions, chains)
+    return [(tp.topic, tp.partition) for tp in partitions if tp.partition % chains not in mine]
 
 
 class LedgerStage:
@@ -120,11 +125,8 @@ class LedgerStage:
     def assigned(self, partitions: list[TopicPartition]) -> Hold:
         """Hold the partitions whose chain another member writes (the module's rule)."""
         self._forget()
-        held = unanchored(partitions, self._partitions)
-        self._anchored = {tp.partition % self._partitions for tp in partitions} - {
-            p % self._partitions for _, p in held
-        }
-        return Hold(held=held)
+        self._anchored = anchored(partitions, self._partitions)
+        return Hold(held=unanchored(partitions, self._partitions))
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         self._forget()
@@ -368,7 +370,9 @@ class LedgerStage:
         read takes seconds, and aborts make it read them all again."""
         if partition not in self._resumed:
             unread = {partition} | {
-                p for p in self._anchored if self.heads.get(AUDIT_TOPIC, p) is None
+                p
+                for p in self._anchored
+                if p not in self._resumed and self.heads.get(AUDIT_TOPIC, p) is None
             }
             ends = self._chain_ends(unread)
             self._resumed.update({p: Chain.resume(ends[p], CHECKPOINT_EVERY) for p in unread})

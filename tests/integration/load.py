@@ -51,7 +51,7 @@ VERIFY_EVERY = 500  # fully decode every n-th record of the run to check the byt
 RUN_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Any run's marker in a record's bytes: a record may carry two runs' names (a ``before``
 # renamed by one run, an ``after`` by the next), and only the last one is its own.
-_MARKER = re.compile(rb"#([A-Za-z0-9_.-]{1,64})#(\d{%d})" % SEQ_WIDTH)
+_MARKER = re.compile(b"#(" + RUN_ID.pattern.encode() + rb")#(\d{%d})" % SEQ_WIDTH)
 
 # Offsets each run started from, by run id: what ``check`` reads from unless told.
 _STARTS: dict[str, Offsets] = {}
