@@ -47,12 +47,15 @@ def with_subscription(department: str, entity: str, purpose: str) -> Edit:
     return edit
 
 
-def delete_topic(settings: Settings, topic: str) -> None:
-    """``topic`` gone, so a test's subscription makes it anew (left by an earlier run)."""
+def delete_topic(settings: Settings, topic: str) -> bool:
+    """``topic`` gone, so a test's subscription makes it anew; whether it was there (left
+    by an earlier run)."""
     client = admin.admin_client(settings.bootstrap)
-    if topic in client.list_topics(timeout=10).topics:
-        client.delete_topics([topic])[topic].result()
-        deadline = time.monotonic() + 60
-        while topic in client.list_topics(timeout=10).topics:
-            assert time.monotonic() < deadline, f"{topic} not deleted after 60 s"
-            time.sleep(0.5)
+    if topic not in client.list_topics(timeout=10).topics:
+        return False
+    client.delete_topics([topic])[topic].result()
+    deadline = time.monotonic() + 60
+    while topic in client.list_topics(timeout=10).topics:
+        assert time.monotonic() < deadline, f"{topic} not deleted after 60 s"
+        time.sleep(0.5)
+    return True
