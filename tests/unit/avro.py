@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,13 +18,11 @@ from typing import Any
 import fastavro
 from confluent_kafka.serialization import SerializationError
 
+from streams.kafka.serde import frame, unframe
 from streams.model.topology import Source
 from tests.debezium import envelope_schema
 
 Schema = dict[str, Any]
-
-MAGIC = 0
-_HEADER = struct.Struct(">bI")  # magic byte, schema id
 
 
 class MemoryCodec:
@@ -50,7 +47,7 @@ class MemoryCodec:
     def encode(self, schema_id: int, value: Any) -> bytes:
         body = io.BytesIO()
         fastavro.schemaless_writer(body, self.schemas[schema_id], value)
-        return _HEADER.pack(MAGIC, schema_id) + body.getvalue()
+        return frame(schema_id, body.getvalue())
 
     def serializer(self, topic: str, schema: Schema) -> Callable[[dict[str, Any]], bytes]:
         schema_id = self.register(schema)
@@ -59,16 +56,12 @@ class MemoryCodec:
     def decode(self, topic: str, data: bytes | None) -> Any:
         if data is None:
             return None
-        if len(data) <= _HEADER.size:
-            raise SerializationError(f"{len(data)} bytes on {topic}: too short to be framed Avro")
-        magic, schema_id = _HEADER.unpack_from(data)
-        if magic != MAGIC:
-            raise SerializationError(f"invalid magic byte {magic} on {topic}")
+        schema_id, body = unframe(topic, data)
         schema = self.schemas.get(schema_id)
         if schema is None:
             raise SerializationError(f"unknown schema id {schema_id} on {topic}")
         try:
-            return fastavro.schemaless_reader(io.BytesIO(data[_HEADER.size :]), schema)
+            return fastavro.schemaless_reader(io.BytesIO(body), schema)
         except Exception as exc:  # fastavro raises EOFError, IndexError, ... on bad bodies
             raise SerializationError(f"undecodable Avro on {topic}: {exc!r}") from exc
 
