@@ -8,9 +8,9 @@ dropped duplicate.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import collections
 
-from streams.engine.state import AfterCommit
+from prometheus_client import Counter, Gauge, Histogram
 
 CAPTURED = Counter(
     "govsync_captured_records_total", "Change records read from cdc topics", ["source"]
@@ -51,11 +51,29 @@ TRANSACTIONS = Counter(
 DEDUP_ENTRIES = Gauge("govsync_dedup_entries", "event_ids remembered by the dedup store", ["stage"])
 
 
-class Tally(AfterCommit):
-    """Metric updates held until the transaction they describe commits."""
+class Tally:
+    """Metric updates held until the transaction they describe commits (an aborted batch
+    is processed again and must not be counted twice), added up per label set so a
+    commit touches each counter once."""
+
+    def __init__(self) -> None:
+        self._counts: collections.Counter[tuple[Counter, tuple[str, ...]]] = collections.Counter()
+        self._observed: list[tuple[Histogram, tuple[str, ...], float]] = []
 
     def inc(self, counter: Counter, *labels: str) -> None:
-        self.add(lambda: counter.labels(*labels).inc())
+        self._counts[(counter, labels)] += 1
 
     def observe(self, histogram: Histogram, value: float, *labels: str) -> None:
-        self.add(lambda: histogram.labels(*labels).observe(value))
+        self._observed.append((histogram, labels, value))
+
+    def commit(self) -> None:
+        counts, self._counts = self._counts, collections.Counter()
+        observed, self._observed = self._observed, []
+        for (counter, labels), count in counts.items():
+            counter.labels(*labels).inc(count)
+        for histogram, labels, value in observed:
+            histogram.labels(*labels).observe(value)
+
+    def abort(self) -> None:
+        self._counts.clear()
+        self._observed.clear()

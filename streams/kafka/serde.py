@@ -116,12 +116,22 @@ class ValueSerializer:
 
     def __init__(self, client: SchemaRegistryClient, topic: str, schema: dict[str, Any]) -> None:
         self._client, self._topic, self._schema = client, topic, schema
-        self._parsed = parse_schema(schema)
+        named: dict[str, Any] = {}
+        self._parsed = parse_schema(schema, named_schemas=named)
+        self._records = _optional_records(self._parsed, named)
         self._prefix: bytes | None = None
 
     def __call__(self, value: dict[str, Any]) -> bytes:
         if self._prefix is None:
             self._prefix = _FRAME.pack(MAGIC, self._schema_id())
+        if self._records:
+            # The branch named up front (fastavro's tuple notation): otherwise fastavro
+            # validates the whole record against each branch to pick one, which costs
+            # about as much as writing it.
+            value = dict(value)
+            for field, name in self._records.items():
+                if isinstance(value.get(field), dict):
+                    value[field] = (name, value[field])
         body = io.BytesIO()
         body.write(self._prefix)
         schemaless_writer(body, self._parsed, value)
@@ -134,6 +144,21 @@ class ValueSerializer:
         except SchemaRegistryError as exc:
             raise SerializationError(f"{subject}: schema not registered: {exc}") from exc
         return found.schema_id
+
+
+def _optional_records(parsed: Any, named: dict[str, Any]) -> dict[str, str]:
+    """Top-level fields of type ["null", <record>]: field name -> the record's full name."""
+    records = {}
+    for field in parsed.get("fields", []) if isinstance(parsed, dict) else []:
+        branches = field["type"]
+        if not isinstance(branches, list) or len(branches) != 2 or "null" not in branches:
+            continue
+        other = branches[1] if branches[0] == "null" else branches[0]
+        if isinstance(other, str):
+            other = named.get(other, {})
+        if isinstance(other, dict) and other.get("type") == "record":
+            records[field["name"]] = other["name"]
+    return records
 
 
 class ValueDeserializer:

@@ -8,6 +8,8 @@ function here either returns that form or raises :class:`StandardViolation`, who
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
@@ -55,12 +57,32 @@ _ISO_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 _BASIC_DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
 
 
+# Each character's value in a check-character sum (its position in the charset).
+_USCC_VALUE = {char: value for value, char in enumerate(USCC_CHARSET)}
+_ORGANIZATION_CODE_VALUE = {char: value for value, char in enumerate(_ORGANIZATION_CODE_CHARSET)}
+_DIGIT_VALUE = {char: value for value, char in enumerate(DIGITS)}
+# Codes and numbers recur (before and after images, every change of an entity): the
+# canonical form of the most recent ones is kept, never more than this many.
+RECENT_CODES = 1 << 16
+
+
+@functools.cache
+def _allowed(charset: str) -> frozenset[str]:
+    return frozenset(charset)
+
+
+def _weighted_sum(value: str, values: dict[str, int], weights: tuple[int, ...]) -> int:
+    return sum(map(operator.mul, map(values.__getitem__, value), weights))
+
+
 def _require(value: str, *, length: int, charset: str, what: str) -> None:
     """Reject wrong lengths and foreign characters before any arithmetic runs.
 
     Checking against an explicit charset (not ``str.isdigit``) matters: full-width and
     other Unicode digits pass ``isdigit`` but are not valid in any of these standards.
     """
+    if len(value) == length and _allowed(charset).issuperset(value):
+        return
     if len(value) != length:
         raise StandardViolation(
             "bad_length", f"{what} {value!r} must have {length} characters, not {len(value)}"
@@ -75,24 +97,19 @@ def _require(value: str, *, length: int, charset: str, what: str) -> None:
 def uscc_check_character(first17: str) -> str:
     """The GB 32100 check character for the first 17 characters of a credit code."""
     _require(first17, length=17, charset=USCC_CHARSET, what="credit code prefix")
-    total = sum(
-        USCC_CHARSET.index(char) * weight
-        for char, weight in zip(first17, _USCC_WEIGHTS, strict=True)
-    )
+    total = _weighted_sum(first17, _USCC_VALUE, _USCC_WEIGHTS)
     return USCC_CHARSET[(31 - total % 31) % 31]
 
 
 def organization_code_check_character(first8: str) -> str:
     """The GB 11714 check character of the organization code embedded in a credit code."""
     _require(first8, length=8, charset=_ORGANIZATION_CODE_CHARSET, what="organization code body")
-    total = sum(
-        _ORGANIZATION_CODE_CHARSET.index(char) * weight
-        for char, weight in zip(first8, _ORGANIZATION_CODE_WEIGHTS, strict=True)
-    )
+    total = _weighted_sum(first8, _ORGANIZATION_CODE_VALUE, _ORGANIZATION_CODE_WEIGHTS)
     check = 11 - total % 11
     return {10: "X", 11: "0"}.get(check, str(check))
 
 
+@functools.lru_cache(maxsize=RECENT_CODES)
 def normalize_uscc(value: str) -> str:
     """The canonical 18-character unified social credit code (GB 32100-2015).
 
@@ -115,9 +132,7 @@ def normalize_uscc(value: str) -> str:
 def resident_id_check_digit(first17: str) -> str:
     """The GB 11643-1999 check digit ('0'-'9' or 'X') for the first 17 digits."""
     _require(first17, length=17, charset=DIGITS, what="resident ID number prefix")
-    total = sum(
-        int(char) * weight for char, weight in zip(first17, _RESIDENT_ID_WEIGHTS, strict=True)
-    )
+    total = _weighted_sum(first17, _DIGIT_VALUE, _RESIDENT_ID_WEIGHTS)
     return _RESIDENT_ID_CHECK_CHARSET[(12 - total % 11) % 11]
 
 
@@ -153,6 +168,7 @@ def legacy_resident_id(id18: str) -> str | None:
     return id18[:6] + id18[8:17]
 
 
+@functools.lru_cache(maxsize=RECENT_CODES)
 def normalize_resident_id(value: str) -> str:
     """The canonical 18-digit resident ID number (GB 11643-1999).
 
@@ -168,7 +184,7 @@ def normalize_resident_id(value: str) -> str:
             "bad_length",
             f"resident ID number {value!r} must have 15 or 18 characters, not {len(candidate)}",
         )
-    if any(char not in DIGITS for char in candidate[:17]) or (
+    if not _allowed(DIGITS).issuperset(candidate[:17]) or (
         candidate[17] not in _RESIDENT_ID_CHECK_CHARSET
     ):
         raise StandardViolation(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 
 from confluent_kafka import Message, TopicPartition
 from confluent_kafka.serialization import SerializationError
@@ -20,7 +19,7 @@ from streams.engine import metrics
 from streams.engine.transactional import NOTHING, Output, Produced
 from streams.kafka.serde import Codec
 from streams.model.topology import Source, Topology
-from streams.transform.normalize import NormalizeError, normalize
+from streams.transform.normalize import NormalizeError, Normalizer
 
 
 def dead_letter(message: Message, code: str, reason: str) -> Output:
@@ -48,7 +47,9 @@ class NormalizeStage:
     def __init__(self, topology: Topology, codec: Codec) -> None:
         self._sources: dict[str, Source] = {s.cdc_topic: s for s in topology.sources}
         self.topics: Sequence[str] = sorted(self._sources)
-        self._topology = topology
+        self._normalizers = {
+            s.cdc_topic: Normalizer(s, topology.entity(s.entity)) for s in topology.sources
+        }
         self.tally = metrics.Tally()
         self._codec = codec
         self._serializers = {
@@ -68,12 +69,7 @@ class NormalizeStage:
         envelope = self._codec.decode(topic, value)
         if envelope is None:
             raise NormalizeError("tombstone", "record has no value")
-        change = normalize(
-            envelope,
-            self._codec.decode_key(topic, key),
-            source,
-            self._topology.entity(source.entity),
-        )
+        change = self._normalizers[topic](envelope, self._codec.decode_key(topic, key))
         out = Output(
             changes_topic(source.entity),
             change["key"].encode(),
@@ -93,7 +89,8 @@ class NormalizeStage:
             return [dead_letter(message, code, str(exc))]
         self.tally.inc(metrics.NORMALIZED, source.id, source.entity)
         where = (message.topic(), message.partition(), message.offset(), message.timestamp()[1])
-        return [replace(out, headers=[*out.headers, headers.captured(*where)])]
+        out.headers.append(headers.captured(*where))
+        return [out]
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
         """Stateless."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -53,30 +55,7 @@ def event_id(envelope: dict[str, Any], key: dict[str, Any] | None) -> str:
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, "|".join(str(p) for p in parts)))
 
 
-def map_row(row: dict[str, Any] | None, source: Source, entity: Entity) -> dict[str, Any] | None:
-    """Source row -> canonical state (every entity field; unmapped ones are None)."""
-    if row is None:
-        return None
-    state: dict[str, Any] = dict.fromkeys(entity.fields)
-    for field_name, mapping in source.columns.items():
-        column = mapping.column
-        if column not in row:
-            raise NormalizeError(
-                "unknown_column",
-                f"source {source.id} has no column {column!r} (field {field_name})",
-            )
-        value = row[column]
-        if value is not None and mapping.codes:
-            code = str(value).strip()
-            if code not in mapping.codes:
-                raise NormalizeError(
-                    "unknown_code",
-                    f"{source.id}.{column} = {code!r} is not in the code table for {field_name}",
-                )
-            value = mapping.codes[code]
-        state[field_name] = _convert(value, entity.fields[field_name], field_name)
-    return state
-
+Convert = Callable[[Any], Any]
 
 _ACCEPTED: dict[str, tuple[type, ...]] = {
     "string": (str, int),
@@ -89,36 +68,143 @@ _ACCEPTED: dict[str, tuple[type, ...]] = {
 }
 
 
-def _convert(value: Any, field: Field, name: str) -> Any:
-    if value is None:
-        return None
-    accepted = _ACCEPTED[field.type]
-    if isinstance(value, bool) != (field.type == "bool") or not isinstance(value, accepted):
-        raise NormalizeError(
-            "wrong_type",
-            f"field {name}: {type(value).__name__} value does not fit type {field.type}",
-        )
-    try:
-        if field.standard == "uscc":
-            return standards.normalize_uscc(str(value))
-        if field.standard == "resident_id":
-            return standards.normalize_resident_id(str(value))
-        if field.type == "date":
-            return standards.to_iso_date(value)
-        if field.type == "timestamp":
-            return standards.to_utc_iso(value)
-    except standards.StandardViolation as exc:
-        raise NormalizeError(exc.code, f"field {name}: {exc}") from exc
+def _conversion(field: Field, name: str) -> Convert:
+    """The standard form of a (non-null) value of ``field``; raises NormalizeError."""
+    if field.standard == "uscc":
+        return _standard(standards.normalize_uscc, name, str)
+    if field.standard == "resident_id":
+        return _standard(standards.normalize_resident_id, name, str)
+    if field.type == "date":
+        return _standard(standards.to_iso_date, name)
+    if field.type == "timestamp":
+        return _standard(standards.to_utc_iso, name)
     if field.type == "decimal":
-        try:
-            return str(Decimal(str(value)))
-        except InvalidOperation:
-            raise NormalizeError(
-                "wrong_type", f"field {name}: {value!r} is not a decimal number"
-            ) from None
+
+        def decimal(value: Any) -> str:
+            try:
+                return str(Decimal(str(value)))
+            except InvalidOperation:
+                raise NormalizeError(
+                    "wrong_type", f"field {name}: {value!r} is not a decimal number"
+                ) from None
+
+        return decimal
     if field.type == "string":
-        return value.strip() if isinstance(value, str) else str(value)
-    return value
+        return lambda value: value.strip() if isinstance(value, str) else str(value)
+    return lambda value: value
+
+
+def _standard(convert: Convert, name: str, prepare: Convert | None = None) -> Convert:
+    def standard(value: Any) -> Any:
+        try:
+            return convert(prepare(value) if prepare else value)
+        except standards.StandardViolation as exc:
+            raise NormalizeError(exc.code, f"field {name}: {exc}") from exc
+
+    return standard
+
+
+def _checked(field: Field, name: str) -> Convert:
+    """``_conversion`` behind the field's type check; None stays None."""
+    accepted, is_bool, convert = (
+        _ACCEPTED[field.type],
+        field.type == "bool",
+        _conversion(field, name),
+    )
+
+    def checked(value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool) != is_bool or not isinstance(value, accepted):
+            raise NormalizeError(
+                "wrong_type",
+                f"field {name}: {type(value).__name__} value does not fit type {field.type}",
+            )
+        return convert(value)
+
+    return checked
+
+
+@dataclass(frozen=True)
+class _Column:
+    field: str
+    column: str
+    codes: dict[str, str]
+    convert: Convert
+
+
+class Normalizer:
+    """:func:`normalize` for one source, its column mapping and conversions worked out
+    once rather than per record."""
+
+    def __init__(self, source: Source, entity: Entity) -> None:
+        self.source, self.entity = source, entity
+        self._columns = [
+            _Column(name, mapping.column, mapping.codes, _checked(entity.fields[name], name))
+            for name, mapping in source.columns.items()
+        ]
+
+    def map_row(self, row: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Source row -> canonical state (every entity field; unmapped ones are None)."""
+        if row is None:
+            return None
+        state: dict[str, Any] = dict.fromkeys(self.entity.fields)
+        for mapped in self._columns:
+            column = mapped.column
+            if column not in row:
+                raise NormalizeError(
+                    "unknown_column",
+                    f"source {self.source.id} has no column {column!r} (field {mapped.field})",
+                )
+            value = row[column]
+            if value is not None and mapped.codes:
+                code = str(value).strip()
+                if code not in mapped.codes:
+                    raise NormalizeError(
+                        "unknown_code",
+                        f"{self.source.id}.{column} = {code!r} is not in the code table for "
+                        f"{mapped.field}",
+                    )
+                value = mapped.codes[code]
+            state[mapped.field] = mapped.convert(value)
+        return state
+
+    def __call__(self, envelope: dict[str, Any], key: dict[str, Any] | None) -> dict[str, Any]:
+        """The canonical change event (the shape of schemas.change_event_schema)."""
+        source, entity = self.source, self.entity
+        # Any Avro value decodes, not only records: a value of another shape must be
+        # refused here, or the stage fails on it, is restarted, and fails on it again.
+        if not _is_envelope(envelope):
+            raise NormalizeError("not_an_envelope", "record is not a Debezium change envelope")
+        op = envelope["op"]
+        if op not in _OPS:
+            raise NormalizeError(
+                "unsupported_operation", f"Debezium operation {op!r} is not a row change"
+            )
+        position = envelope["source"]
+        table = f"{position.get('schema')}.{position.get('table')}"
+        if table != source.table:
+            raise NormalizeError(
+                "unknown_table", f"{table} is not a table of source {source.id} ({source.table})"
+            )
+        before = self.map_row(envelope.get("before"))
+        after = self.map_row(envelope.get("after"))
+        current = after if after is not None else before
+        entity_key = current.get(entity.key) if current else None
+        if not entity_key:
+            raise NormalizeError("null_key", f"{source.id}: the entity key {entity.key} is empty")
+        return {
+            "event_id": event_id(envelope, key),
+            "kind": kind_of(op, before, after, entity),
+            "entity": source.entity,
+            "key": entity_key,
+            "before": before,
+            "after": after,
+            "changed_fields": changed_fields(before, after),
+            "source": source.id,
+            "source_ts_ms": int(position.get("ts_ms") or 0),
+            "source_position": f"lsn={position.get('lsn')};txid={position.get('txId')}",
+        }
 
 
 def changed_fields(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[str]:
@@ -143,40 +229,9 @@ def kind_of(
 def normalize(
     envelope: dict[str, Any], key: dict[str, Any] | None, source: Source, entity: Entity
 ) -> dict[str, Any]:
-    """The canonical change event (the shape of schemas.change_event_schema) for one envelope."""
-    # Any Avro value decodes, not only records: a value of another shape must be refused
-    # here, or the stage fails on it, is restarted, and fails on it again.
-    if not _is_envelope(envelope):
-        raise NormalizeError("not_an_envelope", "record is not a Debezium change envelope")
-    op = envelope["op"]
-    if op not in _OPS:
-        raise NormalizeError(
-            "unsupported_operation", f"Debezium operation {op!r} is not a row change"
-        )
-    position = envelope["source"]
-    table = f"{position.get('schema')}.{position.get('table')}"
-    if table != source.table:
-        raise NormalizeError(
-            "unknown_table", f"{table} is not a table of source {source.id} ({source.table})"
-        )
-    before = map_row(envelope.get("before"), source, entity)
-    after = map_row(envelope.get("after"), source, entity)
-    current = after if after is not None else before
-    entity_key = current.get(entity.key) if current else None
-    if not entity_key:
-        raise NormalizeError("null_key", f"{source.id}: the entity key {entity.key} is empty")
-    return {
-        "event_id": event_id(envelope, key),
-        "kind": kind_of(op, before, after, entity),
-        "entity": source.entity,
-        "key": entity_key,
-        "before": before,
-        "after": after,
-        "changed_fields": changed_fields(before, after),
-        "source": source.id,
-        "source_ts_ms": int(position.get("ts_ms") or 0),
-        "source_position": f"lsn={position.get('lsn')};txid={position.get('txId')}",
-    }
+    """The canonical change event for one envelope (the stage keeps a :class:`Normalizer`
+    per source instead)."""
+    return Normalizer(source, entity)(envelope, key)
 
 
 def _is_envelope(value: Any) -> bool:
