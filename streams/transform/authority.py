@@ -25,24 +25,31 @@ from pydantic import BaseModel, ConfigDict
 from streams.model.topology import Entity, Topology
 from streams.transform.normalize import changed_fields, kind_of
 
+# Provenance and observations are dataclasses, not models: the route builds them for
+# every field of every change, and reads and writes them as JSON it shapes itself.
 
-class Provenance(BaseModel):
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
     """Which source last set a canonical field, and when it committed that value."""
-
-    model_config = ConfigDict(frozen=True)
 
     source: str
     ts_ms: int
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "ts_ms": self.ts_ms}
 
-class Observation(BaseModel):
+
+@dataclass(frozen=True, slots=True)
+class Observation:
     """A value a source holds for a field another source owns."""
-
-    model_config = ConfigDict(frozen=True)
 
     value: Any
     ts_ms: int
     event_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "ts_ms": self.ts_ms, "event_id": self.event_id}
 
 
 class Discrepancy(BaseModel):
@@ -78,12 +85,12 @@ class Canonical:
         return json.dumps(
             {
                 "state": self.state,
-                "provenance": {n: p.model_dump() for n, p in self.provenance.items()},
+                "provenance": {n: p.to_dict() for n, p in self.provenance.items()},
                 "observed": {
-                    s: {n: o.model_dump() for n, o in fields.items()}
+                    s: {n: o.to_dict() for n, o in fields.items()}
                     for s, fields in self.observed.items()
                 },
-                "held": {n: o.model_dump() for n, o in self.held.items()},
+                "held": {n: o.to_dict() for n, o in self.held.items()},
             },
             ensure_ascii=False,
             separators=(",", ":"),
