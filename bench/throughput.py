@@ -11,10 +11,18 @@ refuses (e.g. a company with an invalid credit code) is counted on the DLQ.
 
 In the same run, the floor: a plain transactional consume -> produce loop over the
 burst's own cdc records (raw bytes, batches of 1,000, one thread, into a scratch topic),
-what one Python stage could move on this machine if it did no work. Ratios to Debezium's
-rate and to the floor hold on any machine; the absolute rates do not.
+what one Python stage could move on this machine if it did no work. Then each worker stage
+alone drains the burst's records from its inputs again (bench/drain.py: its own group,
+outputs to a scratch topic, empty state), so a stage's rate is seen apart from the
+others' and from the CPU the rest of the stack takes. Ratios to Debezium's rate and to
+the floor hold on any machine; the absolute rates do not.
 
-Usage: .venv/bin/python bench/throughput.py [--changes 30000] [--quiet 10]
+With ``--sustained RATE``, instead: RATE changes a second for ``--minutes`` (default 5),
+commit -> delivery and commit -> receipt percentiles, the pipeline's lag every 30 s and
+the worker's memory (bench/sustained.py).
+
+Usage: .venv/bin/python bench/throughput.py [--changes 30000] [--quiet 10] [--no-stages]
+       .venv/bin/python bench/throughput.py --sustained 1000 [--minutes 5]
 Prints a table and one JSON line for bench/baselines/throughput.json.
 """
 
@@ -27,8 +35,10 @@ import uuid
 from datetime import UTC, datetime
 
 import psycopg
+import sustained
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
+from drain import STAGES, drain  # bench/drain.py: a script's own directory is on the path
 
 from streams.config.settings import Settings
 from streams.contract.topics import (
@@ -149,6 +159,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--changes", type=int, default=30_000)
     parser.add_argument("--quiet", type=float, default=10.0, help="seconds without a record")
+    parser.add_argument(
+        "--sustained",
+        type=int,
+        metavar="RATE",
+        help="instead of a burst: RATE changes a second for --minutes (bench/sustained.py)",
+    )
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument(
+        "--no-stages", action="store_true", help="skip the stage-alone drains (burst only)"
+    )
     args = parser.parse_args()
 
     settings = Settings.from_env()
@@ -164,12 +184,22 @@ def main() -> None:
         RECEIPTS_TOPIC: "sinks",
         TRACE_TOPIC: "ledger",
     }
+    if args.sustained:
+        deliveries = [t for t, by in hops.items() if t.startswith("deliver.")]
+        report = sustained.run(settings, topology, deliveries, args.sustained, args.minutes * 60)
+        for topic, summary in report["commit_to"].items():
+            print(f"commit -> {topic}: {summary}")
+        print(f"pipeline lag every {sustained.LAG_EVERY_S:.0f}s: {report['pipeline_lag']['total']}")
+        print(f"worker RSS (KiB): {report['worker_rss_kib']}")
+        print(json.dumps({"mode": "sustained", **report}, ensure_ascii=False))
+        return
     topics = list(hops)
-    start = topic_reader.end_offsets(settings.bootstrap, topics)
+    inputs = [*topics, *(delivery_topic(s) for s in topology.subscriptions)]
+    start = topic_reader.end_offsets(settings.bootstrap, list(dict.fromkeys(inputs)))
     first_commit = burst(settings, args.changes)
     committed_s = time.time() - first_commit
     wait_until_quiet(settings, topics, args.quiet)
-    found = arrivals(settings, start)
+    found = arrivals(settings, {k: v for k, v in start.items() if k[0] in hops})
     moved, floor_s = floor(settings, source.cdc_topic, start)
 
     def rate(topic: str) -> tuple[int, float, float]:
@@ -188,6 +218,20 @@ def main() -> None:
         rows[topic] = {"by": by, "records": count, "seconds": seconds, "rate": per_s}
         rows[topic]["x_debezium"] = ratio
         print(f"{topic:<44} {by:<10} {count:>8} {seconds:>8} {per_s:>9} {ratio:>6}")
+    stages = {}
+    for name in () if args.no_stages else STAGES:
+        drained = drain(settings, topology, name, start)
+        ratio = round(drained.rate / floor_rate, 2) if floor_rate else 0.0
+        stages[name] = {
+            "records": drained.records,
+            "seconds": drained.seconds,
+            "rate": drained.rate,
+            "x_floor": ratio,
+        }
+        print(
+            f"{name} alone: {drained.records} records in {drained.seconds}s, {drained.rate}/s"
+            f" ({ratio} x floor)"
+        )
     print(
         json.dumps(
             {
@@ -196,6 +240,7 @@ def main() -> None:
                 "debezium_rate": debezium,
                 "floor": {"records": moved, "seconds": round(floor_s, 2), "rate": floor_rate},
                 "hops": rows,
+                "stages": stages,
             },
             ensure_ascii=False,
         )

@@ -193,8 +193,7 @@ class Subscriber:
             log.info("%s sink consuming %s", self._department, ", ".join(sorted(self._handlers)))
             while not stop.is_set():
                 messages = consumer.consume(num_messages=500, timeout=0.5)
-                handled = [m for m in messages if self._apply(conn, deserialize, m, receipts)]
-                if handled:
+                if self._apply(conn, deserialize, messages, receipts):
                     receipts.flush(stop)  # receipts out before the offsets move on
                     _commit(consumer)
                 if not messages and membership.lost(consumer):
@@ -227,36 +226,45 @@ class Subscriber:
         self,
         conn: psycopg.Connection,
         deserialize: ValueDeserializer,
-        message: Message,
+        messages: list[Message],
         receipts: Receipts,
     ) -> bool:
-        error = message.error()
-        if error is not None:
-            if error.code() != KafkaError._PARTITION_EOF:
-                log.warning("consumer error: %s", error)
-            return False
-        value = deserialize(message.topic(), message.value())
-        if value is None:
-            return True
-        delivery = Delivery.from_message(value, message)
+        """Apply a batch of deliveries in one database transaction (each in a savepoint
+        of its own, so a rejected one leaves no partial writes), then send their receipts;
+        whether any record was handled. One commit per batch, not per delivery: the
+        commit's flush to disk is most of what a delivery costs the database."""
+        handled, done = False, []
         with conn.transaction():
-            outcome = apply_once(conn, delivery, self._handlers[delivery.topic])
-            recorded = conn.execute(
-                "SELECT outcome, reason, applied_at FROM govsync_inbox WHERE event_id = %s",
-                (delivery.event_id,),
-            ).fetchone()
-        assert recorded is not None
-        receipts.send(delivery, recorded[0], recorded[1], recorded[2])
-        log.log(
-            logging.WARNING if outcome == "rejected" else logging.INFO,
-            "%s %s %s event_id=%s traceparent=%s",
-            outcome,
-            delivery.kind,
-            delivery.key,
-            delivery.event_id,
-            delivery.traceparent,
-        )
-        return True
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        log.warning("consumer error: %s", error)
+                    continue
+                handled = True
+                value = deserialize(message.topic(), message.value())
+                if value is None:
+                    continue
+                delivery = Delivery.from_message(value, message)
+                outcome = apply_once(conn, delivery, self._handlers[delivery.topic])
+                recorded = conn.execute(
+                    "SELECT outcome, reason, applied_at FROM govsync_inbox WHERE event_id = %s",
+                    (delivery.event_id,),
+                ).fetchone()
+                assert recorded is not None
+                done.append((delivery, outcome, recorded))
+        for delivery, outcome, (recorded, reason, applied_at) in done:
+            receipts.send(delivery, recorded, reason, applied_at)
+            log.log(
+                logging.WARNING if outcome == "rejected" else logging.INFO,
+                "%s %s %s event_id=%s traceparent=%s",
+                outcome,
+                delivery.kind,
+                delivery.key,
+                delivery.event_id,
+                delivery.traceparent,
+            )
+        return handled
 
 
 class _Membership:

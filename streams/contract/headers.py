@@ -9,6 +9,7 @@ cdc record they were normalized from (``captured``), for the lineage on govsync.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -23,6 +24,7 @@ CONTROL = "govsync.control"
 REPLAY = "replay"
 
 
+@functools.lru_cache(maxsize=4096)  # every output of one change asks for it
 def trace_id(event_id: str) -> str:
     return hashlib.sha256(event_id.encode()).hexdigest()[:32]
 

@@ -230,19 +230,21 @@ class LedgerStage:
     def _receipt(self, message: Message, receipt: dict[str, Any]) -> list[Output]:
         subscription = self._subscriptions.get(receipt["subscription"])
         entity = subscription.entity if subscription is not None else ""
-        hop = Hop(
-            event_id=receipt["event_id"],
-            stage="receipt",
-            kind="receipt",
-            entity=entity,
-            entity_key=receipt["entity_key"],
+        hop = self._lineage(
+            {
+                "event_id": receipt["event_id"],
+                "kind": "receipt",
+                "entity": entity,
+                "key": receipt["entity_key"],
+                "source_ts_ms": int(as_dict(message.headers()).get("source_ts", 0)),
+            },
+            "receipt",
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            receipt["applied_at_ms"],
             department=receipt["department"],
             subscription=receipt["subscription"],
-            topic=message.topic(),
-            partition=message.partition(),
-            offset=message.offset(),
-            at_ms=receipt["applied_at_ms"],
-            source_ts_ms=int(as_dict(message.headers()).get("source_ts", 0)),
             outcome=receipt["outcome"],
             reason=receipt["reason"],
         )
@@ -322,30 +324,37 @@ class LedgerStage:
         partition: int,
         offset: int,
         at_ms: int,
-        **extra: str,
-    ) -> Hop:
-        return Hop(
-            event_id=change["event_id"],
-            stage=stage,  # type: ignore[arg-type]
-            kind=change["kind"],
-            entity=change["entity"],
-            entity_key=change["key"],
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            at_ms=at_ms,
-            source_ts_ms=change["source_ts_ms"],
+        **extra: str | None,
+    ) -> dict[str, Any]:
+        """A hop (the shape of records.Hop), as a dict: one per input and stage, so no
+        model is built unless spans are exported."""
+        return {
+            "event_id": change["event_id"],
+            "stage": stage,
+            "kind": change["kind"],
+            "entity": change["entity"],
+            "entity_key": change["key"],
+            "department": None,
+            "subscription": None,
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "at_ms": at_ms,
+            "source_ts_ms": change["source_ts_ms"],
+            "outcome": None,
+            "reason": None,
             **extra,
-        )
+        }
 
-    def _output(self, hop: Hop) -> Output:
-        self._exports.add(lambda: self._spans.hop(hop))
+    def _output(self, hop: dict[str, Any]) -> Output:
+        if self._spans.enabled:
+            self._exports.add(lambda: self._spans.hop(Hop.model_validate(hop)))
         return Output(
             TRACE_TOPIC,
-            hop.event_id.encode(),
-            self._hop(hop.model_dump()),
+            hop["event_id"].encode(),
+            self._hop(hop),
             # Let readers skip other entities and stages without decoding.
-            [("entity_key", hop.entity_key.encode()), ("stage", hop.stage.encode())],
+            [("entity_key", hop["entity_key"].encode()), ("stage", hop["stage"].encode())],
         )
 
     def _seal(self, input_partition: int, *, key: str, **record: Any) -> list[Output]:

@@ -60,6 +60,13 @@ def record_hash(prev_sha256: str, body: Mapping[str, Any]) -> str:
     return hashlib.sha256(prev_sha256.encode() + canonical.encode()).hexdigest()
 
 
+_OPTIONAL_NONE: dict[str, None] = {
+    name: None
+    for name, field in AuditRecord.model_fields.items()
+    if not field.is_required() and field.default is None
+}
+
+
 class Chain:
     """The single writer's head of one chain. Not shared: two writers on one chain would
     fork it, which :func:`verify` reports as tampering.
@@ -104,11 +111,23 @@ class Chain:
         return records
 
     def _seal(self, **values: Any) -> AuditRecord:
-        draft = AuditRecord(seq=self.next_seq, prev_sha256=self.head_sha256, sha256="", **values)
-        record = draft.model_copy(update={"sha256": record_hash(self.head_sha256, draft.body())})
-        self.head_sha256 = record.sha256
+        # Built without validation: the ledger seals one or two records per delivery and
+        # receipt, and its own values are well-typed; the body is what AuditRecord.body()
+        # gives for the same values, so verify() recomputes the same hash.
+        record = {
+            **_OPTIONAL_NONE,
+            "fields": [],
+            "approval": {},
+            "detail": {},
+            **values,
+            "seq": self.next_seq,
+            "prev_sha256": self.head_sha256,
+        }
+        body = {n: v for n, v in record.items() if n != "sha256" and v not in (None, [], {})}
+        record["sha256"] = record_hash(self.head_sha256, body)
+        self.head_sha256 = record["sha256"]
         self.next_seq += 1
-        return record
+        return AuditRecord.model_construct(**record)
 
 
 Problem = Literal["altered", "removed", "reordered", "duplicated"]

@@ -23,6 +23,8 @@ SERVICE = "govsync"
 
 
 class Spans(Protocol):
+    enabled: bool
+
     def hop(self, hop: Hop) -> None: ...
 
     def flush(self) -> None: ...
@@ -30,6 +32,8 @@ class Spans(Protocol):
 
 class _Off:
     """Tracing not configured: every call returns at once."""
+
+    enabled = False
 
     def hop(self, hop: Hop) -> None:
         return None
@@ -39,6 +43,8 @@ class _Off:
 
 
 class _Otlp:
+    enabled = True
+
     def __init__(self, service: str) -> None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
