@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,14 @@ class Routing:
 
     topology: Topology
     targets: dict[str, Target]
+    # The subscriptions to each entity, approved or not: looked up for every change.
+    by_entity: dict[str, list[Target]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        by_entity: dict[str, list[Target]] = {}
+        for target in self.targets.values():
+            by_entity.setdefault(target.subscription.entity, []).append(target)
+        object.__setattr__(self, "by_entity", by_entity)  # frozen: set once, here
 
 
 class ReloadRefused(ValueError):
@@ -183,7 +191,7 @@ class RouteStage:
                 )
             )
             self.tally.inc(metrics.DISCREPANCIES, change["source"], discrepancy.field)
-        targets = [t for t in routing.targets.values() if t.subscription.entity == entity]
+        targets = routing.by_entity.get(entity, [])
         if not merge.changes_state:
             # Nothing canonical changed (e.g. a source restating values another source
             # owns): no master write, nothing for any subscription.

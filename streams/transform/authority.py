@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict
 
 from streams.model.topology import Entity, Topology
@@ -80,25 +81,27 @@ class Canonical:
     provenance: dict[str, Provenance] = field(default_factory=dict)
     observed: dict[str, dict[str, Observation]] = field(default_factory=dict)
     held: dict[str, Observation] = field(default_factory=dict)
+    _json: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "state": self.state,
-                "provenance": {n: p.to_dict() for n, p in self.provenance.items()},
-                "observed": {
-                    s: {n: o.to_dict() for n, o in fields.items()}
-                    for s, fields in self.observed.items()
-                },
-                "held": {n: o.to_dict() for n, o in self.held.items()},
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
-        ).encode()
+        """Its changelog form (written to the changelog and the local store: built once)."""
+        if self._json is None:
+            self._json = orjson.dumps(
+                {
+                    "state": self.state,
+                    "provenance": {n: p.to_dict() for n, p in self.provenance.items()},
+                    "observed": {
+                        s: {n: o.to_dict() for n, o in fields.items()}
+                        for s, fields in self.observed.items()
+                    },
+                    "held": {n: o.to_dict() for n, o in self.held.items()},
+                }
+            )
+        return self._json
 
     @classmethod
     def from_json(cls, data: bytes) -> Canonical:
-        raw = json.loads(data)
+        raw = orjson.loads(data)
         return cls(
             state=raw["state"],
             provenance={n: Provenance(**p) for n, p in raw["provenance"].items()},
@@ -137,10 +140,14 @@ class Authority:
             source.id: [name for name in self.entity.fields if name in source.columns]
             for source in sources
         }
+        self._owned = {
+            source: [n for n in mapped if self.owner.get(n, source) == source]
+            for source, mapped in self._mapped.items()
+        }
 
     def owned_by(self, source_id: str) -> list[str]:
         """The fields whose canonical value ``source_id`` sets: its own, and unclaimed ones."""
-        return [n for n in self._mapped[source_id] if self.owner.get(n, source_id) == source_id]
+        return self._owned[source_id]
 
     def merge(self, change: dict[str, Any], current: Canonical | None) -> Merge:
         source, key, row = change["source"], change["key"], change["after"]
