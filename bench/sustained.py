@@ -5,7 +5,9 @@ through the table by id), so the load is paced, not a burst. Afterwards, from th
 timestamps and the ``source_ts`` header (the source commit): commit -> delivery on every
 delivery topic the changes reach, and commit -> receipt; p50, p99 and max of each. Also
 the pipeline's lag when the load stops (whether it kept up) and the worker's resident
-memory at the start, the end and its peak (whether state stays bounded).
+memory every 30 s (whether state stays bounded). Records are read back once every topic
+has been quiet for a while, so late ones count too (``drained_after_s``: how long after
+the load the last one came).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from streams.model.topology import Topology
 
 TICK_S = 0.1
 LAG_EVERY_S = 30.0
+QUIET_S = 10.0
 
 
 @dataclass
@@ -85,6 +88,19 @@ def pace(settings: Settings, rate: int, seconds: float) -> int:
     return committed
 
 
+def until_quiet(settings: Settings, topics: list[str], quiet_s: float = QUIET_S) -> float:
+    """Wait until no topic has grown for ``quiet_s``; the seconds until it last grew."""
+    began = time.monotonic()
+    ends = topic_reader.end_offsets(settings.bootstrap, topics)
+    grew = time.monotonic()
+    while time.monotonic() - grew < quiet_s:
+        time.sleep(1)
+        now = topic_reader.end_offsets(settings.bootstrap, topics)
+        if now != ends:
+            ends, grew = now, time.monotonic()
+    return grew - began
+
+
 def latencies(settings: Settings, start: topic_reader.Offsets) -> dict[str, Latencies]:
     """Per topic: record timestamp - source commit, for every record since ``start``."""
     found = {t: Latencies() for t, _ in start}
@@ -129,13 +145,14 @@ def run(
         watcher.join(30)
     rss.append(rss_kib(pid))
     at_end = pipeline_lag(settings, topology)
-    time.sleep(15)  # the tail of the load, before reading it back
+    drained_s = until_quiet(settings, topics)  # every change's records, the late ones too
     measured = latencies(settings, start)
     return {
         "rate": rate,
         "seconds": seconds,
         "committed": committed,
         "pipeline_lag": {"every_s": LAG_EVERY_S, "total": lags, "at_end": at_end},
+        "drained_after_s": round(drained_s, 1),
         "worker_rss_kib": {"start": rss[0], "end": rss[-1], "max": max(rss), "every": rss},
         "commit_to": {topic: measured[topic].summary() for topic in topics},
     }

@@ -77,17 +77,6 @@ def burst(settings: Settings, changes: int) -> float:
     return first
 
 
-def wait_until_quiet(settings: Settings, topics: list[str], quiet_s: float) -> None:
-    """Until no topic's end offsets moved for ``quiet_s``."""
-    ends = topic_reader.end_offsets(settings.bootstrap, topics)
-    still_since = time.monotonic()
-    while time.monotonic() - still_since < quiet_s:
-        time.sleep(1)
-        now = topic_reader.end_offsets(settings.bootstrap, topics)
-        if now != ends:
-            ends, still_since = now, time.monotonic()
-
-
 def arrivals(settings: Settings, start: topic_reader.Offsets) -> dict[str, tuple[int, int]]:
     """Per topic: (records since ``start``, the newest record's timestamp in ms)."""
     found: dict[str, tuple[int, int]] = {t: (0, 0) for t, _ in start}
@@ -198,7 +187,7 @@ def main() -> None:
     start = topic_reader.end_offsets(settings.bootstrap, list(dict.fromkeys(inputs)))
     first_commit = burst(settings, args.changes)
     committed_s = time.time() - first_commit
-    wait_until_quiet(settings, topics, args.quiet)
+    sustained.until_quiet(settings, topics, args.quiet)
     found = arrivals(settings, {k: v for k, v in start.items() if k[0] in hops})
     moved, floor_s = floor(settings, source.cdc_topic, start)
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import psycopg
 from generate import Record, produce
+from sustained import rss_kib
 
 from govsync.stack import background, supervision
 from streams.config.settings import Settings
@@ -68,16 +69,6 @@ def canonical_template(settings: Settings) -> bytes:
             code = key.split(b"/", 1)[1]
             return value.replace(code, b"__KEY__")
     raise SystemExit("no enterprise in the canonical changelog yet: run `make demo` first")
-
-
-def rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except FileNotFoundError:
-        pass
-    return 0
 
 
 def delivered_keys(settings: Settings, end: topic_reader.Offsets) -> list[str]:
