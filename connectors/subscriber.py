@@ -58,6 +58,11 @@ from streams.kafka.serde import ValueDeserializer, ValueSerializer, registry_cli
 
 log = logging.getLogger("govsync.sink")
 
+BATCH = 500
+# How long a batch waits to fill: under load every batch waits this long, which the
+# receipt's latency pays (0.5 s made receipts about 1.2 s later than their deliveries).
+POLL_S = 0.1
+
 Outcome = Literal["applied", "rejected", "duplicate"]
 
 
@@ -192,7 +197,8 @@ class Subscriber:
             conn.commit()
             log.info("%s sink consuming %s", self._department, ", ".join(sorted(self._handlers)))
             while not stop.is_set():
-                messages = consumer.consume(num_messages=500, timeout=0.5)
+                # A batch is what arrived within POLL_S: one database commit for all of it.
+                messages = consumer.consume(num_messages=BATCH, timeout=POLL_S)
                 if self._apply(conn, deserialize, messages, receipts):
                     receipts.flush(stop)  # receipts out before the offsets move on
                     _commit(consumer)
