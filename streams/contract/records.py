@@ -5,6 +5,7 @@ trail and the operations tools read them, and ``contract.schemas`` gives their A
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,7 +64,10 @@ class AuditRecord(BaseModel):
     sha256: str
 
     def body(self) -> dict[str, Any]:
-        """What the hash covers: every field but ``sha256`` itself, leaving out empty
-        values, so adding an optional field later keeps every earlier hash valid."""
-        dump = self.model_dump(mode="json", exclude={"sha256"})
-        return {name: value for name, value in dump.items() if value not in (None, [], {})}
+        return hashed_body(self.model_dump(mode="json"))
+
+
+def hashed_body(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What an audit record's hash covers: every field but ``sha256`` itself, leaving out
+    empty values, so adding an optional field later keeps every earlier hash valid."""
+    return {n: v for n, v in record.items() if n != "sha256" and v not in (None, [], {})}

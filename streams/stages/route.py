@@ -11,9 +11,10 @@ transactional store and in two changelogs written in the same transaction as its
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,14 +81,14 @@ class Routing:
 
     topology: Topology
     targets: dict[str, Target]
-    # The subscriptions to each entity, approved or not: looked up for every change.
-    by_entity: dict[str, list[Target]] = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
+    @functools.cached_property
+    def by_entity(self) -> dict[str, list[Target]]:
+        """The subscriptions to each entity, approved or not: looked up for every change."""
         by_entity: dict[str, list[Target]] = {}
         for target in self.targets.values():
             by_entity.setdefault(target.subscription.entity, []).append(target)
-        object.__setattr__(self, "by_entity", by_entity)  # frozen: set once, here
+        return by_entity
 
 
 class ReloadRefused(ValueError):

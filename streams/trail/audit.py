@@ -25,7 +25,7 @@ from typing import Any, Literal, TypedDict, Unpack
 from pydantic import BaseModel
 
 from streams.config.settings import Settings
-from streams.contract.records import AuditKind, AuditRecord
+from streams.contract.records import AuditKind, AuditRecord, hashed_body
 from streams.contract.topics import AUDIT_TOPIC
 from streams.kafka import topic_reader
 from streams.kafka.serde import ValueDeserializer, registry_client
@@ -112,8 +112,7 @@ class Chain:
 
     def _seal(self, **values: Any) -> AuditRecord:
         # Built without validation: the ledger seals one or two records per delivery and
-        # receipt, and its own values are well-typed; the body is what AuditRecord.body()
-        # gives for the same values, so verify() recomputes the same hash.
+        # receipt, and its own values are well-typed. verify() hashes the same body.
         record = {
             **_OPTIONAL_NONE,
             "fields": [],
@@ -123,8 +122,7 @@ class Chain:
             "seq": self.next_seq,
             "prev_sha256": self.head_sha256,
         }
-        body = {n: v for n, v in record.items() if n != "sha256" and v not in (None, [], {})}
-        record["sha256"] = record_hash(self.head_sha256, body)
+        record["sha256"] = record_hash(self.head_sha256, hashed_body(record))
         self.head_sha256 = record["sha256"]
         self.next_seq += 1
         return AuditRecord.model_construct(**record)
