@@ -34,6 +34,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import cpu
 import psycopg
 import sustained
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -175,19 +176,25 @@ def main() -> None:
     }
     if args.sustained:
         deliveries = [t for t, by in hops.items() if t.startswith("deliver.")]
+        meter = cpu.Meter(settings)
         report = sustained.run(settings, topology, deliveries, args.sustained, args.minutes * 60)
+        changes = int(args.sustained * args.minutes * 60)
+        report["cpu_us_per_change"] = cpu.per_change(meter.stop(), changes)
         for topic, summary in report["commit_to"].items():
             print(f"commit -> {topic}: {summary}")
         print(f"pipeline lag every {sustained.LAG_EVERY_S:.0f}s: {report['pipeline_lag']['total']}")
         print(f"worker RSS (KiB): {report['worker_rss_kib']}")
+        print(f"CPU us per change: {report['cpu_us_per_change']}")
         print(json.dumps({"mode": "sustained", **report}, ensure_ascii=False))
         return
     topics = list(hops)
     inputs = [*topics, *(delivery_topic(s) for s in topology.subscriptions)]
     start = topic_reader.end_offsets(settings.bootstrap, list(dict.fromkeys(inputs)))
+    meter = cpu.Meter(settings)
     first_commit = burst(settings, args.changes)
     committed_s = time.time() - first_commit
     sustained.until_quiet(settings, topics, args.quiet)
+    cpu_us = cpu.per_change(meter.stop(), args.changes)
     found = arrivals(settings, {k: v for k, v in start.items() if k[0] in hops})
     moved, floor_s = floor(settings, source.cdc_topic, start)
 
@@ -207,6 +214,14 @@ def main() -> None:
         rows[topic] = {"by": by, "records": count, "seconds": seconds, "rate": per_s}
         rows[topic]["x_debezium"] = ratio
         print(f"{topic:<44} {by:<10} {count:>8} {seconds:>8} {per_s:>9} {ratio:>6}")
+    bound = cpu.bound(cpu_us["total"])
+    print(f"CPU per change (us): {cpu_us}")
+    print(f"the cores allow {bound}/s at that cost; the slowest delivery topic ran at", end=" ")
+    slowest = min(
+        (r["rate"] for t, r in rows.items() if t.startswith("deliver.") and r["records"]),
+        default=0.0,
+    )
+    print(f"{round(slowest / bound, 2)} x that")
     stages = {}
     for name in () if args.no_stages else STAGES:
         drained = drain(settings, topology, name, start)
@@ -229,6 +244,8 @@ def main() -> None:
                 "debezium_rate": debezium,
                 "floor": {"records": moved, "seconds": round(floor_s, 2), "rate": floor_rate},
                 "hops": rows,
+                "cpu_us_per_change": cpu_us,
+                "cpu_bound_rate": bound,
                 "stages": stages,
             },
             ensure_ascii=False,

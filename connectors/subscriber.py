@@ -172,6 +172,94 @@ def apply_once(conn: psycopg.Connection, delivery: Delivery, handler: Handler) -
     return "rejected"
 
 
+Recorded = tuple[str, str | None, datetime]
+"""What the inbox holds for an event_id: outcome, reason, applied_at."""
+Applied = tuple[Delivery, Outcome, Recorded]
+
+
+class Refused(Exception):
+    """A delivery of a batch applied together was refused; the batch must be undone."""
+
+
+def apply_together(
+    conn: psycopg.Connection, deliveries: list[Delivery], handlers: Mapping[str, Handler]
+) -> list[Applied]:
+    """Apply ``deliveries`` in the caller's transaction, in order, each event_id once:
+    one inbox insert for all of them, and the handlers' statements pipelined, without a
+    savepoint each (which cost two round trips a delivery). Raises ``Refused`` if one is
+    refused (``Rejected``, or a value or constraint the database refuses); the caller
+    rolls back and applies them one by one with :func:`apply_once`. So a handler may
+    run twice for one delivery, the first time undone: its effects belong in the
+    transaction."""
+    columns: list[list[Any]] = [[], [], [], [], [], []]
+    for d in deliveries:
+        for column, value in zip(
+            columns, (d.event_id, d.kind, d.key, d.topic, d.partition, d.offset), strict=True
+        ):
+            column.append(value)
+    new = dict(
+        conn.execute(
+            "INSERT INTO govsync_inbox"
+            " (event_id, kind, entity_key, topic, kafka_partition, kafka_offset)"
+            " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
+            " %s::integer[], %s::bigint[])"
+            " ON CONFLICT (event_id) DO NOTHING RETURNING event_id, applied_at",
+            columns,
+        ).fetchall()
+    )
+    outcomes: list[Outcome] = []
+    applied: set[str] = set()
+    try:
+        with conn.pipeline():
+            for delivery in deliveries:
+                if delivery.event_id in new and delivery.event_id not in applied:
+                    handlers[delivery.topic](conn, delivery)
+                    applied.add(delivery.event_id)
+                    outcomes.append("applied")
+                else:
+                    outcomes.append("duplicate")
+    except (Rejected, psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
+        raise Refused(str(exc)) from exc
+    earlier = recorded(conn, [d.event_id for d in deliveries if d.event_id not in new])
+    return [
+        (
+            delivery,
+            outcome,
+            earlier.get(delivery.event_id) or ("applied", None, new[delivery.event_id]),
+        )
+        for delivery, outcome in zip(deliveries, outcomes, strict=True)
+    ]
+
+
+def apply_batch(
+    conn: psycopg.Connection, deliveries: list[Delivery], handlers: Mapping[str, Handler]
+) -> list[Applied]:
+    """Apply ``deliveries`` in one database transaction of their own, in order, each
+    event_id once: together (:func:`apply_together`) and, if one of them is refused, again
+    one by one, so only the refused ones are left out."""
+    try:
+        with conn.transaction():
+            return apply_together(conn, deliveries, handlers)
+    except Refused:
+        pass
+    with conn.transaction():
+        return [
+            (d, apply_once(conn, d, handlers[d.topic]), recorded(conn, [d.event_id])[d.event_id])
+            for d in deliveries
+        ]
+
+
+def recorded(conn: psycopg.Connection, event_ids: list[str]) -> dict[str, Recorded]:
+    """What the inbox says of each event_id."""
+    if not event_ids:
+        return {}
+    rows = conn.execute(
+        "SELECT event_id, outcome, reason, applied_at FROM govsync_inbox WHERE event_id = ANY(%s)",
+        (event_ids,),
+    ).fetchall()
+    return {event_id: (outcome, reason, at) for event_id, outcome, reason, at in rows}
+
+
 class Subscriber:
     """A department's sink: its handlers, topic -> how one delivery changes its tables."""
 
@@ -235,30 +323,23 @@ class Subscriber:
         messages: list[Message],
         receipts: Receipts,
     ) -> bool:
-        """Apply a batch of deliveries in one database transaction (each in a savepoint
-        of its own, so a rejected one leaves no partial writes), then send their receipts;
-        whether any record was handled. One commit per batch, not per delivery: the
-        commit's flush to disk is most of what a delivery costs the database."""
-        handled, done = False, []
-        with conn.transaction():
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        log.warning("consumer error: %s", error)
-                    continue
-                handled = True
-                value = deserialize(message.topic(), message.value())
-                if value is None:
-                    continue
-                delivery = Delivery.from_message(value, message)
-                outcome = apply_once(conn, delivery, self._handlers[delivery.topic])
-                recorded = conn.execute(
-                    "SELECT outcome, reason, applied_at FROM govsync_inbox WHERE event_id = %s",
-                    (delivery.event_id,),
-                ).fetchone()
-                assert recorded is not None
-                done.append((delivery, outcome, recorded))
+        """Apply a batch of deliveries in one database transaction, then send their
+        receipts; whether any record was handled. One commit per batch, not per delivery:
+        the commit's flush to disk is most of what a delivery costs the database."""
+        deliveries, handled = [], False
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", error)
+                continue
+            handled = True
+            value = deserialize(message.topic(), message.value())
+            if value is not None:
+                deliveries.append(Delivery.from_message(value, message))
+        if not deliveries:
+            return handled
+        done = apply_batch(conn, deliveries, self._handlers)
         for delivery, outcome, (recorded, reason, applied_at) in done:
             receipts.send(delivery, recorded, reason, applied_at)
             log.log(

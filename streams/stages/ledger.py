@@ -361,8 +361,8 @@ class LedgerStage:
         partition = input_partition % self._partitions
         chain = self._chain(partition)
         return [
-            Output(AUDIT_TOPIC, key.encode(), self._audit(sealed.model_dump()), [], partition)
-            for sealed in chain.append(**record)
+            Output(AUDIT_TOPIC, key.encode(), self._audit(sealed), [], partition)
+            for sealed in chain.seal(**record)
         ]
 
     def _chain(self, partition: int) -> Chain:

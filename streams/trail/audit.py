@@ -16,12 +16,12 @@ cannot reach, so such a rewrite contradicts a published head.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, Unpack
 
+import orjson
 from pydantic import BaseModel
 
 from streams.config.settings import Settings
@@ -51,13 +51,16 @@ class AuditFields(TypedDict, total=False):
 
 
 def record_hash(prev_sha256: str, body: Mapping[str, Any]) -> str:
-    """SHA-256 hex over the previous hash and the canonical JSON of the body.
+    """SHA-256 hex over the previous hash and the canonical JSON of the body: keys sorted
+    at every level, no whitespace, UTF-8 (what ``json.dumps(body, sort_keys=True,
+    separators=(",", ":"), ensure_ascii=False)`` writes, byte for byte; orjson writes it
+    several times faster).
 
     Canonical JSON rather than the Avro bytes on Kafka: those start with a schema id that
     legitimately changes when the schema evolves (or the registry is rebuilt), and the
     hash of a record written years ago must still verify after that."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(prev_sha256.encode() + canonical.encode()).hexdigest()
+    canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(prev_sha256.encode() + canonical).hexdigest()
 
 
 _OPTIONAL_NONE: dict[str, None] = {
@@ -100,6 +103,20 @@ class Chain:
     ) -> list[AuditRecord]:
         """Seal one record onto the chain; a checkpoint after it when one is due. Write the
         returned records together (one transaction) so a checkpoint is never lost."""
+        return [
+            AuditRecord.model_construct(**record)
+            for record in self.seal(kind, at_ms, actor, **values)
+        ]
+
+    def seal(
+        self,
+        kind: AuditKind,
+        at_ms: int,
+        actor: str,
+        **values: Unpack[AuditFields],
+    ) -> list[dict[str, Any]]:
+        """:meth:`append`, each record as the dict of all its fields: the ledger seals one
+        or two records per delivery and receipt and writes them straight to Avro."""
         if kind == "checkpoint":
             raise ValueError("checkpoints are appended by the chain itself")
         records = [self._seal(kind=kind, at_ms=at_ms, actor=actor, **values)]
@@ -110,9 +127,9 @@ class Chain:
             )
         return records
 
-    def _seal(self, **values: Any) -> AuditRecord:
-        # Built without validation: the ledger seals one or two records per delivery and
-        # receipt, and its own values are well-typed. verify() hashes the same body.
+    def _seal(self, **values: Any) -> dict[str, Any]:
+        # Not validated: the ledger's own values are well-typed. verify() hashes the same
+        # body from the model.
         record = {
             **_OPTIONAL_NONE,
             "fields": [],
@@ -125,7 +142,7 @@ class Chain:
         record["sha256"] = record_hash(self.head_sha256, hashed_body(record))
         self.head_sha256 = record["sha256"]
         self.next_seq += 1
-        return AuditRecord.model_construct(**record)
+        return record
 
 
 Problem = Literal["altered", "removed", "reordered", "duplicated"]

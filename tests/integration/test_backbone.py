@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.serialization import SerializationError
 
 from connectors.sinks import tax as tax_sink
-from connectors.subscriber import Delivery, Rejected, apply_once
+from connectors.subscriber import Delivery, Rejected, apply_batch, apply_once
 from govsync.stack.seed import Enterprise
 from streams.contract.headers import as_dict
 from streams.contract.topics import DLQ_TOPIC
@@ -643,3 +643,70 @@ def test_a_delivery_the_handler_refuses_is_rejected_with_its_reason(stack: Stack
             with conn.transaction():
                 conn.execute("DELETE FROM govsync_inbox WHERE entity_key = %s", (key,))
                 conn.execute("DELETE FROM taxpayer WHERE uscc = %s", (key,))
+
+
+def test_a_batch_applies_together_and_leaves_out_only_what_is_refused(stack: Stack) -> None:
+    """apply_batch: a batch with a delivery the database refuses is undone and applied
+    again one by one, so the others apply, the refused one is rejected with no partial
+    writes, and an event_id repeated in the batch applies once. The same batch again is
+    all duplicates and changes nothing."""
+    keys = [new_uscc() for _ in range(3)]
+
+    def registered(key: str, name: str | None) -> dict[str, Any]:
+        return {
+            "event_id": str(uuid.uuid4()),
+            "kind": "registered",
+            "entity": "enterprise",
+            "key": key,
+            "before": None,
+            "after": {"uscc": key, "name": name, "status": "active", "address": None},
+            "changed_fields": ["uscc", "name", "status"],
+            "source": SOURCE_ID,
+            "source_ts_ms": int(time.time() * 1000),
+            "source_position": "lsn=0;txid=0",
+            "subscription": "tax.enterprise",
+        }
+
+    first, nameless, last = (
+        registered(keys[0], "甲公司"),
+        registered(keys[1], None),  # taxpayer.name is NOT NULL
+        registered(keys[2], "丙公司"),
+    )
+    batch = [
+        tax_delivery(value, offset) for offset, value in enumerate([first, nameless, first, last])
+    ]
+    with psycopg.connect(stack.settings.pg_conninfo("tax"), autocommit=True) as conn:
+        try:
+            done = apply_batch(conn, batch, tax_sink.HANDLERS)
+            assert [outcome for _, outcome, _ in done] == [
+                "applied",
+                "rejected",
+                "duplicate",
+                "applied",
+            ]
+            assert [recorded[0] for _, _, recorded in done] == [
+                "applied",
+                "rejected",
+                "applied",
+                "applied",
+            ]
+            assert "not-null" in (done[1][2][1] or "")
+            names = conn.execute(
+                "SELECT uscc, name FROM taxpayer WHERE uscc = ANY(%s)", (keys,)
+            ).fetchall()
+            assert set(names) == {(keys[0], "甲公司"), (keys[2], "丙公司")}
+
+            together = apply_batch(conn, [batch[0], batch[3]], tax_sink.HANDLERS)
+            assert [outcome for _, outcome, _ in together] == ["duplicate", "duplicate"]
+            assert [r for _, _, r in together] == [done[0][2], done[3][2]]
+
+            fresh = [tax_delivery(registered(key, "丁公司"), 9) for key in keys]
+            applied = apply_batch(conn, fresh, tax_sink.HANDLERS)
+            assert [outcome for _, outcome, _ in applied] == ["applied"] * 3
+            assert conn.execute(
+                "SELECT count(*) FROM taxpayer WHERE uscc = ANY(%s) AND name = '丁公司'", (keys,)
+            ).fetchone() == (3,)
+        finally:
+            with conn.transaction():
+                conn.execute("DELETE FROM govsync_inbox WHERE entity_key = ANY(%s)", (keys,))
+                conn.execute("DELETE FROM taxpayer WHERE uscc = ANY(%s)", (keys,))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from itertools import pairwise
@@ -108,6 +109,27 @@ def test_records_are_sealed_onto_the_chain() -> None:
     for record in LONG[:200]:
         assert record.sha256 == record_hash(record.prev_sha256, record.body())
         assert "sha256" not in record.body()
+
+
+_TEXT = st.text(st.characters(codec="utf-8"))
+
+
+@settings(max_examples=300)
+@given(
+    text=_TEXT,
+    detail=st.dictionaries(_TEXT, _TEXT, max_size=4),
+    fields=st.lists(_TEXT, max_size=4),
+    seq=st.integers(0, 2**63 - 1),
+)
+def test_the_hash_is_over_the_json_it_always_was(
+    text: str, detail: dict[str, str], fields: list[str], seq: int
+) -> None:
+    """Records sealed before orjson were hashed over json.dumps' canonical form; every
+    one of them must still verify, so both must write the same bytes."""
+    body = {"seq": seq, "actor": text, "detail": detail, "fields": fields, "approval": APPROVAL}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    expected = hashlib.sha256(GENESIS.encode() + canonical.encode()).hexdigest()
+    assert record_hash(GENESIS, body) == expected
 
 
 def test_a_checkpoint_follows_every_n_records_with_count_and_head() -> None:
