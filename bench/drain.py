@@ -32,14 +32,9 @@ from streams.engine.restoring import Hold
 from streams.engine.transactional import NOTHING, EngineConfig, Output, Produced, Stage, Watchdog
 from streams.engine.transactional import run as run_stage
 from streams.kafka import admin, clients, topic_reader
-from streams.kafka.serde import RegistryCodec, registry_client
 from streams.model.topology import Topology
-from streams.stages.ledger import LedgerStage
-from streams.stages.normalize import NormalizeStage
-from streams.stages.route import RouteStage
-from streams.transform import masking
+from streams.worker.stage import build
 
-STAGES = ("normalize", "route", "ledger")
 IDLE_S = 3.0
 SCRATCH_PARTITIONS = 6  # at least the audit topic's: the ledger writes chain c to partition c
 
@@ -95,25 +90,6 @@ class Drained:
     @property
     def rate(self) -> float:
         return round(self.records / self.seconds, 1) if self.seconds else 0.0
-
-
-def build(name: str, settings: Settings, topology: Topology, state_dir: Path) -> Stage:
-    """The stage as `govsync worker` builds it."""
-    codec = RegistryCodec(registry_client(settings))
-    if name == "normalize":
-        return NormalizeStage(topology, codec)
-    if name == "route":
-        secrets = settings.path("secrets")
-        return RouteStage(
-            topology,
-            codec,
-            settings.bootstrap,
-            lambda department: masking.department_key(secrets, department),
-            state_dir=state_dir,
-        )
-    if name == "ledger":
-        return LedgerStage(topology, codec, settings.bootstrap, topology.kafka.partitions)
-    raise ValueError(f"unknown stage {name!r}: one of {', '.join(STAGES)}")
 
 
 def inputs(settings: Settings, stage: Stage) -> list[str]:

@@ -5,9 +5,9 @@ through the table by id), so the load is paced, not a burst. Afterwards, from th
 timestamps and the ``source_ts`` header (the source commit): commit -> delivery on every
 delivery topic the changes reach, and commit -> receipt; p50, p99 and max of each. Also
 the pipeline's lag when the load stops (whether it kept up) and the worker's resident
-memory every 30 s (whether state stays bounded). Records are read back once every topic
-has been quiet for a while, so late ones count too (``drained_after_s``: how long after
-the load the last one came).
+memory (its process and its stages') every 30 s (whether state stays bounded). Records
+are read back once every topic has been quiet for a while, so late ones count too
+(``drained_after_s``: how long after the load the last one came).
 """
 
 from __future__ import annotations
@@ -55,13 +55,19 @@ class Latencies:
 
 
 def rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` and its descendants (a worker instance's stages run in
+    child processes of their own)."""
+    total = 0
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+                total += int(line.split()[1])
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += rss_kib(int(child))
     except FileNotFoundError:
         pass
-    return 0
+    return total
 
 
 def pace(settings: Settings, rate: int, seconds: float) -> int:
@@ -120,10 +126,10 @@ def pipeline_lag(settings: Settings, topology: Topology) -> dict[str, int]:
 
 
 def run(
-    settings: Settings, topology: Topology, deliveries: list[str], rate: int, seconds: float
+    settings: Settings, topology: Topology, hops: list[str], rate: int, seconds: float
 ) -> dict[str, Any]:
     """The sustained run's report (the JSON line's content)."""
-    topics = [*deliveries, RECEIPTS_TOPIC]
+    topics = [*hops, RECEIPTS_TOPIC]
     start = topic_reader.end_offsets(settings.bootstrap, topics)
     worker = background.worker_instances(settings).get(0)
     pid = worker.pid if worker is not None and worker.pid else 0

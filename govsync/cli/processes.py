@@ -45,9 +45,9 @@ def worker(
             "[red]--instance needs --background[/]; in the foreground set GOVSYNC_WORKER_INSTANCE"
         )
         raise typer.Exit(EXIT_INVALID)
-    from streams import worker as stream_worker
+    from streams.worker import process
 
-    stream_worker.main()
+    process.main()
 
 
 @app.command("sink")

@@ -48,7 +48,13 @@ DELIVERY_LATENCY = Histogram(
 TRANSACTIONS = Counter(
     "govsync_transactions_total", "Worker transactions by outcome", ["stage", "outcome"]
 )
-DEDUP_ENTRIES = Gauge("govsync_dedup_entries", "event_ids remembered by the dedup store", ["stage"])
+DEDUP_ENTRIES = Gauge(
+    "govsync_dedup_entries",
+    "event_ids remembered by the dedup store",
+    ["stage"],
+    # Each stage runs in a process of its own (streams.worker): the live one's value.
+    multiprocess_mode="livesum",
+)
 
 
 class Tally:
