@@ -191,12 +191,8 @@ def apply_together(
     rolls back and applies them one by one with :func:`apply_once`. So a handler may
     run twice for one delivery, the first time undone: its effects belong in the
     transaction."""
-    columns: list[list[Any]] = [[], [], [], [], [], []]
-    for d in deliveries:
-        for column, value in zip(
-            columns, (d.event_id, d.kind, d.key, d.topic, d.partition, d.offset), strict=True
-        ):
-            column.append(value)
+    rows = [(d.event_id, d.kind, d.key, d.topic, d.partition, d.offset) for d in deliveries]
+    columns = [list(column) for column in zip(*rows, strict=True)]
     new = dict(
         conn.execute(
             "INSERT INTO govsync_inbox"
@@ -243,10 +239,11 @@ def apply_batch(
     except Refused:
         pass
     with conn.transaction():
-        return [
-            (d, apply_once(conn, d, handlers[d.topic]), recorded(conn, [d.event_id])[d.event_id])
-            for d in deliveries
-        ]
+        outcomes = [apply_once(conn, d, handlers[d.topic]) for d in deliveries]
+        inbox = recorded(conn, [d.event_id for d in deliveries])
+    return [
+        (d, outcome, inbox[d.event_id]) for d, outcome in zip(deliveries, outcomes, strict=True)
+    ]
 
 
 def recorded(conn: psycopg.Connection, event_ids: list[str]) -> dict[str, Recorded]:

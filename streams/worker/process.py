@@ -66,7 +66,7 @@ class Child:
 
 def serve(settings: Settings, stop: threading.Event | None = None) -> None:
     """Run the stages until SIGTERM/SIGINT (or ``stop``); each finishes its transaction."""
-    stop = stop or _stop_on_signals()
+    stop = stop or stop_on_signals()
     metrics_dir = instance.instance_dir(settings.state_dir, settings.worker_instance) / "metrics"
     # Left from an earlier run of this instance: its processes are gone, and their
     # counters would be summed in forever.
@@ -91,14 +91,14 @@ def serve(settings: Settings, stop: threading.Event | None = None) -> None:
             code = child.process.poll()
             if code is None:
                 continue
-            multiprocess.mark_process_dead(child.process.pid, str(metrics_dir))
             if code == EXIT_RESTART_ALL:
                 log.warning("%s asked for every stage to restart on the new topology", name)
                 _stop_all(children.values())
-                for other in children.values():
-                    multiprocess.mark_process_dead(other.process.pid, str(metrics_dir))
+                for ended in children.values():
+                    multiprocess.mark_process_dead(ended.process.pid, str(metrics_dir))
                 children.update({stage: _start(stage, environment) for stage in STAGES})
                 break
+            multiprocess.mark_process_dead(child.process.pid, str(metrics_dir))
             log.error(
                 "stage %s (pid %d) exited with %s; starting it again", name, child.process.pid, code
             )
@@ -168,7 +168,8 @@ def _serve_metrics(settings: Settings, registry: CollectorRegistry) -> Advert:
     return advert
 
 
-def _stop_on_signals() -> threading.Event:
+def stop_on_signals() -> threading.Event:
+    """Set when SIGTERM or SIGINT arrives."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

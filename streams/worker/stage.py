@@ -32,6 +32,7 @@ from streams.worker.process import (
     EXIT_RESTART_ALL,
     PARENT_ENV,
     STAGES,
+    stop_on_signals,
     wait_for_stack,
 )
 
@@ -181,9 +182,7 @@ def main(name: str) -> None:
     _die_with_parent()
     threading.current_thread().name = name  # log lines name the stage
     logs.configure()
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     settings = Settings.from_env().model_copy(update={"kafka_principal": credentials.WORKER})
     try:
         current = wait_for_stack(settings)
