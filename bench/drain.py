@@ -65,10 +65,8 @@ class Redirected:
     def process(self, message: Message) -> list[Output]:
         now = time.monotonic()
         self.first = self.first or now
-        outputs = [
-            Output(self._scratch, o.key, o.value, o.headers, o.partition, o.changelog)
-            for o in self._stage.process(message)
-        ]
+        scratch = self._scratch
+        outputs = [Output(scratch, *o[1:]) for o in self._stage.process(message)]
         self.processed += 1
         self.last = time.monotonic()
         return outputs

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -40,12 +40,14 @@ log = logging.getLogger("govsync.worker")
 Headers = list[tuple[str, bytes]]
 
 
-@dataclass(frozen=True)
-class Output:
+class Output(NamedTuple):
+    """A record a stage writes. A named tuple, not a dataclass: the route builds four for
+    every change, and a frozen dataclass costs twice as much to build."""
+
     topic: str
     key: bytes | None
     value: bytes | None
-    headers: Headers = field(default_factory=list)
+    headers: Headers
     partition: int | None = None  # None: partition by key
     # A record of the stage's own state: its offset is reported to ``committed`` so a
     # durable store can checkpoint what it reflects.

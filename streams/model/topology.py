@@ -277,6 +277,13 @@ class Topology(_Model):
         return [s for s in self.subscriptions if s.entity == entity and s.is_active(at)]
 
 
+def approval_day_end(at: datetime) -> datetime:
+    """The first instant after ``at``'s day in China Standard Time: approval windows are
+    whole days there, so which subscriptions are active cannot change before it."""
+    day = at.astimezone(CST).date() + timedelta(days=1)
+    return datetime(day.year, day.month, day.day, tzinfo=CST)
+
+
 @dataclass(frozen=True)
 class Problem:
     path: str

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,12 @@ from streams.engine.restoring import ChangelogRestore, Hold
 from streams.engine.transactional import NOTHING, Output, Produced
 from streams.kafka import admin
 from streams.kafka.serde import Codec
-from streams.model.topology import Subscription, Topology
+from streams.model.topology import Subscription, Topology, approval_day_end
 from streams.stages import canonical
 from streams.stages.dedup import DedupStore, encode_seen
 from streams.transform.authority import Authority
 from streams.transform.masking import mask_delivery
-from streams.transform.projection import project
+from streams.transform.projection import projected
 from streams.transform.snapshot import snapshot_changes
 
 log = logging.getLogger("govsync.worker")
@@ -57,21 +58,23 @@ class Target:
     topic: str
     serialize: Callable[[dict[str, Any]], bytes]
     mask_key: bytes
+    fields: tuple[str, ...]  # the subscribed fields, in the entity's order
+    span: str  # this hop's stage name in the trace context
 
     def output(
-        self, change: dict[str, Any], topology: Topology, extra: Sequence[tuple[str, bytes]] = ()
+        self, change: dict[str, Any], extra: Sequence[tuple[str, bytes]] = ()
     ) -> Output | None:
         """The record for this subscription, or None when it gets nothing of ``change``
         (no subscribed field changed)."""
         subscription = self.subscription
-        delivery = project(change, subscription, topology.entity(subscription.entity))
+        delivery = projected(change, subscription.id, self.fields)
         if delivery is None:
             return None
         return Output(
             self.topic,
             change["key"].encode(),
             self.serialize(mask_delivery(delivery, subscription, self.mask_key)),
-            [*headers.for_change(change, f"deliver/{subscription.id}"), *extra],
+            [*headers.for_change(change, self.span), *extra],
         )
 
 
@@ -81,6 +84,19 @@ class Routing:
 
     topology: Topology
     targets: dict[str, Target]
+    # entity -> (until when it holds, epoch ms; the ids of its active subscriptions)
+    _active: dict[str, tuple[int, frozenset[str]]] = field(default_factory=dict)
+
+    def active(self, entity: str, now_ms: int) -> frozenset[str]:
+        """The subscriptions to ``entity`` that receive changes now, worked out once a day:
+        approval windows begin and end only at a day's end (``approval_day_end``)."""
+        held = self._active.get(entity)
+        if held is None or now_ms >= held[0]:
+            at = datetime.fromtimestamp(now_ms / 1000, UTC)
+            ids = frozenset(s.id for s in self.topology.active_subscriptions(entity, at))
+            held = (int(approval_day_end(at).timestamp() * 1000), ids)
+            self._active[entity] = held
+        return held[1]
 
     @functools.cached_property
     def by_entity(self) -> dict[str, list[Target]]:
@@ -138,6 +154,8 @@ class RouteStage:
                     delivery_topic(s),
                     self._codec.serializer(delivery_topic(s), schemas.delivery_schema(topology, s)),
                     self._mask_key(s.department),
+                    tuple(s.fields_in(topology.entity(s.entity))),
+                    f"deliver/{s.id}",
                 )
                 for s in topology.subscriptions
             },
@@ -162,8 +180,8 @@ class RouteStage:
         change = self._codec.decode(message.topic(), message.value())
         assert change is not None  # written by normalize, always a value
         partition = message.partition()
-        now = datetime.now(UTC)
-        seen = self._remember(partition, change["event_id"], now)
+        now_ms = time.time_ns() // 1_000_000
+        seen = self._remember(partition, change["event_id"], now_ms)
         if seen is None:
             self.tally.inc(metrics.DUPLICATES, entity)
             return []
@@ -210,11 +228,10 @@ class RouteStage:
                 partition,
             )
         )
-        active = {s.id for s in routing.topology.active_subscriptions(entity, now)}
-        now_ms = int(now.timestamp() * 1000)
+        active = routing.active(entity, now_ms)
         for target in targets:
             subscription_id = target.subscription.id
-            out = target.output(change, routing.topology) if subscription_id in active else None
+            out = target.output(change) if subscription_id in active else None
             if out is None:
                 self.tally.inc(metrics.FILTERED, subscription_id)
                 continue
@@ -227,11 +244,10 @@ class RouteStage:
             )
         return outputs
 
-    def _remember(self, partition: int, event_id: str, now: datetime) -> Output | None:
+    def _remember(self, partition: int, event_id: str, now_ms: int) -> Output | None:
         """Mark ``event_id`` seen; the changelog record saying so, or None if it was."""
         if self.dedup.seen(partition, event_id):
             return None
-        now_ms = int(now.timestamp() * 1000)
         self.dedup.add(partition, event_id, now_ms)
         return Output(
             self.changelog, event_id.encode(), encode_seen(now_ms), [], partition, changelog=True
@@ -243,13 +259,13 @@ class RouteStage:
         subscription only."""
         request = ReplayRequest.model_validate_json(message.value() or b"{}")
         partition = message.partition()
-        now = datetime.now(UTC)
-        seen = self._remember(partition, request.event_id(partition), now)
+        now_ms = time.time_ns() // 1_000_000
+        seen = self._remember(partition, request.event_id(partition), now_ms)
         if seen is None:
             return []
         outputs = [seen]
         target = routing.targets.get(request.subscription)
-        active = {s.id for s in routing.topology.active_subscriptions(entity, now)}
+        active = routing.active(entity, now_ms)
         if target is None or request.subscription not in active:
             log.warning(
                 "snapshot %s refused: %s is not an active subscription",
@@ -265,7 +281,7 @@ class RouteStage:
         )
         marker = [(headers.REPLAY, request.replay_id.encode())]
         for change in snapshot_changes(request, model, states):
-            out = target.output(change, routing.topology, marker)
+            out = target.output(change, marker)
             if out is not None:
                 outputs.append(out)
                 self.tally.inc(metrics.DELIVERED, target.subscription.id)

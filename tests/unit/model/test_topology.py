@@ -13,7 +13,14 @@ import yaml
 
 from streams.config.settings import REPO_ROOT
 from streams.contract.topics import changes_topic, delivery_topic, master_topic
-from streams.model.topology import ROOT, Problem, TopologyError, load_topology
+from streams.model.topology import (
+    CST,
+    ROOT,
+    Problem,
+    TopologyError,
+    approval_day_end,
+    load_topology,
+)
 
 TOPOLOGY = REPO_ROOT / "topology.yaml"
 RAW = yaml.safe_load(TOPOLOGY.read_text(encoding="utf-8"))
@@ -419,6 +426,18 @@ def test_subscription_is_active_between_approval_and_expiry(at: datetime, active
     assert [s.id for s in topology.active_subscriptions("enterprise", at)] == expected
     expected = ["social_security.person", "medical_insurance.person"] if active else []
     assert [s.id for s in topology.active_subscriptions("person", at)] == expected
+
+
+@pytest.mark.parametrize(
+    ("at", "end"),
+    [
+        (datetime(2026, 10, 31, 15, 59, 59, tzinfo=UTC), datetime(2026, 10, 31, 16, tzinfo=UTC)),
+        (datetime(2026, 10, 31, 16, 0, tzinfo=UTC), datetime(2026, 11, 1, 16, tzinfo=UTC)),
+        (datetime(2026, 11, 1, 0, 30, tzinfo=CST), datetime(2026, 11, 1, 16, tzinfo=UTC)),
+    ],
+)
+def test_an_approval_day_ends_at_midnight_china_standard_time(at: datetime, end: datetime) -> None:
+    assert approval_day_end(at) == end
 
 
 @pytest.mark.parametrize("state", ["requested", "suspended", "revoked"])

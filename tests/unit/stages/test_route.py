@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import struct
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -237,6 +237,17 @@ def test_a_subscription_not_in_force_gets_nothing(
     assert len(on(outputs, master_topic("enterprise"))) == 1
     stage.committed()
     assert count("filtered_records", subscription=TAX.id) == filtered + 1
+
+
+def test_the_active_subscriptions_are_worked_out_again_when_an_approval_day_ends(
+    codec: MemoryCodec,
+) -> None:
+    # tax's approval ends with 2027-12-31 in China Standard Time: 16:00 UTC.
+    stage = route(codec, with_approval(LIVE, TAX.id, expires=date(2027, 12, 31)))
+    last_second = int(datetime(2027, 12, 31, 15, 59, 59, tzinfo=UTC).timestamp() * 1000)
+    assert TAX.id in stage.routing.active("enterprise", last_second)
+    assert TAX.id not in stage.routing.active("enterprise", last_second + 1000)
+    assert SOCIAL.id in stage.routing.active("enterprise", last_second + 1000)
 
 
 def test_a_snapshot_request_yields_the_subscriptions_current_state_per_key(
