@@ -13,6 +13,7 @@ from govsync.cli import (
     connector,
     demo,
     dlq,
+    index,
     lag,
     processes,
     quality,
@@ -39,3 +40,4 @@ app.add_typer(dlq.app, name="dlq")
 app.add_typer(audit.app, name="audit")
 app.add_typer(replay.app, name="replay")
 app.add_typer(receipts.app, name="receipts")
+app.add_typer(index.app, name="index")

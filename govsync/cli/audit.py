@@ -7,7 +7,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from govsync.cli.output import EXIT_FAILED, JsonFlag, console, errors, print_json
+from govsync.cli.output import (
+    EXIT_FAILED,
+    JsonFlag,
+    console,
+    errors,
+    index_behind,
+    print_json,
+    progress,
+)
 from govsync.cli.topology import in_force
 from streams.config.settings import Settings
 
@@ -19,13 +27,27 @@ app = typer.Typer(
 @app.command("verify")
 def audit_verify(
     topic: Annotated[str, typer.Option(help="Verify another copy of the trail.")] = "govsync.audit",
+    incremental: Annotated[
+        bool,
+        typer.Option(
+            help="Start each chain at the last checkpoint an earlier walk found intact "
+            "(kept in the index database) instead of at its start."
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Walk every hash chain; report altered, removed, reordered or duplicated records."""
+    """Walk every hash chain; report altered, removed, reordered or duplicated records.
+
+    Each chain found intact has its last checkpoint remembered, for --incremental."""
+    from govsync.index import verified
     from streams.trail import audit
 
+    settings = Settings.from_env()
     with errors():
-        reports = audit.verify_topic(Settings.from_env(), topic)
+        resume = verified.checkpoints(settings, topic) if incremental else {}
+        with progress(f"walking the chains of {topic}", quiet=as_json) as update:
+            reports = audit.verify_topic(settings, topic, resume=resume, progress=update)
+        verified.remember(settings, topic, reports)
     if as_json:
         print_json(
             {
@@ -36,12 +58,13 @@ def audit_verify(
         )
     else:
         table = Table(title=f"{topic}: one hash chain per partition")
-        for column in ("partition", "records", "checkpoints", "head", "verdict"):
+        for column in ("partition", "from offset", "records", "checkpoints", "head", "verdict"):
             table.add_column(column)
         for partition, report in sorted(reports.items()):
             verdict = "[green]intact[/green]" if report.intact else "[red]BROKEN[/red]"
             table.add_row(
                 str(partition),
+                str(report.from_offset),
                 str(report.records),
                 str(report.checkpoints),
                 report.head_sha256[:16],
@@ -66,13 +89,16 @@ def audit_who_received(
     """Which departments received which fields of an entity, when, under which approval."""
     from datetime import datetime
 
+    from govsync.index import queries
     from streams.model.topology import CST
     from streams.trail import audit
 
     settings = Settings.from_env()
     with errors():
-        received = audit.who_received(audit.read(settings, key=key), key)
+        with queries.current(settings) as (conn, missing):
+            received = audit.who_received(queries.audit_entries(conn, key), key)
         names = {d: dept.name for d, dept in in_force(settings).departments.items()}
+    index_behind(missing)
     if as_json:
         print_json([r.model_dump() for r in received])
         return

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 # Rich wraps at 80 columns when not on a terminal; CI logs and pipes deserve wider tables.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -26,6 +27,7 @@ def errors() -> Iterator[None]:
     """Known failures become one clear line and a meaningful exit code, not a traceback."""
     from connectors.sources.debezium import ConnectError
     from govsync.errors import OperationFailed
+    from govsync.index.store import IndexUnavailable
     from streams.kafka.admin import AdminError, BrokerUnreachable
     from streams.kafka.applied import NotApplied
     from streams.kafka.serde import RegistryUnreachable, SchemaRejected
@@ -36,12 +38,37 @@ def errors() -> Iterator[None]:
     except TopologyError as exc:
         err.print(f"[red]topology is invalid[/red]\n{exc}", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
-    except (BrokerUnreachable, ConnectError, RegistryUnreachable) as exc:
+    except (BrokerUnreachable, ConnectError, RegistryUnreachable, IndexUnavailable) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(EXIT_UNAVAILABLE) from None
     except (OperationFailed, NotApplied, AdminError, SchemaRejected) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from None
+
+
+def index_behind(missing: int) -> None:
+    """Say so when an answer from the index may lack the newest records."""
+    if missing:
+        err.print(
+            f"[yellow]the index is {missing} records behind the trail topics: the newest "
+            "hops may be missing (`govsync index status`)[/yellow]"
+        )
+
+
+@contextmanager
+def progress(description: str, *, quiet: bool = False) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr for long work; yields ``update(done, total)``. ``quiet``
+    (e.g. with --json): no bar."""
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def print_json(value: object) -> None:

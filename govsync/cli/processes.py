@@ -108,3 +108,26 @@ def monitor(
     logs.configure()
     with errors():
         dashboard.serve(settings)
+
+
+@app.command()
+def indexer(
+    background: Annotated[bool, typer.Option(help="Run detached; logs in the state dir.")] = False,
+) -> None:
+    """Keep the operations indexes (lineage, audit entries, awaited receipts) in the index
+    database, exactly once with govsync.trace and govsync.audit."""
+    settings = Settings.from_env()
+    if background:
+        from govsync.stack.background import INDEXER_PROGRAM, start_indexer
+
+        with errors():
+            started = start_indexer(settings)
+        log = settings.path("logs", f"{INDEXER_PROGRAM}.log")
+        console.print(f"indexer running (pid {started.pid}, log {log})")
+        return
+    from govsync.index import indexer as index_writer
+    from streams.worker.process import stop_on_signals
+
+    logs.configure()
+    with errors():
+        index_writer.run(settings, stop_on_signals())

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from govsync.cli.output import JsonFlag, console, errors, print_json
+from govsync.cli.output import JsonFlag, console, errors, index_behind, print_json
 from govsync.cli.topology import in_force
 from streams.config.settings import Settings
 
@@ -25,14 +25,15 @@ def receipts_overdue(
     import time
     from datetime import datetime
 
+    from govsync.index import queries
     from streams.model.topology import CST
-    from streams.trail import receipts
 
     settings = Settings.from_env()
     with errors():
         topology = in_force(settings)
-        book = receipts.from_trace(settings, topology)
-    waiting = book.unanswered(topology, int(time.time() * 1000))
+        with queries.current(settings) as (conn, missing):
+            waiting = queries.unanswered(conn, topology, int(time.time() * 1000))
+    index_behind(missing)
     shown = [w for w in waiting if show_all or w.overdue]
     if as_json:
         print_json([{**w.model_dump(), "overdue": w.overdue} for w in shown])

@@ -64,6 +64,7 @@ def _status_table(report: StackStatus) -> None:
             data.get("bootstrap")
             or data.get("url")
             or (f"{data['host']}:{data['port']}" if "host" in data else "")
+            or (f"database {data['database']}" if "database" in data else "")
         )
         rows = [(f"{name}/{i['id']}", i) for i in data.get("instances") or []] or [(name, data)]
         for label, row in rows:

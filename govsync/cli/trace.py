@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from govsync.cli.output import EXIT_FAILED, JsonFlag, console, err, errors, print_json
+from govsync.cli.output import (
+    EXIT_FAILED,
+    JsonFlag,
+    console,
+    err,
+    errors,
+    index_behind,
+    print_json,
+)
 from govsync.cli.topology import in_force
 from streams.config.settings import Settings
 from streams.contract.topics import TRACE_TOPIC
@@ -26,13 +34,16 @@ def trace(
     gives every change of that entity, newest first."""
     import time
 
+    from govsync.index import queries
     from streams.trail import lineage
 
     settings = Settings.from_env()
     with errors():
         topology = in_force(settings)
-        hops = lineage.read(settings, query=query)
+        with queries.current(settings) as (conn, missing):
+            hops = queries.hops(conn, query)
         found = lineage.traces(hops, query, topology, int(time.time() * 1000))
+    index_behind(missing)
     if as_json:
         print_json([{**t.model_dump(), "complete": t.complete} for t in found])
     else:

@@ -34,6 +34,7 @@ from streams.contract.topics import (
     CONNECT_PREFIX,
     DELIVERY_PREFIX,
     GOVSYNC_PREFIX,
+    INDEX_GROUP,
     LEDGER,
     MASTER_PREFIX,
     RECEIPTS_TOPIC,
@@ -60,6 +61,7 @@ def principals(topology: Topology) -> list[str]:
     return [
         credentials.WORKER,
         credentials.LEDGER,
+        credentials.INDEXER,
         credentials.CONNECT,
         *sorted(topology.departments),
     ]
@@ -96,6 +98,14 @@ def grants(topology: Topology) -> set[_Grant]:
         (ledger, ResourceType.TRANSACTIONAL_ID, stage_group(LEDGER), _PREFIXED, describe),
         (ledger, ResourceType.BROKER, "kafka-cluster", _LITERAL, AclOperation.IDEMPOTENT_WRITE),
     }
+    # The indexer only reads the trail (govsync/index); its group is never joined or
+    # committed to, but the consumer looks up its coordinator.
+    wanted |= {
+        (credentials.INDEXER, _TOPIC, topic, _LITERAL, op)
+        for topic in (TRACE_TOPIC, AUDIT_TOPIC)
+        for op in (read, describe)
+    }
+    wanted.add((credentials.INDEXER, _GROUP, INDEX_GROUP, _LITERAL, read))
     for prefix in (f"{CONNECT_PREFIX}-", "__debezium-heartbeat."):
         wanted.add((connect, _TOPIC, prefix, _PREFIXED, AclOperation.ALL))
     wanted |= {

@@ -42,18 +42,17 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel
 
 from govsync.errors import OperationFailed
+from govsync.index import indexer, queries, store
 from govsync.ops import dlq, lag
 from govsync.ops.dlq import HeldRecord, SourceAccount
 from govsync.ops.instances import WorkerInstance, worker_instances
 from govsync.ops.lag import STATUS_ORDER, GroupState, LagReport, Status
 from streams.config.settings import Settings
-from streams.contract.records import Hop
-from streams.contract.topics import NORMALIZE, TRACE_TOPIC, stage_group
-from streams.kafka import admin, applied, topic_reader
+from streams.contract.topics import DLQ_TOPIC, NORMALIZE, stage_group
+from streams.kafka import admin, applied
 from streams.kafka.admin import AdminError
-from streams.kafka.serde import RegistryUnreachable, ValueDeserializer, registry_client
+from streams.kafka.serde import RegistryUnreachable
 from streams.model.topology import Topology
-from streams.trail import receipts
 from streams.trail.receipts import Unanswered
 
 log = logging.getLogger("govsync.monitor")
@@ -119,6 +118,10 @@ class MonitorState(BaseModel):
     checked_at: datetime | None = None  # the last attempt, successful or not
     seconds_taken: float | None = None
     error: str | None = None  # why the last attempt failed; the data is the last good one
+    # What the measurement under way is waiting for (None between measurements): the page
+    # says it instead of a bare "no measurement yet", and when the numbers shown are stale.
+    waiting_for: str | None = None
+    index_behind: int | None = None  # trail records the receipts index lacks (govsync.index)
     departments: list[DepartmentState] = []
     dead_letters: list[DeadLetters] = []
     accounted_at: datetime | None = None
@@ -380,11 +383,6 @@ class Refresher:
         self.settings = settings
         self.state = MonitorState()
         self._admin: AdminClient | None = None  # made on first use, by the refresher
-        # Deliveries awaiting a receipt, fed incrementally from govsync.trace: a full read
-        # of the look-back window (a day or more) every few seconds would not scale.
-        self._book = receipts.Awaiting()
-        self._trace_from: topic_reader.Offsets | None = None
-        self._decode: ValueDeserializer | None = None
         self._accounts: list[SourceAccount] = []
         self._accounted: tuple[float, datetime] | None = None  # (monotonic, wall clock)
 
@@ -411,19 +409,29 @@ class Refresher:
         state.seconds_taken = round(time.monotonic() - started, 3)
         self.state = state
 
+    def _waiting_for(self, what: str) -> None:
+        self.state = self.state.model_copy(update={"waiting_for": what})
+
     def _measure(self, now: datetime) -> MonitorState:
         settings = self.settings
+        self._waiting_for(f"the topology in force (Kafka at {settings.bootstrap})")
         topology = applied.in_force(settings).topology
         self._admin = self._admin or admin.admin_client(settings.bootstrap)
+        self._waiting_for("consumer lag of every group (Kafka)")
         report = lag.report(self._admin, settings.bootstrap, topology)
+        self._waiting_for(f"the dead-letter queue ({DLQ_TOPIC})")
         records, _ = dlq.held(settings)
         if self._accounted is None or time.monotonic() - self._accounted[0] >= ACCOUNTING_S:
+            self._waiting_for("the dead-letter accounting (captured and normalized counts)")
             self._accounts = dlq.accounting(settings, topology, records)
             self._accounted = (time.monotonic(), now)
-        waiting = self._unanswered(topology)
+        self._waiting_for(f"the receipts index (database {store.DATABASE})")
+        waiting, behind = self._unanswered(topology)
+        self._waiting_for("the worker instances' metrics")
         found = worker_instances(settings, self._admin)
         answered = {w.instance: w.text is not None for w in scrape(found)}
         return MonitorState(
+            index_behind=behind,
             at=now,
             checked_at=now,
             departments=departments(topology, report),
@@ -435,20 +443,14 @@ class Refresher:
             workers=[WorkerState(**w.model_dump(), up=answered[w.id]) for w in found],
         )
 
-    def _unanswered(self, topology: Topology) -> list[Unanswered]:
-        settings = self.settings
-        if self._decode is None:
-            self._decode = ValueDeserializer(registry_client(settings))
-        start = self._trace_from or receipts.window_start(settings, topology)
-        reached = dict(start)
-        for message in topic_reader.messages(settings.bootstrap, start, timeout=60):
-            reached[(message.topic(), message.partition())] = message.offset() + 1
-            if dict(message.headers() or []).get("stage") in (b"delivered", b"receipt"):
-                self._book.feed(Hop.model_validate(self._decode(TRACE_TOPIC, message.value())))
-        # From where reading stopped, not the high watermark: records of a transaction
-        # still open there are read next time (feeding a hop twice changes nothing).
-        self._trace_from = reached
-        return self._book.unanswered(topology, int(time.time() * 1000))
+    def _unanswered(self, topology: Topology) -> tuple[list[Unanswered], int]:
+        """From the index (govsync.index): a lookup, however long the trail's history;
+        and how many trail records the index has still to read."""
+        with store.reading(self.settings) as conn:
+            return (
+                queries.unanswered(conn, topology, int(time.time() * 1000)),
+                indexer.lacking(self.settings, conn),
+            )
 
 
 # --- serving --------------------------------------------------------------------------------

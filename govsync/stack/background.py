@@ -1,5 +1,5 @@
 """govsync's own long-running processes — worker instances, the reference sinks, the
-monitor — as supervised programs running `python -m govsync.cli <command>`.
+monitor, the indexer — as supervised programs running `python -m govsync.cli <command>`.
 
 Each worker instance is its own program, ``worker-<id>``, with ``GOVSYNC_WORKER_INSTANCE``
 set to its id. Instance 0 serves metrics on ``GOVSYNC_WORKER_PORT``; the others get
@@ -14,8 +14,10 @@ from pydantic import BaseModel
 
 from govsync.stack import supervision
 from streams.config.settings import REPO_ROOT, Settings
+from streams.kafka import credentials
 
 WORKER_PREFIX = "worker-"
+INDEXER_PROGRAM = "indexer"
 
 
 class Started(BaseModel):
@@ -87,3 +89,11 @@ def restart_worker(settings: Settings, instance: int) -> WorkerStarted:
     """Worker ``instance`` started afresh, with this command's environment."""
     supervision.stop(settings, worker_name(instance))
     return start_worker(settings, instance)
+
+
+def start_indexer(settings: Settings) -> Started:
+    """The indexer, under its own Kafka principal, started unless it already runs."""
+    env = {"GOVSYNC_KAFKA_PRINCIPAL": credentials.INDEXER}
+    program = app_program(settings, INDEXER_PROGRAM, ["indexer"], env)
+    started = supervision.start(settings, program, wait=True)
+    return Started(name=started.name, pid=started.pid)

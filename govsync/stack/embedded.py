@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from connectors.sinks import SINKS, process_name
 from govsync.control import access, provisioning
+from govsync.index import store as index_store
 from govsync.ops import instances as advertised
 from govsync.stack import background, connect, jvm, kafka, postgres, registry, seed, supervision
 from streams.config.settings import Settings
@@ -23,7 +24,11 @@ State = Literal["up", "down"]
 
 # Programs govsync itself starts besides the worker instances; stopped, with those, before
 # the stack they depend on.
-APP_PROCESSES = ("monitor", *(process_name(department) for department in SINKS))
+APP_PROCESSES = (
+    "monitor",
+    background.INDEXER_PROGRAM,
+    *(process_name(department) for department in SINKS),
+)
 # The stack's own programs, in the order `down` stops them.
 STACK_PROCESSES = (connect.NAME, registry.NAME, kafka.NAME, postgres.NAME)
 
@@ -92,6 +97,14 @@ class MonitorStatus(Supervised):
     pid: int | None = None
 
 
+class IndexerStatus(Supervised):
+    """The indexer program, and the database it writes (govsync/index)."""
+
+    state: State
+    database: str
+    pid: int | None = None
+
+
 class Components(BaseModel):
     postgres: PostgresStatus
     kafka: KafkaStatus
@@ -99,6 +112,7 @@ class Components(BaseModel):
     registry: RegistryStatus
     worker: WorkerStatus
     monitor: MonitorStatus
+    indexer: IndexerStatus
 
 
 class StackStatus(BaseModel):
@@ -123,6 +137,7 @@ def up(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> 
     postgres.start(settings)
     databases = department_databases(topology)
     postgres.ensure_databases(settings, [*databases, postgres.REGISTRY_DATABASE])
+    index_store.ensure(settings)
     progress("seeding the department databases")
     data = seed.generate()
     for department in sorted(set(databases) & set(seed.seeded_departments())):
@@ -138,6 +153,8 @@ def up(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> 
     registry.start(settings, topology)
     progress("starting Kafka Connect")
     connect.start(settings)
+    progress("starting the indexer")
+    background.start_indexer(settings)
 
 
 def apply_topology(
@@ -258,6 +275,11 @@ def status(settings: Settings) -> StackStatus:
                 state=state(running("monitor")),
                 url=f"http://{settings.host}:{settings.monitor_port}/",
                 **supervised("monitor"),
+            ),
+            indexer=IndexerStatus(
+                state=state(running(background.INDEXER_PROGRAM)),
+                database=index_store.DATABASE,
+                **supervised(background.INDEXER_PROGRAM),
             ),
         ),
     )

@@ -79,6 +79,7 @@ def stage_member(stage: str, instance: str) -> str:
 LEDGER_TAIL_GROUP = "govsync-ledger-tail"  # reads a chain's head back
 LAG_PROBE_GROUP = "govsync-lag-probe"  # `govsync lag` reads the oldest waiting record
 READER_GROUP = "govsync-reader"  # the operations tools' topic reader
+INDEX_GROUP = "govsync-index"  # the indexer's: it assigns itself, never commits
 DLQ_REPROCESS_ID = "govsync-dlq-reprocess"  # `govsync dlq reprocess`'s transactional.id
 CONNECT_PREFIX = "govsync-connect"  # Connect's group and its internal topics
 

@@ -24,6 +24,7 @@ from streams.config.settings import Settings
 
 ADMIN, WORKER, CONNECT, CONTROLLER = "admin", "worker", "connect", "controller"
 LEDGER = "ledger"  # the worker's lineage and audit stage: reads deliveries, writes the trail
+INDEXER = "indexer"  # reads the trail into the index database (govsync/index)
 MECHANISM = "SCRAM-SHA-512"
 SCRAM_ITERATIONS = 8192
 

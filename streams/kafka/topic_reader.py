@@ -60,7 +60,17 @@ RETRIABLE_FOR_S = 30.0
 
 
 def end_offsets(bootstrap: str, topics: Iterable[str]) -> Offsets:
-    """The current end (high watermark) of every partition of ``topics``.
+    """The current end (high watermark) of every partition of ``topics``."""
+    return {tp: high for tp, (_, high) in watermarks(bootstrap, topics).items()}
+
+
+def log_starts(bootstrap: str, topics: Iterable[str]) -> Offsets:
+    """The first offset retention has kept on every partition of ``topics``."""
+    return {tp: low for tp, (low, _) in watermarks(bootstrap, topics).items()}
+
+
+def watermarks(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], tuple[int, int]]:
+    """(log start, end) of every partition of ``topics``.
 
     A broker that has just restarted answers NOT_LEADER and the like while it takes its
     partitions back: such retriable errors are retried for a while before Kafka counts
@@ -75,7 +85,7 @@ def end_offsets(bootstrap: str, topics: Iterable[str]) -> Offsets:
                 return {
                     (topic, partition): consumer.get_watermark_offsets(
                         TopicPartition(topic, partition), timeout=10
-                    )[1]
+                    )
                     for topic in topics
                     for partition in metadata.topics[topic].partitions
                 }

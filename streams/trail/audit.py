@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, Unpack
 
@@ -158,11 +158,23 @@ class Tampering(BaseModel):
     message: str
 
 
+class Resume(BaseModel):
+    """A checkpoint record up to which a chain was found intact: a later walk can start
+    there instead of at the chain's start (``audit verify --incremental``)."""
+
+    offset: int
+    seq: int
+    prev_sha256: str
+
+
 class VerifyReport(BaseModel):
     records: int
     checkpoints: int
     head_sha256: str
     findings: list[Tampering]
+    from_offset: int = 0  # where the walk began (0: the chain's start)
+    # The last checkpoint with nothing wrong before it in this walk.
+    checkpoint: Resume | None = None
 
     @property
     def intact(self) -> bool:
@@ -356,6 +368,40 @@ class _Verifier:
             self.add(offset, record, "altered", message)
 
 
+class ChainWalk:
+    """:func:`verify` fed one record at a time, so a chain of any length is walked in
+    bounded memory; optionally from a checkpoint an earlier walk found intact."""
+
+    def __init__(self, *, window: int = 100_000, resume: Resume | None = None) -> None:
+        self._verifier = _Verifier(window)
+        self._from = 0
+        self._checkpoint: Resume | None = None
+        if resume is not None:
+            # The checkpoint itself is walked again: its count and head are checked.
+            self._verifier.expected = resume.seq
+            self._verifier.heads = (resume.prev_sha256,)
+            self._from = resume.offset
+        self._current: tuple[int, AuditRecord] | None = None
+
+    def feed(self, offset: int, record: AuditRecord) -> None:
+        if self._current is not None:
+            self._step(*self._current, record)
+        self._current = (offset, record)
+
+    def _step(self, offset: int, record: AuditRecord, following: AuditRecord | None) -> None:
+        verifier = self._verifier
+        verifier.step(offset, record, following)
+        if record.kind == "checkpoint" and not verifier.findings and not verifier.gaps:
+            self._checkpoint = Resume(offset=offset, seq=record.seq, prev_sha256=record.prev_sha256)
+
+    def report(self) -> VerifyReport:
+        if self._current is not None:
+            self._step(*self._current, None)
+            self._current = None
+        report = self._verifier.report()
+        return report.model_copy(update={"from_offset": self._from, "checkpoint": self._checkpoint})
+
+
 def verify(records: Iterable[tuple[int, AuditRecord]], *, window: int = 100_000) -> VerifyReport:
     """Check one partition's records, given in offset order as ``(offset, record)``.
 
@@ -363,26 +409,26 @@ def verify(records: Iterable[tuple[int, AuditRecord]], *, window: int = 100_000)
     findings is :attr:`VerifyReport.intact`. ``window`` bounds how far back a repeated
     seq is compared with its original (memory stays bounded on a long chain).
     """
-    verifier = _Verifier(window)
-    pairs: Iterator[tuple[int, AuditRecord]] = iter(records)
-    current = next(pairs, None)
-    while current is not None:
-        following = next(pairs, None)
-        verifier.step(*current, following[1] if following is not None else None)
-        current = following
-    return verifier.report()
+    walk = ChainWalk(window=window)
+    for offset, record in records:
+        walk.feed(offset, record)
+    return walk.report()
 
 
 # --- reading the trail on Kafka ------------------------------------------------------------
 
 
 def read(
-    settings: Settings, topic: str = AUDIT_TOPIC, key: str | None = None
+    settings: Settings,
+    topic: str = AUDIT_TOPIC,
+    key: str | None = None,
+    start: topic_reader.Offsets | None = None,
 ) -> dict[int, list[tuple[int, AuditRecord]]]:
-    """Every chain on ``topic``: partition → (offset, record) in offset order; with ``key``,
-    only the records of that entity (matched on the Kafka key before decoding)."""
+    """Every chain on ``topic`` (from ``start``, default the beginning): partition →
+    (offset, record) in offset order; with ``key``, only the records of that entity
+    (matched on the Kafka key before decoding)."""
     decode = ValueDeserializer(registry_client(settings))
-    start = topic_reader.beginning(settings.bootstrap, [topic])
+    start = start or topic_reader.beginning(settings.bootstrap, [topic])
     chains: dict[int, list[tuple[int, AuditRecord]]] = {partition: [] for _, partition in start}
     wanted = key.encode() if key is not None else None
     for message in topic_reader.messages(settings.bootstrap, start, timeout=600):
@@ -392,9 +438,41 @@ def read(
     return chains
 
 
-def verify_topic(settings: Settings, topic: str = AUDIT_TOPIC) -> dict[int, VerifyReport]:
-    """Each chain's verdict, by partition."""
-    return {partition: verify(records) for partition, records in read(settings, topic).items()}
+def verify_topic(
+    settings: Settings,
+    topic: str = AUDIT_TOPIC,
+    *,
+    resume: Mapping[int, Resume] | None = None,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> dict[int, VerifyReport]:
+    """Each chain's verdict, by partition: every chain walked from its start (or from
+    its ``resume`` checkpoint) to its end, a batch at a time, in bounded memory.
+    ``progress(done, total)`` after each batch, in records."""
+    resume = resume or {}
+    decode = ValueDeserializer(registry_client(settings))
+    marks = topic_reader.watermarks(settings.bootstrap, [topic])
+    starts = {p: resume[p].offset if p in resume else None for _, p in marks}
+    walks = {p: ChainWalk(resume=resume.get(p)) for _, p in marks}
+    total = sum(high - max(low, starts[p] or 0) for (_, p), (low, high) in marks.items())
+    done = 0
+    tail = topic_reader.ChangelogTail(settings.bootstrap, topic, starts)
+    try:
+        while True:
+            batch = tail.read()
+            for partition, messages in batch.items():
+                walk = walks[partition]
+                for message in messages:
+                    walk.feed(
+                        message.offset(),
+                        AuditRecord.model_validate(decode(topic, message.value())),
+                    )
+                done += len(messages)
+            progress(min(done, total), total)
+            if not tail.remaining:
+                break
+    finally:
+        tail.close()
+    return {partition: walk.report() for partition, walk in sorted(walks.items())}
 
 
 class Received(BaseModel):

@@ -42,6 +42,7 @@ from govsync.stack.background import start_app_process, start_worker, worker_nam
 from tests.integration import load
 from tests.integration.companies import TAX
 from tests.integration.conftest import Stack
+from tests.integration.programs import kill_9, running
 
 pytestmark = pytest.mark.stack
 
@@ -98,31 +99,6 @@ def run_with_fault(
 
 
 # --- faults ------------------------------------------------------------------------------
-
-
-def running(stack: Stack, name: str) -> bool:
-    program = supervision.status(stack.settings, name)
-    return program is not None and program.running
-
-
-def kill_9(stack: Stack, name: str) -> int:
-    """SIGKILL the program's process, by the pid supervisord gives; then wait until
-    supervisord has started it again (a new pid, RUNNING). Returns the killed pid."""
-    program = supervision.status(stack.settings, name)
-    assert program is not None and program.pid is not None, f"{name} is not running"
-    os.kill(program.pid, signal.SIGKILL)
-    wait_restarted(stack, name, program.pid)
-    return program.pid
-
-
-def wait_restarted(stack: Stack, name: str, old_pid: int, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        program = supervision.status(stack.settings, name)
-        if program is not None and program.running and program.pid != old_pid:
-            return
-        assert time.monotonic() < deadline, f"supervisord did not bring {name} back: {program}"
-        time.sleep(0.2)
 
 
 def connector_running(stack: Stack) -> bool:

@@ -11,8 +11,6 @@ sink has exactly one receipt in the trail.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 import uuid
 from collections import Counter
@@ -27,6 +25,7 @@ from streams.kafka import topic_reader
 from tests.integration import load
 from tests.integration.companies import SOCIAL, TAX, govsync
 from tests.integration.conftest import Stack
+from tests.integration.programs import kill_9
 from tests.integration.topologies import delete_topic, edited, with_subscription
 
 pytestmark = pytest.mark.stack
@@ -60,13 +59,6 @@ def workers(stack: Stack) -> Iterator[None]:
         background.start_worker(stack.settings, 0)
 
 
-def kill_9(stack: Stack, program: str) -> int:
-    status = supervision.status(stack.settings, program)
-    assert status is not None and status.pid is not None, f"{program} is not running"
-    os.kill(status.pid, signal.SIGKILL)
-    return status.pid
-
-
 def test_three_workers_a_kill_a_fourth_and_a_new_topic_lose_and_double_nothing(
     stack: Stack, workers: None, tmp_path: Path
 ) -> None:
@@ -77,7 +69,7 @@ def test_three_workers_a_kill_a_fourth_and_a_new_topic_lose_and_double_nothing(
     thread = load.start_load(stack, usccs, TOTAL, run_id, rate=RATE)
     try:
         thread.progress.wait_for(KILL_AT)
-        killed = kill_9(stack, background.worker_name(1))
+        killed = kill_9(stack, background.worker_name(1), wait=False)
         thread.progress.wait_for(ADD_AT)
         added = background.add_worker(stack.settings)  # a fourth: the lowest id not configured
         assert added.instance >= WORKERS and added.pid is not None, added

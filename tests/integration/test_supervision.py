@@ -60,8 +60,10 @@ def test_a_killed_sink_and_worker_come_back_by_themselves_and_status_says_why(
 
 def test_every_component_reports_restarts_and_last_exit(stack: Stack) -> None:
     components = status_json()
-    for name in ("postgres", "kafka", "connect", "registry", "worker", "monitor"):
+    for name in ("postgres", "kafka", "connect", "registry", "worker", "monitor", "indexer"):
         assert {"restarts", "last_exit"} <= set(components[name]), name
+    assert components["indexer"]["state"] == "up"
+    assert components["indexer"]["database"] == "govsync"
     for instance in components["worker"]["instances"]:
         assert set(instance) >= {"id", "pid", "metrics_url", "state", "restarts", "last_exit"}
 

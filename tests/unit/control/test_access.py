@@ -16,7 +16,13 @@ from tests.unit.examples import TOPOLOGY
 
 
 def test_every_department_and_service_gets_a_principal() -> None:
-    assert set(principals(TOPOLOGY)) == {"worker", "ledger", "connect", *TOPOLOGY.departments}
+    assert set(principals(TOPOLOGY)) == {
+        "worker",
+        "ledger",
+        "indexer",
+        "connect",
+        *TOPOLOGY.departments,
+    }
     assert "admin" not in principals(TOPOLOGY)  # a super user, from the broker config
 
 
@@ -50,6 +56,15 @@ def test_the_worker_writes_deliveries_but_does_not_read_them() -> None:
     assert ("cdc.", AclOperation.WRITE) not in worker
 
 
+def test_the_indexer_only_reads_the_trail() -> None:
+    indexer = {(kind, name, op) for who, kind, name, _, op in grants(TOPOLOGY) if who == "indexer"}
+    assert indexer == {
+        (ResourceType.TOPIC, topic, op)
+        for topic in ("govsync.trace", "govsync.audit")
+        for op in (AclOperation.READ, AclOperation.DESCRIBE)
+    } | {(ResourceType.GROUP, "govsync-index", AclOperation.READ)}
+
+
 def test_only_admin_and_connect_may_write_schemas(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path)
     realm = registry.users_config(settings, TOPOLOGY)
@@ -60,7 +75,7 @@ def test_only_admin_and_connect_may_write_schemas(tmp_path: Path) -> None:
     )
     assert roles.pop("admin") == "sr-admin"
     assert roles.pop("connect") == "sr-developer"
-    assert set(roles) == {"worker", "ledger", *TOPOLOGY.departments}
+    assert set(roles) == {"worker", "ledger", "indexer", *TOPOLOGY.departments}
     assert set(roles.values()) == {"sr-readonly"}
     for principal in ("admin", "connect", *roles):
         secret = credentials.registry_password(settings, principal)

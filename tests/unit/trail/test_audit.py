@@ -16,7 +16,16 @@ from hypothesis import strategies as st
 from govsync.control.schema_files import SCHEMAS_DIR
 from streams.contract.records import AUDIT_KINDS, AuditRecord
 from streams.contract.schemas import audit_schema, schema_files
-from streams.trail.audit import GENESIS, Chain, Tampering, record_hash, verify
+from streams.trail.audit import (
+    GENESIS,
+    Chain,
+    ChainWalk,
+    Resume,
+    Tampering,
+    VerifyReport,
+    record_hash,
+    verify,
+)
 from tests.unit.examples import STATE, TOPOLOGY
 
 APPROVAL = {
@@ -397,3 +406,44 @@ def test_an_optional_field_added_later_leaves_earlier_hashes_valid() -> None:
     (record,) = Chain().append("receipt", 1, "tax", event_id="e1")
     assert "fields" not in record.body() and "department" not in record.body()
     assert record_hash(record.prev_sha256, record.body()) == record.sha256
+
+
+# --- walking from a checkpoint (audit verify --incremental) -------------------------------
+
+
+def _walk(records: list[tuple[int, AuditRecord]], resume: Resume | None = None) -> VerifyReport:
+    walk = ChainWalk(resume=resume)
+    for offset, record in records:
+        walk.feed(offset, record)
+    return walk.report()
+
+
+def test_a_walk_remembers_the_last_checkpoint_it_found_intact_up_to() -> None:
+    report = _walk(_at(SHORT))
+    assert report.intact and report.checkpoint is not None
+    last = max(i for i, r in enumerate(SHORT) if r.kind == "checkpoint")
+    assert report.checkpoint == Resume(
+        offset=_offset(last), seq=SHORT[last].seq, prev_sha256=SHORT[last].prev_sha256
+    )
+
+
+def test_no_checkpoint_is_remembered_past_a_finding() -> None:
+    tampered = [*SHORT]
+    tampered[2] = tampered[2].model_copy(update={"actor": "someone"})
+    report = _walk(_at(tampered))
+    assert not report.intact and report.checkpoint is None
+
+
+def test_a_walk_from_a_checkpoint_reads_only_the_rest_and_still_finds_tampering() -> None:
+    at = _at(SHORT)
+    checkpoint = _walk(at[:20]).checkpoint  # checkpoints at indexes 5, 11, 17
+    assert checkpoint is not None and checkpoint.offset == _offset(17)
+    rest = at[17:]
+    resumed = _walk(rest, checkpoint)
+    assert resumed.intact and resumed.records == len(rest)
+    assert (resumed.from_offset, resumed.head_sha256) == (_offset(17), SHORT[-1].sha256)
+    altered = [*rest]
+    altered[4] = (altered[4][0], altered[4][1].model_copy(update={"actor": "someone"}))
+    assert [f.problem for f in _walk(altered, checkpoint).findings] == ["altered"]
+    # A tail that no longer starts at the checkpoint's link is caught at once.
+    assert not _walk(at[18:], checkpoint).intact

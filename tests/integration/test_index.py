@@ -1,0 +1,302 @@
+"""The operations indexes on the real stack: they hold exactly what the trail topics hold
+(nothing twice, nothing skipped, even when the indexer is killed mid-stream), `trace`,
+`who-received` and `receipts overdue` answer from them the same as a read of the topics
+would, and a rebuild (interrupted, then resumed) recreates the same rows."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from govsync.index import indexer, queries, store
+from govsync.stack import background
+from streams.contract.topics import AUDIT_TOPIC, TRACE_TOPIC
+from streams.kafka import topic_reader
+from streams.trail import audit, lineage
+from tests.integration.companies import GOVSYNC, TAX, govsync, insert, new_company, update
+from tests.integration.conftest import Stack
+from tests.integration.programs import kill_9
+
+CHANGES = 60
+
+
+def run_json(*args: str) -> object:
+    result = govsync(*args, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def index(stack: Stack) -> Iterator[psycopg.Connection]:
+    with store.reading(stack.settings) as conn:
+        yield conn
+
+
+def caught_up(stack: Stack, conn: psycopg.Connection, timeout: float = 120.0) -> None:
+    missing = indexer.wait_for(stack.settings, conn, timeout)
+    assert missing == 0, f"the index is still {missing} records behind"
+
+
+def positions_on_topic(
+    stack: Stack, start: topic_reader.Offsets
+) -> dict[str, set[tuple[int, int]]]:
+    """(partition, offset) of every record on the trail topics from ``start``."""
+    found: dict[str, set[tuple[int, int]]] = {TRACE_TOPIC: set(), AUDIT_TOPIC: set()}
+    for message in topic_reader.messages(stack.settings.bootstrap, start, timeout=300):
+        found[message.topic()].add((message.partition(), message.offset()))
+    return found
+
+
+def positions_indexed(
+    conn: psycopg.Connection, start: topic_reader.Offsets
+) -> dict[str, set[tuple[int, int]]]:
+    """The same, as the index holds them: hop rows, audit rows and the records the
+    indexer could not read (audit links naming no entity are read but not kept)."""
+
+    def rows(sql: str, topic: str) -> set[tuple[int, int]]:
+        return {
+            (partition, offset)
+            for partition, offset in conn.execute(sql)
+            if offset >= start.get((topic, partition), 0)
+        }
+
+    return {
+        TRACE_TOPIC: rows('SELECT partition, "offset" FROM hop', TRACE_TOPIC)
+        | rows(
+            f"SELECT partition, \"offset\" FROM unindexed WHERE topic = '{TRACE_TOPIC}'",
+            TRACE_TOPIC,
+        ),
+        AUDIT_TOPIC: rows('SELECT partition, "offset" FROM audit_entry', AUDIT_TOPIC),
+    }
+
+
+def changing(stack: Stack, uscc: str, count: int) -> threading.Thread:
+    def run() -> None:
+        for n in range(count):
+            update(stack, uscc, "reg_capital = %s", (1_000_001 + n,))
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_the_indexer_killed_mid_stream_indexes_every_trail_record_once(
+    stack: Stack, index: psycopg.Connection
+) -> None:
+    company = new_company()
+    insert(stack, company)
+    start = stack.offsets(TRACE_TOPIC, AUDIT_TOPIC)
+    thread = changing(stack, company.credit_code, CHANGES)
+    time.sleep(1.0)
+    kill_9(stack, background.INDEXER_PROGRAM)
+    thread.join(60)
+    # Every change answered by its receipt: the trail holds all it will for them.
+    receipts = "SELECT count(*) FROM hop WHERE entity_key = %s AND stage = 'receipt'"
+    deadline = time.monotonic() + 120
+    while True:
+        caught_up(stack, index)
+        row = index.execute(receipts, (company.credit_code,)).fetchone()
+        if row is not None and row[0] >= CHANGES:
+            break
+        assert time.monotonic() < deadline, f"{row} receipts indexed of {CHANGES} changes"
+        time.sleep(1)
+    on_topic, indexed = positions_on_topic(stack, start), positions_indexed(index, start)
+    assert indexed[TRACE_TOPIC] == on_topic[TRACE_TOPIC]
+    # Audit links that name no entity (topology changes, replays, checkpoints) are not kept.
+    assert indexed[AUDIT_TOPIC] <= on_topic[AUDIT_TOPIC]
+    assert len(on_topic[AUDIT_TOPIC] - indexed[AUDIT_TOPIC]) < len(on_topic[AUDIT_TOPIC]) / 10
+
+
+def test_trace_and_who_received_answer_from_the_index_as_the_topics_would(
+    stack: Stack, index: psycopg.Connection
+) -> None:
+    company = new_company()
+    start = stack.offsets(TRACE_TOPIC, AUDIT_TOPIC)
+    insert(stack, company)
+    update(stack, company.credit_code, "reg_status = '4'")
+    uscc = company.credit_code
+
+    def receipted() -> bool:
+        return any(
+            sum(s["stage"] == "receipt" for s in trace["steps"]) == 2
+            and trace["kind"] == "deregistered"
+            for trace in run_json("trace", uscc)  # type: ignore[union-attr]
+        )
+
+    deadline = time.monotonic() + 120
+    while not receipted():
+        assert time.monotonic() < deadline, f"no complete deregistration trace of {uscc}"
+        time.sleep(1)
+    caught_up(stack, index)
+    # The company is new: everything about it is on the topics after ``start``.
+    trace_from = {tp: o for tp, o in start.items() if tp[0] == TRACE_TOPIC}
+    audit_from = {tp: o for tp, o in start.items() if tp[0] == AUDIT_TOPIC}
+    from_topic = lineage.read(stack.settings, query=uscc, start=trace_from)
+    from_index = queries.hops(index, uscc)
+    assert sorted(from_index, key=lambda h: h.position) == sorted(
+        from_topic, key=lambda h: h.position
+    )
+    received = audit.who_received(audit.read(stack.settings, key=uscc, start=audit_from), uscc)
+    assert [r.model_dump() for r in received] == run_json("audit", "who-received", uscc)
+    assert {r.department for r in received} == {"tax", "social_security"}
+
+
+def test_receipts_awaited_follow_the_sink(stack: Stack, index: psycopg.Connection) -> None:
+    """A delivery is awaited while the tax sink is stopped, and answered once it runs."""
+    from govsync.stack import supervision
+
+    company = new_company()
+    supervision.stop(stack.settings, "tax-sink")
+    try:
+        insert(stack, company)
+        start = stack.offsets(TAX)
+        stack.read_until(start, lambda rs: any(r.key == company.credit_code for r in rs))
+        caught_up(stack, index)
+        awaited = run_json("receipts", "overdue", "--all")
+        assert any(w["entity_key"] == company.credit_code for w in awaited)  # type: ignore[union-attr]
+    finally:
+        background.start_app_process(stack.settings, "tax-sink", ["sink", "tax"])
+    deadline = time.monotonic() + 120
+    while any(
+        w["entity_key"] == company.credit_code  # type: ignore[index]
+        for w in run_json("receipts", "overdue", "--all")  # type: ignore[union-attr]
+    ):
+        assert time.monotonic() < deadline, "the receipt never answered the delivery"
+        time.sleep(1)
+
+
+def fingerprint(conn: psycopg.Connection, below: topic_reader.Offsets) -> tuple[int, str]:
+    """Count and hash of the hop and audit rows before ``below`` (what a rebuild targets)."""
+    limits = json.dumps({f"{t}/{p}": o for (t, p), o in below.items()})
+    row = conn.execute(
+        """
+        WITH limits AS (SELECT key, value::bigint AS below FROM jsonb_each_text(%s::jsonb)),
+        rows AS (
+            SELECT 'h' || h.partition || '/' || h."offset" || h.event_id || h.stage
+                || coalesce(h.department, '') AS r
+            FROM hop h JOIN limits l ON l.key = %s || '/' || h.partition
+            WHERE h."offset" < l.below
+            UNION ALL
+            SELECT 'a' || a.partition || '/' || a."offset" || a.sha256
+            FROM audit_entry a JOIN limits l ON l.key = %s || '/' || a.partition
+            WHERE a."offset" < l.below
+        )
+        SELECT count(*), coalesce(md5(string_agg(r, ',' ORDER BY r)), '') FROM rows
+        """,
+        (limits, TRACE_TOPIC, AUDIT_TOPIC),
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), str(row[1])
+
+
+def test_a_rebuild_interrupted_and_resumed_recreates_the_same_index(
+    stack: Stack, index: psycopg.Connection
+) -> None:
+    caught_up(stack, index)
+    target = stack.offsets(TRACE_TOPIC, AUDIT_TOPIC)
+    caught_up(stack, index)
+    before = fingerprint(index, target)
+    assert before[0] > 0
+    interrupted = subprocess.Popen(
+        [str(GOVSYNC), "index", "rebuild", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        # The rebuild's row and the emptied tables commit together: once its row shows,
+        # any hop is one the rebuild wrote.
+        started = (
+            "SELECT EXISTS (SELECT 1 FROM rebuild WHERE finished_at IS NULL)"
+            " AND EXISTS (SELECT 1 FROM hop)"
+        )
+        deadline = time.monotonic() + 60
+        while not index.execute(started).fetchone()[0]:  # type: ignore[index]
+            assert time.monotonic() < deadline and interrupted.poll() is None
+            time.sleep(0.1)
+    finally:
+        interrupted.send_signal(signal.SIGKILL)
+        interrupted.wait(30)
+    status = run_json("index", "status")
+    assert status["rebuilding"] is True  # type: ignore[index]
+    resumed = run_json("index", "rebuild")
+    assert resumed["resumed"] is True  # type: ignore[index]
+    assert run_json("index", "status")["rebuilding"] is False  # type: ignore[index]
+    background.start_indexer(stack.settings)  # the killed rebuild could not start it again
+    caught_up(stack, index)
+    assert fingerprint(index, target) == before
+
+
+@pytest.fixture
+def scratch(stack: Stack) -> Iterator[psycopg.Connection]:
+    """An index database of its own (same schema), dropped afterwards."""
+    index = store.Index(database=f"govsync_test_{uuid.uuid4().hex[:8]}")
+    store.ensure(stack.settings, index)
+    try:
+        with indexer.writer_connection(stack.settings, index=index) as conn:
+            yield conn
+    finally:
+        with psycopg.connect(stack.settings.pg_conninfo("postgres"), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{index.database}" WITH (FORCE)')
+
+
+def hop_batch(*hops: tuple[str, str, str], at: int = 0) -> indexer.Batch:
+    """Hops (stage, event_id, subscription) at consecutive trace offsets from ``at``."""
+    batch = indexer.Batch()
+    for n, (stage, event_id, subscription) in enumerate(hops):
+        indexer._hop(
+            batch,
+            0,
+            at + n,
+            {
+                "event_id": event_id,
+                "stage": stage,
+                "kind": "updated",
+                "entity": "enterprise",
+                "entity_key": "91310000MA1FL8XQ30",
+                "department": subscription.split(".")[0],
+                "subscription": subscription,
+                "topic": "t",
+                "partition": 0,
+                "offset": n,
+                "at_ms": 1_700_000_000_000 + n,
+                "source_ts_ms": 1_700_000_000_000,
+                "outcome": "applied" if stage == "receipt" else None,
+                "reason": None,
+            },
+        )
+    batch.next_offsets[(TRACE_TOPIC, 0)] = at + len(hops)
+    return batch
+
+
+def awaited(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    return sorted(conn.execute("SELECT event_id, subscription FROM awaited").fetchall())
+
+
+def test_a_delivery_is_awaited_until_its_receipt_whatever_the_order(
+    scratch: psycopg.Connection, stack: Stack
+) -> None:
+    tax, social = "tax.enterprise", "social_security.enterprise"
+    indexer.write(scratch, hop_batch(("delivered", "e1", tax), ("delivered", "e1", social)))
+    assert awaited(scratch) == [("e1", social), ("e1", tax)]
+    # A receipt answers its own subscription's delivery only.
+    indexer.write(scratch, hop_batch(("receipt", "e1", tax), at=2))
+    assert awaited(scratch) == [("e1", social)]
+    # A receipt indexed before its delivery (another topic, another order): never awaited,
+    # not even when the delivery is seen again; nor is a delivery and its receipt in one batch.
+    indexer.write(scratch, hop_batch(("receipt", "e2", tax), at=3))
+    indexer.write(scratch, hop_batch(("delivered", "e2", tax), ("delivered", "e2", tax), at=4))
+    indexer.write(scratch, hop_batch(("delivered", "e3", tax), ("receipt", "e3", tax), at=6))
+    assert awaited(scratch) == [("e1", social)]
+    # The monitor and `receipts overdue` list only subscriptions still in the topology.
+    found = queries.unanswered(scratch, stack.topology, 1_700_000_000_000 + 3_600_000)
+    assert [(w.event_id, w.subscription) for w in found] == [("e1", social)]
+    assert store.positions(scratch, (TRACE_TOPIC,)) == {(TRACE_TOPIC, 0): 8}
