@@ -1,7 +1,8 @@
 """The operations indexes (govsync/index) on a large history: rebuild time and the cost of
 the questions they answer.
 
-Why: `govsync trace`, `govsync audit who` and `govsync receipts` answer from the index;
+Why: `govsync trace`, `govsync audit who-received` and `govsync receipts overdue` answer from the
+index;
 its promise is that a question costs an index lookup however long the history is. Going
 through SQL and Debezium, 10 M changes would take days, so the history is generated
 straight into two scratch topics (``govsync.bench.trace-<run>``, ``govsync.bench.audit-<run>``,
