@@ -37,7 +37,7 @@ from govsync.index import store
 from streams.config.settings import Settings
 from streams.contract.topics import INDEX_GROUP
 from streams.kafka import admin, topic_reader
-from streams.kafka.serde import ValueDeserializer, registry_client
+from streams.kafka.serde import RegistryCodec, registry_client
 
 log = logging.getLogger("govsync.index")
 
@@ -109,7 +109,9 @@ class Indexer:
         self._settings = settings
         self._conn = conn
         self._index = index
-        self._decode = ValueDeserializer(registry_client(settings))
+        # Bytes that are not readable Avro, or name a schema the registry does not know,
+        # come out as SerializationError (unindexed); a registry that is down does not.
+        self._codec = RegistryCodec(registry_client(settings))
         # End-of-partition events tell where a partition's committed records end: past
         # the last record there may be a transaction marker, which no record reports.
         self._consumer: Consumer = topic_reader.reader(
@@ -165,7 +167,7 @@ class Indexer:
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         batch.next_offsets[(topic, partition)] = offset + 1
         try:
-            value = self._decode(topic, message.value())
+            value = self._codec.decode(topic, message.value())
             if value is None:
                 raise SerializationError("a record without a value")
             if topic == self._index.trace:

@@ -5,6 +5,7 @@ would, and a rebuild (interrupted, then resumed) recreates the same rows."""
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import subprocess
@@ -13,13 +14,17 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import fastavro
 import psycopg
 import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import NewTopic
 
-from govsync.index import indexer, queries, store
+from govsync.index import indexer, queries, rebuild, store
 from govsync.stack import background
+from streams.contract import schemas
 from streams.contract.topics import AUDIT_TOPIC, TRACE_TOPIC
-from streams.kafka import topic_reader
+from streams.kafka import admin, clients, serde, topic_reader
 from streams.trail import audit, lineage
 from tests.integration.companies import GOVSYNC, TAX, govsync, insert, new_company, update
 from tests.integration.conftest import Stack
@@ -300,3 +305,61 @@ def test_a_delivery_is_awaited_until_its_receipt_whatever_the_order(
     found = queries.unanswered(scratch, stack.topology, 1_700_000_000_000 + 3_600_000)
     assert [(w.event_id, w.subscription) for w in found] == [("e1", social)]
     assert store.positions(scratch, (TRACE_TOPIC,)) == {(TRACE_TOPIC, 0): 8}
+
+
+def test_an_undecodable_trail_record_is_set_aside_and_the_rest_indexed(stack: Stack) -> None:
+    """On trail topics of its own: bytes that are not Avro and a record naming a schema
+    the registry does not know go to ``unindexed`` with the reason; the hop after them
+    is indexed all the same."""
+    run = uuid.uuid4().hex[:8]
+    index = store.Index(
+        database=f"govsync_test_{run}",
+        trace=f"govsync.test.trace-{run}",
+        audit=f"govsync.test.audit-{run}",
+    )
+    client = admin.admin_client(stack.settings.bootstrap)
+    for name in index.topics:
+        client.create_topics([NewTopic(name, 1, 1)])[name].result()
+    try:
+        hop = hop_batch(("delivered", "e1", "tax.enterprise")).hops[0]
+        good = dict(zip(indexer.HOP_COLUMNS, hop, strict=True))
+        trace_id = serde.registered_id(
+            serde.registry_client(stack.settings), TRACE_TOPIC, schemas.lineage_schema()
+        )
+        assert trace_id is not None
+        body = io.BytesIO()
+        fastavro.schemaless_writer(
+            body,
+            fastavro.parse_schema(schemas.lineage_schema()),
+            {
+                **{k: good[k] for k in indexer.HOP_COLUMNS[2:9]},
+                "topic": good["topic"],
+                "partition": good["topic_partition"],
+                "offset": good["topic_offset"],
+                "at_ms": good["at_ms"],
+                "source_ts_ms": good["source_ts_ms"],
+                "outcome": None,
+                "reason": None,
+            },
+        )
+        producer = Producer(clients.config(stack.settings.bootstrap))
+        producer.produce(index.trace, b"not avro at all", b"x")
+        producer.produce(index.trace, serde.frame(999_999_999, body.getvalue()), b"y")
+        producer.produce(index.trace, serde.frame(trace_id, body.getvalue()), b"e1")
+        assert producer.flush(30) == 0
+        done = rebuild.rebuild(stack.settings, index=index)
+        assert done.records == 3
+        with store.reading(stack.settings, index) as conn:
+            unreadable = conn.execute(
+                'SELECT "offset", reason FROM unindexed ORDER BY "offset"'
+            ).fetchall()
+            assert [offset for offset, _ in unreadable] == [0, 1]
+            assert "too short" in unreadable[0][1] or "magic" in unreadable[0][1]
+            assert "unknown writer schema" in unreadable[1][1]
+            assert [h.event_id for h in queries.hops(conn, "e1")] == ["e1"]
+        assert rebuild.status(stack.settings, index).unindexed == 2
+    finally:
+        for name in index.topics:
+            client.delete_topics([name])[name].result()
+        with psycopg.connect(stack.settings.pg_conninfo("postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{index.database}" WITH (FORCE)')
