@@ -160,6 +160,11 @@ class Indexer:
         self.indexed += records
         return records
 
+    @property
+    def positions(self) -> dict[tuple[str, int], int]:
+        """The next offset per partition, as the index holds it after the last batch."""
+        return dict(self._held)
+
     def close(self) -> None:
         self._consumer.close()
 
@@ -339,7 +344,7 @@ def catch_up(
     indexer = Indexer(settings, conn, index)
     try:
         indexer.assign()
-        while behind(target, {}, store.positions(conn, index.topics)):
+        while behind(target, {}, indexer.positions):
             progress(indexer.step(1.0))
     finally:
         indexer.close()
@@ -356,11 +361,11 @@ def behind(
 
 def lacking(settings: Settings, conn: psycopg.Connection, index: store.Index = store.LIVE) -> int:
     """Records committed on the trail topics that the index does not reflect yet."""
-    ends, starts = _extent(settings, index)
+    ends, starts = extent(settings, index)
     return behind(ends, starts, store.positions(conn, index.topics))
 
 
-def _extent(
+def extent(
     settings: Settings, index: store.Index
 ) -> tuple[topic_reader.Offsets, topic_reader.Offsets]:
     """The trail topics' ends and log starts now."""
@@ -377,7 +382,7 @@ def wait_for(
     """Wait, at most ``timeout``, until the index reflects everything committed on the
     trail topics when called (a question asked now is answered as of now); the records
     still missing then (0: caught up)."""
-    ends, starts = _extent(settings, index)
+    ends, starts = extent(settings, index)
     deadline = time.monotonic() + timeout
     while (missing := behind(ends, starts, store.positions(conn, index.topics))) and (
         time.monotonic() < deadline

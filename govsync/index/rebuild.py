@@ -93,13 +93,9 @@ def rebuild(
 def status(settings: Settings, index: store.Index = store.LIVE) -> IndexStatus:
     with store.reading(settings, index) as conn:
         held = store.positions(conn, index.topics)
-        marks = topic_reader.watermarks(settings.bootstrap, index.topics)
+        ends, starts = indexer.extent(settings, index)
         behind = {
-            topic: indexer.behind(
-                {tp: high for tp, (_, high) in marks.items() if tp[0] == topic},
-                {tp: low for tp, (low, _) in marks.items() if tp[0] == topic},
-                held,
-            )
+            topic: indexer.behind({tp: e for tp, e in ends.items() if tp[0] == topic}, starts, held)
             for topic in index.topics
         }
         return IndexStatus(

@@ -328,14 +328,15 @@ def shutdown(settings: Settings) -> bool:
         with contextlib.suppress(OSError, xmlrpc.client.Fault):
             _proxy(settings).supervisor.shutdown()
         deadline = time.monotonic() + 120
-        while pid is not None and _alive(pid) and time.monotonic() < deadline:
+        while pid is not None and alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
     shutil.rmtree(_directory(settings) / "programs", ignore_errors=True)
     exits_file(settings).unlink(missing_ok=True)
     return was_running
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process with ``pid`` exists (signal 0 checks without sending)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

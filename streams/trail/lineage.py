@@ -133,33 +133,20 @@ def traces(hops: Iterable[Hop], query: str, topology: Topology, now_ms: int) -> 
     return sorted(found, key=lambda t: t.source_ts_ms, reverse=True)
 
 
-def read(
-    settings: Settings,
-    *,
-    query: str | None = None,
-    stages: set[str] | None = None,
-    start: topic_reader.Offsets | None = None,
-) -> list[Hop]:
-    """The hops of an event_id or entity key (``query``), or of some ``stages``, from
-    ``start`` (default: the beginning of ``govsync.trace``).
+def read(settings: Settings, *, query: str, start: topic_reader.Offsets | None = None) -> list[Hop]:
+    """The hops of an event_id or entity key (``query``) from ``start`` (default: the
+    beginning of ``govsync.trace``).
 
-    Records are matched on their key (the event_id) and headers (``entity_key``,
-    ``stage``) before anything is decoded: a trace reads the whole topic, but decodes only
-    its own hops."""
+    Records are matched on their key (the event_id) and ``entity_key`` header before
+    anything is decoded: the read covers the topic from ``start``, but decodes only the
+    hops asked for. `govsync trace` asks the index instead (govsync/index)."""
     decode = ValueDeserializer(registry_client(settings))
-    wanted = query.encode() if query is not None else None
-    wanted_stages = {stage.encode() for stage in stages} if stages is not None else None
-
-    def matches(key: bytes | None, headers: dict[str, bytes]) -> bool:
-        if wanted is not None and wanted not in (key, headers.get("entity_key")):
-            return False
-        return wanted_stages is None or headers.get("stage") in wanted_stages
-
+    wanted = query.encode()
     start = start or topic_reader.beginning(settings.bootstrap, [TRACE_TOPIC])
     return [
         Hop.model_validate(decode(TRACE_TOPIC, message.value()))
         for message in topic_reader.messages(settings.bootstrap, start, timeout=600)
-        if matches(message.key(), dict(message.headers() or []))
+        if wanted in (message.key(), dict(message.headers() or []).get("entity_key"))
     ]
 
 

@@ -183,14 +183,6 @@ def stage_pids(stack: Stack) -> dict[str, int]:
     return found
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def pids(stack: Stack, *names: str) -> dict[str, int | None]:
     return {name: getattr(supervision.status(stack.settings, name), "pid", None) for name in names}
 
@@ -213,7 +205,7 @@ def test_worker_killed_mid_load_loses_and_duplicates_nothing(
     with restored(stack):
         run_with_fault(stack, capsys, "kill-worker", fault)
     assert sorted(stages) == ["ledger", "normalize", "route"]
-    orphans = [f"{name} (pid {pid})" for name, pid in stages.items() if alive(pid)]
+    orphans = [f"{name} (pid {pid})" for name, pid in stages.items() if supervision.alive(pid)]
     assert not orphans, f"stage processes outlived their killed worker: {orphans}"
 
 
