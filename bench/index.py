@@ -5,7 +5,7 @@ Why: `govsync trace`, `govsync audit who-received` and `govsync receipts overdue
 index;
 its promise is that a question costs an index lookup however long the history is. Going
 through SQL and Debezium, 10 M changes would take days, so the history is generated
-straight into two scratch topics (``govsync.bench.trace-<run>``, ``govsync.bench.audit-<run>``,
+straight into two scratch topics (``govsync.bench.<run>.trace``, ``govsync.bench.<run>.audit``,
 6 partitions), exactly as the ledger writes ``govsync.trace`` and ``govsync.audit``: per
 change a ``captured`` and a ``normalized`` hop, then one ``delivered`` hop per subscription
 of the entity the change reaches (the first always, each other one with probability
@@ -416,7 +416,7 @@ def produce_history(
         total.awaited += part.awaited
         total.bytes += part.bytes
         total.sample += part.sample
-    ends = topic_reader.end_offsets(settings.bootstrap, scratch.topics)
+    ends = topic_reader.end_offsets(settings.bootstrap, scratch.trail)
     on_topics = sum(ends.values())
     if on_topics != total.trace + total.audit:
         raise RuntimeError(f"{total.trace + total.audit} records produced, {on_topics} on topics")
@@ -504,7 +504,7 @@ def index_facts(settings: Settings, scratch: store.Index, generated: Generated) 
 
 def drop(settings: Settings, scratch: store.Index, client: Any) -> None:
     """Remove the scratch topics and database; report, never raise (a finally's work)."""
-    for topic, future in client.delete_topics(list(scratch.topics)).items():
+    for topic, future in client.delete_topics(list(scratch.trail)).items():
         try:
             future.result()
         except Exception as exc:
@@ -528,15 +528,11 @@ def main() -> None:
 
     settings = Settings.from_env()
     run = uuid.uuid4().hex[:8]
-    scratch = store.Index(
-        database=f"govsync_bench_{run}",
-        trace=f"govsync.bench.trace-{run}",
-        audit=f"govsync.bench.audit-{run}",
-    )
+    scratch = store.Index.scratch(f"govsync_bench_{run}", f"govsync.bench.{run}")
     client = admin.admin_client(settings.bootstrap)  # kept: its futures die with it
     try:
         for future in client.create_topics(
-            [NewTopic(topic, PARTITIONS, 1) for topic in scratch.topics]
+            [NewTopic(topic, PARTITIONS, 1) for topic in scratch.trail]
         ).values():
             future.result()
         store.ensure(settings, scratch)
@@ -558,7 +554,7 @@ def main() -> None:
         timings = measure_queries(settings, scratch, generated.sample, args.seed)
     finally:
         if args.keep:
-            err.print(f"kept {', '.join(scratch.topics)} and database {scratch.database}")
+            err.print(f"kept {', '.join(scratch.trail)} and database {scratch.database}")
         else:
             drop(settings, scratch, client)
 

@@ -20,6 +20,9 @@ from streams.config.settings import Settings
 from streams.kafka import credentials
 from streams.model.topology import Source, Topology
 
+# The prefix of the logical decoding messages heartbeats write (see render).
+HEARTBEAT_PREFIX = "govsync-heartbeat"
+
 ConnectorAction = Literal["created", "updated", "unchanged", "restarted failed tasks"]
 
 
@@ -85,8 +88,20 @@ def render(topology: Topology, settings: Settings) -> dict[str, dict[str, str]]:
             "decimal.handling.mode": "string",
             "time.precision.mode": "adaptive_time_microseconds",
             "tombstones.on.delete": "false",
-            # Heartbeats let the slot advance while captured tables are idle (no WAL pile-up).
+            # Every source database shares one PostgreSQL cluster, and so one WAL, with the
+            # others and with the index database. Debezium confirms a slot's position only
+            # with an event of its own, so the slot of a quiet database held every byte of
+            # WAL the busy ones wrote (24 GB in a day here, until the disk filled). Each
+            # heartbeat therefore writes a logical decoding message into the source
+            # database; Debezium captures it (to cdc.<department>.message, which nothing
+            # reads) and confirms the position with its offset. (The driver's keepalive
+            # flush, lsn.flush.mode connector_and_driver, moves the slot but not the
+            # offset, and the connector then refuses to start again.)
             "heartbeat.interval.ms": "10000",
+            "heartbeat.action.query": (
+                f"SELECT pg_logical_emit_message(true, '{HEARTBEAT_PREFIX}', '')"
+            ),
+            "message.prefix.include.list": HEARTBEAT_PREFIX,
             # Lets Connect create the heartbeat topic; cdc topics already exist (apply made them).
             "topic.creation.default.replication.factor": "1",
             "topic.creation.default.partitions": "1",

@@ -15,7 +15,9 @@ from govsync.cli.output import (
     console,
     err,
     errors,
+    index_behind,
     print_json,
+    progress,
 )
 from govsync.cli.topology import in_force
 from streams.config.settings import Settings
@@ -26,29 +28,37 @@ app = typer.Typer(no_args_is_help=True, help="The dead-letter queue: held record
 @app.command("list")
 def dlq_list(
     show_all: Annotated[bool, typer.Option("--all", help="Include closed records.")] = False,
+    limit: Annotated[int, typer.Option(min=0, help="Show at most this many records.")] = 1000,
     as_json: JsonFlag = False,
 ) -> None:
-    """Held records and the accounting: processed = normalized + dead-lettered, per source."""
+    """Held records and the accounting: processed = normalized + dead-lettered, per source.
+
+    Exit 1 when a source does not balance."""
     from govsync.ops import dlq
 
     settings = Settings.from_env()
     with errors():
         topology = in_force(settings)
-        records, _ = dlq.held(settings)
-        accounts = dlq.accounting(settings, topology, records)
-    shown = [r for r in records if show_all or r.open]
+        records, behind = dlq.held(settings, closed_too=show_all, limit=limit)
+        accounts = dlq.accounting(settings, topology)
+    index_behind(max(behind, *(a.index_behind for a in accounts)))
     if as_json:
         print_json(
             {
-                "records": [r.model_dump() for r in shown],
+                "records": [r.model_dump() for r in records],
                 "accounting": [{**a.model_dump(), "balanced": a.balanced} for a in accounts],
             }
         )
     else:
-        table = Table(title=f"govsync.dlq: {sum(r.open for r in records)} open of {len(records)}")
+        held = sum(a.dead_letters_held for a in accounts)
+        still_open = sum(a.dead_letters_open for a in accounts)
+        table = Table(
+            title=f"govsync.dlq: {still_open} open of {held}"
+            + (f" (the first {len(records)} shown)" if len(records) == limit else "")
+        )
         for column in ("position", "error", "source record", "reason", "held since", "closed"):
             table.add_column(column)
-        for r in shown:
+        for r in records:
             table.add_row(
                 r.position,
                 r.error_code,
@@ -58,7 +68,7 @@ def dlq_list(
                 r.closure.outcome if r.closure else "",
             )
         console.print(table)
-        summary = Table(title="accounting (counted on the topics)")
+        summary = Table(title="accounting (counted by the index from the topics)")
         columns = ("source", "captured", "processed", "in flight", "normalized", "dead-lettered")
         for column in (*columns, "open", "balanced"):
             summary.add_column(column)
@@ -71,10 +81,10 @@ def dlq_list(
                 str(a.normalized),
                 str(a.dead_lettered),
                 str(a.dead_letters_open),
-                "[green]yes[/green]" if a.balanced else "[red]NO[/red]",
+                {True: "[green]yes[/green]", False: "[red]NO[/red]", None: "not yet"}[a.balanced],
             )
         console.print(summary)
-    if not all(a.balanced for a in accounts):
+    if any(a.balanced is False for a in accounts):
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -86,6 +96,9 @@ def dlq_show(position: str, as_json: JsonFlag = False) -> None:
     with errors():
         try:
             detail = dlq.show(Settings.from_env(), position)
+        except dlq.NotAPosition as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(EXIT_INVALID) from None
         except KeyError:
             err.print(f"[red]error:[/red] no record at {position} on govsync.dlq")
             raise typer.Exit(EXIT_INVALID) from None
@@ -105,20 +118,21 @@ def dlq_reprocess(
 ) -> None:
     """Run open records through normalize again, by the rules in force (fix the topology and
     apply it first); close successes."""
-    from rich.progress import Progress
-
     from govsync.ops import dlq
 
     settings = Settings.from_env()
-    with errors(), Progress(console=err, transient=True) as bar:
-        task = bar.add_task("reprocessing", total=None)
-        report = dlq.reprocess(
-            settings,
-            in_force(settings),
-            positions=set(positions) if positions else None,
-            dry_run=dry_run,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+    with errors(), progress("reprocessing", quiet=as_json) as update:
+        try:
+            report = dlq.reprocess(
+                settings,
+                in_force(settings),
+                positions=set(positions) if positions else None,
+                dry_run=dry_run,
+                progress=update,
+            )
+        except dlq.NotAPosition as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(EXIT_INVALID) from None
     if as_json:
         print_json(report.model_dump())
         return

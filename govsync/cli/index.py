@@ -16,7 +16,7 @@ app = typer.Typer(no_args_is_help=True, help="The operations indexes: status, re
 
 @app.command("status")
 def index_status(as_json: JsonFlag = False) -> None:
-    """Records the index has still to read per trail topic, and what it holds."""
+    """Records the index has still to read per topic, and what it holds."""
     from govsync.index import rebuild
 
     with errors():
@@ -43,7 +43,8 @@ def index_rebuild(
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Recreate the indexes from govsync.trace and govsync.audit (the record of truth).
+    """Recreate the indexes from the topics (the record of truth): govsync.trace,
+    govsync.audit, govsync.dlq, govsync.dlq.closed and the change topics' counts.
 
     The running indexer is stopped meanwhile and started again after. A rebuild that is
     interrupted goes on from where it stopped when run again."""

@@ -50,8 +50,8 @@ def index_behind(missing: int) -> None:
     """Say so when an answer from the index may lack the newest records."""
     if missing:
         err.print(
-            f"[yellow]the index is {missing} records behind the trail topics: the newest "
-            "hops may be missing (`govsync index status`)[/yellow]"
+            f"[yellow]the index is {missing} records behind the topics: the newest "
+            "records may be missing (`govsync index status`)[/yellow]"
         )
 
 

@@ -33,6 +33,8 @@ from streams.contract.topics import (
     CHANGES_PREFIX,
     CONNECT_PREFIX,
     DELIVERY_PREFIX,
+    DLQ_CLOSED_TOPIC,
+    DLQ_TOPIC,
     GOVSYNC_PREFIX,
     INDEX_GROUP,
     LEDGER,
@@ -98,12 +100,16 @@ def grants(topology: Topology) -> set[_Grant]:
         (ledger, ResourceType.TRANSACTIONAL_ID, stage_group(LEDGER), _PREFIXED, describe),
         (ledger, ResourceType.BROKER, "kafka-cluster", _LITERAL, AclOperation.IDEMPOTENT_WRITE),
     }
-    # The indexer only reads the trail (govsync/index); its group is never joined or
-    # committed to, but the consumer looks up its coordinator.
+    # The indexer only reads (govsync/index): the trail, the dead-letter queue, and the
+    # change topics' headers for the accounting. Its group is never joined or committed
+    # to, but the consumer looks up its coordinator.
     wanted |= {
         (credentials.INDEXER, _TOPIC, topic, _LITERAL, op)
-        for topic in (TRACE_TOPIC, AUDIT_TOPIC)
+        for topic in (TRACE_TOPIC, AUDIT_TOPIC, DLQ_TOPIC, DLQ_CLOSED_TOPIC)
         for op in (read, describe)
+    }
+    wanted |= {
+        (credentials.INDEXER, _TOPIC, CHANGES_PREFIX, _PREFIXED, op) for op in (read, describe)
     }
     wanted.add((credentials.INDEXER, _GROUP, INDEX_GROUP, _LITERAL, read))
     for prefix in (f"{CONNECT_PREFIX}-", "__debezium-heartbeat."):

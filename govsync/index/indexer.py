@@ -1,12 +1,14 @@
-"""The indexer: ``govsync.trace`` and ``govsync.audit`` into the index database, exactly
-once.
+"""The indexer: the trail (``govsync.trace``, ``govsync.audit``), the dead-letter queue
+(``govsync.dlq``, ``govsync.dlq.closed``) and counts of ``changes.<entity>`` into the
+index database, exactly once.
 
-It assigns itself every partition of both topics (no consumer group: one writer at a
+It assigns itself every partition of those topics (no consumer group: one writer at a
 time, under the index's advisory lock), from the positions the index holds, and writes
-each batch of records (rows, awaited receipts, new positions) in one PostgreSQL
-transaction. A crash leaves the index at the last batch it committed; the next run reads
+each batch of records (rows, counters, awaited receipts, new positions) in one
+PostgreSQL transaction. A crash leaves the index at the last batch it committed; the next run reads
 on from there, so nothing is indexed twice or skipped. Rows go in by COPY: a rebuild of
-millions of records is bound by decoding, not by round trips.
+millions of records is bound by decoding, not by round trips. Change events are counted
+from their headers alone, never decoded.
 
 A record it cannot decode is not lost and does not stop it: its position and the reason
 go to ``unindexed`` and the indexer reads on (`govsync index status` counts them).
@@ -35,15 +37,17 @@ from psycopg.types.json import Jsonb
 
 from govsync.index import store
 from streams.config.settings import Settings
+from streams.contract import headers
+from streams.contract.records import Closure
 from streams.contract.topics import INDEX_GROUP
-from streams.kafka import admin, topic_reader
+from streams.kafka import topic_reader
 from streams.kafka.serde import RegistryCodec, registry_client
 
 log = logging.getLogger("govsync.index")
 
 BATCH = 5_000
 POLL_S = 0.2
-TOPICS_CHECK_S = 5.0  # until both trail topics exist
+TOPICS_CHECK_S = 5.0  # how often it looks for new topics (an entity's, once applied)
 
 HOP_COLUMNS = (
     "partition",
@@ -82,6 +86,16 @@ AUDIT_COLUMNS = (
     "prev_sha256",
     "sha256",
 )
+DEAD_LETTER_COLUMNS = (
+    "partition",
+    "offset",
+    "error_code",
+    "error_message",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "dead_lettered_at_ms",
+)
 
 
 def _columns(names: tuple[str, ...]) -> str:
@@ -96,12 +110,17 @@ class Batch:
     entries: list[tuple[Any, ...]] = field(default_factory=list)
     delivered: list[tuple[str, str, str, str, int]] = field(default_factory=list)
     answered: list[tuple[str, str]] = field(default_factory=list)
+    dead_letters: list[tuple[Any, ...]] = field(default_factory=list)
+    # (partition, offset) of the held record -> its closure (None: the closure was deleted)
+    closures: dict[tuple[int, int], tuple[Any, ...] | None] = field(default_factory=dict)
+    # cdc (topic, partition) -> [change events made from it, lowest cdc offset among them]
+    normalized: dict[tuple[str, int], list[int]] = field(default_factory=dict)
     unreadable: list[tuple[str, int, int, str]] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 class Indexer:
-    """Reads the trail topics from the index's positions and writes them in."""
+    """Reads the topics the index covers from its positions and writes them in."""
 
     def __init__(
         self, settings: Settings, conn: psycopg.Connection, index: store.Index = store.LIVE
@@ -118,24 +137,29 @@ class Indexer:
             settings.bootstrap, **{"group.id": INDEX_GROUP, **topic_reader.RESTORE_PREFETCH}
         )
         self._held: dict[tuple[str, int], int] = {}
+        self._assigned: set[tuple[str, int]] = set()
         self.indexed = 0
 
     def assign(self) -> set[str]:
-        """Every partition of the trail topics, at the index's position (or the log start);
-        the topics that exist (`topology apply` creates them)."""
-        client = admin.admin_client(self._settings.bootstrap)
-        found = client.list_topics(timeout=10).topics
-        topics = self._index.topics
-        held = self._held = store.positions(self._conn, topics)
-        self._consumer.assign(
-            [
-                TopicPartition(topic, partition, held.get((topic, partition), OFFSET_BEGINNING))
-                for topic in topics
-                if topic in found
-                for partition in sorted(found[topic].partitions)
-            ]
-        )
-        return set(topics) & set(found)
+        """Every partition of the covered topics that exist (`topology apply` creates
+        them), at the index's position or the log start; the topics assigned. Assigns
+        again only when the partitions changed (a new entity's change topic)."""
+        found = self._consumer.list_topics(timeout=10).topics
+        wanted = {
+            (topic, partition)
+            for topic in self._index.topics(found)
+            for partition in found[topic].partitions
+        }
+        if wanted != self._assigned:
+            held = self._held = store.positions(self._conn)
+            self._consumer.assign(
+                [
+                    TopicPartition(t, p, held.get((t, p), OFFSET_BEGINNING))
+                    for t, p in sorted(wanted)
+                ]
+            )
+            self._assigned = wanted
+        return {topic for topic, _ in wanted}
 
     def step(self, timeout: float = POLL_S) -> int:
         """Index what arrives within ``timeout`` (up to ``BATCH`` records); how many."""
@@ -171,15 +195,24 @@ class Indexer:
     def _add(self, batch: Batch, message: Message) -> None:
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         batch.next_offsets[(topic, partition)] = offset + 1
+        index = self._index
         try:
-            value = self._codec.decode(topic, message.value())
-            if value is None:
-                raise SerializationError("a record without a value")
-            if topic == self._index.trace:
-                _hop(batch, partition, offset, value)
+            if topic == index.dlq:
+                _dead_letter(batch, message)
+            elif topic == index.dlq_closed:
+                _closure(batch, message)
+            elif topic in index.trail:
+                value = self._codec.decode(topic, message.value())
+                if value is None:
+                    raise SerializationError("a record without a value")
+                if topic == index.trace:
+                    _hop(batch, partition, offset, value)
+                else:
+                    _entry(batch, partition, offset, value)
             else:
-                _entry(batch, partition, offset, value)
-        except (SerializationError, KeyError, TypeError) as exc:
+                _counted(batch, message)
+        # ValueError includes pydantic's ValidationError (a closure that is not one)
+        except (SerializationError, KeyError, TypeError, ValueError) as exc:
             log.warning("%s[%d]@%d not indexed: %s", topic, partition, offset, exc)
             batch.unreadable.append((topic, partition, offset, str(exc)))
 
@@ -243,6 +276,69 @@ def _entry(batch: Batch, partition: int, offset: int, record: dict[str, Any]) ->
     )
 
 
+def _dead_letter(batch: Batch, message: Message) -> None:
+    """A held record's reason and origin, from its headers; a record whose headers are
+    damaged is still held, with what could be read."""
+    h = headers.as_dict(message.headers())
+    batch.dead_letters.append(
+        (
+            message.partition(),
+            message.offset(),
+            h.get("error_code", "unknown"),
+            h.get("error_message", ""),
+            h.get("source_topic", ""),
+            _int(h.get("source_partition")),
+            _int(h.get("source_offset")),
+            _int(h.get("dead_lettered_at")) if h.get("dead_lettered_at") else None,
+        )
+    )
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text or "")
+    except ValueError:
+        return -1
+
+
+def _closure(batch: Batch, message: Message) -> None:
+    key = message.key()
+    if key is None:
+        raise ValueError("a closure without the held record's position as its key")
+    partition, offset = (int(n) for n in key.decode().split(":"))
+    value = message.value()
+    if value is None:
+        batch.closures[(partition, offset)] = None
+        return
+    closure = Closure.model_validate_json(value)
+    batch.closures[(partition, offset)] = (
+        partition,
+        offset,
+        closure.outcome,
+        closure.closed_at,
+        closure.reprocess_id,
+        closure.event_id,
+    )
+
+
+def _counted(batch: Batch, message: Message) -> None:
+    """A change event counts for the cdc record normalize made it from (its ``captured``
+    header). Control records and reprocessed held records are not counted: the latter
+    are closures of dead letters, counted there."""
+    captured = None
+    for name, value in message.headers() or []:
+        if name in (headers.CONTROL, headers.REPROCESSED):
+            return
+        if name == headers.CAPTURED:
+            captured = headers.parse_captured(value.decode() if value else None)
+    if captured is None:
+        raise ValueError("a change event without the captured header naming its cdc record")
+    topic, partition, offset, _ = captured
+    counted = batch.normalized.setdefault((topic, partition), [0, offset])
+    counted[0] += 1
+    counted[1] = min(counted[1], offset)
+
+
 _AWAIT = """
 INSERT INTO awaited (subscription, event_id, department, entity_key, delivered_at_ms)
 SELECT d.subscription, d.event_id, d.department, d.entity_key, d.delivered_at_ms
@@ -258,6 +354,20 @@ _ANSWER = """
 DELETE FROM awaited a
 USING unnest(%s::text[], %s::text[]) AS r(subscription, event_id)
 WHERE a.subscription = r.subscription AND a.event_id = r.event_id
+"""
+_CLOSE = """
+INSERT INTO closure (partition, "offset", outcome, closed_at, reprocess_id, event_id)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (partition, "offset") DO UPDATE SET outcome = excluded.outcome,
+    closed_at = excluded.closed_at, reprocess_id = excluded.reprocess_id,
+    event_id = excluded.event_id
+"""
+_COUNT = """
+INSERT INTO normalized (source_topic, source_partition, records, first_offset)
+SELECT * FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::bigint[])
+ON CONFLICT (source_topic, source_partition) DO UPDATE SET
+    records = normalized.records + excluded.records,
+    first_offset = least(normalized.first_offset, excluded.first_offset)
 """
 _POSITION = """
 INSERT INTO position (topic, partition, next_offset)
@@ -279,6 +389,26 @@ def write(conn: psycopg.Connection, batch: Batch) -> None:
             with cur.copy(f"COPY audit_entry ({_columns(AUDIT_COLUMNS)}) FROM STDIN") as copy:
                 for row in batch.entries:
                     copy.write_row(row)
+        if batch.dead_letters:
+            with cur.copy(f"COPY dead_letter ({_columns(DEAD_LETTER_COLUMNS)}) FROM STDIN") as copy:
+                for row in batch.dead_letters:
+                    copy.write_row(row)
+        closed = [row for row in batch.closures.values() if row is not None]
+        if closed:
+            cur.executemany(_CLOSE, closed)
+        reopened = [where for where, row in batch.closures.items() if row is None]
+        if reopened:
+            cur.executemany('DELETE FROM closure WHERE partition = %s AND "offset" = %s', reopened)
+        if batch.normalized:
+            cur.execute(
+                _COUNT,
+                [
+                    [topic for topic, _ in batch.normalized],
+                    [partition for _, partition in batch.normalized],
+                    [records for records, _ in batch.normalized.values()],
+                    [first for _, first in batch.normalized.values()],
+                ],
+            )
         if batch.delivered:
             cur.execute(_AWAIT, [list(column) for column in zip(*batch.delivered, strict=True)])
         if batch.answered:
@@ -323,11 +453,11 @@ def run(settings: Settings, stop: threading.Event) -> None:
             assigned, checked = indexer.assign(), time.monotonic()
             log.info("indexing %s from the index's positions", ", ".join(sorted(assigned)))
             while not stop.is_set():
-                if (
-                    assigned != set(store.LIVE.topics)
-                    and time.monotonic() - checked > TOPICS_CHECK_S
-                ):
-                    assigned, checked = indexer.assign(), time.monotonic()
+                if time.monotonic() - checked > TOPICS_CHECK_S:
+                    found, checked = indexer.assign(), time.monotonic()
+                    if found != assigned:
+                        log.info("now indexing %s as well", ", ".join(sorted(found - assigned)))
+                        assigned = found
                 indexer.step()
         finally:
             indexer.close()
@@ -360,16 +490,16 @@ def behind(
 
 
 def lacking(settings: Settings, conn: psycopg.Connection, index: store.Index = store.LIVE) -> int:
-    """Records committed on the trail topics that the index does not reflect yet."""
+    """Records committed on the covered topics that the index does not reflect yet."""
     ends, starts = extent(settings, index)
-    return behind(ends, starts, store.positions(conn, index.topics))
+    return behind(ends, starts, store.positions(conn))
 
 
 def extent(
-    settings: Settings, index: store.Index
+    settings: Settings, index: store.Index, topics: tuple[str, ...] | None = None
 ) -> tuple[topic_reader.Offsets, topic_reader.Offsets]:
-    """The trail topics' ends and log starts now."""
-    marks = topic_reader.watermarks(settings.bootstrap, index.topics)
+    """The ends and log starts now of ``topics`` (default: every covered topic)."""
+    marks = topic_reader.watermarks(settings.bootstrap, topics or index.covers)
     return {tp: end for tp, (_, end) in marks.items()}, {tp: s for tp, (s, _) in marks.items()}
 
 
@@ -378,13 +508,15 @@ def wait_for(
     conn: psycopg.Connection,
     timeout: float = 10.0,
     index: store.Index = store.LIVE,
+    topics: tuple[str, ...] | None = None,
 ) -> int:
-    """Wait, at most ``timeout``, until the index reflects everything committed on the
-    trail topics when called (a question asked now is answered as of now); the records
-    still missing then (0: caught up)."""
-    ends, starts = extent(settings, index)
+    """Wait, at most ``timeout``, until the index reflects everything committed on
+    ``topics`` (default: the trail) when called (a question asked now is answered as of
+    now); the records still missing then (0: caught up)."""
+    topics = topics or index.trail
+    ends, starts = extent(settings, index, topics)
     deadline = time.monotonic() + timeout
-    while (missing := behind(ends, starts, store.positions(conn, index.topics))) and (
+    while (missing := behind(ends, starts, store.positions(conn, topics))) and (
         time.monotonic() < deadline
     ):
         time.sleep(0.1)

@@ -1,11 +1,14 @@
 """Questions the operations tools ask, answered from the index by key: one change's hops,
-an entity's audit entries, the receipts still awaited. Each is an index lookup whose cost
-does not depend on how much history the topics hold."""
+an entity's audit entries, the receipts still awaited, the held records and the
+dead-letter accounting. Each is an index lookup whose cost does not depend on how much
+history the topics hold."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import NamedTuple
 
 import psycopg
 from psycopg.rows import dict_row
@@ -13,7 +16,7 @@ from psycopg.rows import dict_row
 from govsync.index import store
 from govsync.index.indexer import HOP_COLUMNS, wait_for
 from streams.config.settings import Settings
-from streams.contract.records import AuditRecord, Hop
+from streams.contract.records import AuditRecord, Closure, HeldRecord, Hop
 from streams.model.topology import Topology
 from streams.trail.receipts import Unanswered
 
@@ -84,3 +87,128 @@ def unanswered(conn: psycopg.Connection, topology: Topology, now_ms: int) -> lis
         )
         for subscription, event_id, department, entity_key, delivered_at_ms in rows
     ]
+
+
+_HELD = """
+SELECT d.partition, d."offset", d.error_code, d.error_message, d.source_topic,
+    d.source_partition, d.source_offset, d.dead_lettered_at_ms,
+    c.outcome, c.closed_at, c.reprocess_id, c.event_id
+FROM dead_letter d LEFT JOIN closure c ON c.partition = d.partition AND c."offset" = d."offset"
+WHERE (%(all)s OR c.outcome IS NULL)
+    AND (%(partitions)s::int[] IS NULL OR (d.partition, d."offset") IN (
+        SELECT * FROM unnest(%(partitions)s::int[], %(offsets)s::bigint[])))
+ORDER BY d.partition, d."offset"
+LIMIT %(limit)s
+"""
+
+
+def held(
+    conn: psycopg.Connection,
+    *,
+    closed_too: bool = False,
+    positions: list[tuple[int, int]] | None = None,
+    limit: int | None = None,
+) -> list[HeldRecord]:
+    """Held records on the dead-letter queue, open ones only unless ``closed_too``, in
+    queue order; only those at ``positions`` ((partition, offset) on govsync.dlq) if given."""
+    rows = conn.execute(
+        _HELD,
+        {
+            "all": closed_too,
+            "partitions": None if positions is None else [p for p, _ in positions],
+            "offsets": None if positions is None else [o for _, o in positions],
+            "limit": limit,
+        },
+    )
+    return [
+        HeldRecord(
+            position=f"{partition}:{offset}",
+            error_code=code,
+            error_message=message,
+            source_topic=topic,
+            source_partition=source_partition,
+            source_offset=source_offset,
+            dead_lettered_at=None
+            if at_ms is None
+            else datetime.fromtimestamp(at_ms / 1000, UTC).isoformat(),
+            closure=None
+            if outcome is None
+            else Closure(
+                outcome=outcome, closed_at=closed_at, reprocess_id=reprocess_id, event_id=event_id
+            ),
+        )
+        for (
+            partition,
+            offset,
+            code,
+            message,
+            topic,
+            source_partition,
+            source_offset,
+            at_ms,
+            outcome,
+            closed_at,
+            reprocess_id,
+            event_id,
+        ) in rows
+    ]
+
+
+class Outcomes(NamedTuple):
+    """What became of one cdc partition's records, as far as the index has read: change
+    events counted from ``first_offset`` (the lowest cdc offset one was made from; None
+    before the first), and the records held on the dead-letter queue."""
+
+    normalized: int
+    first_offset: int | None
+    dead_lettered: int  # held records at or after first_offset (all, when it is None)
+    first_dead_letter: int | None
+    held: int  # every held record of the partition
+    held_open: int
+    reprocessed: int
+
+
+_DEAD_LETTERS = """
+SELECT d.source_topic, d.source_partition,
+    count(*) FILTER (WHERE n.first_offset IS NULL OR d.source_offset >= n.first_offset),
+    min(d.source_offset),
+    count(*),
+    count(*) FILTER (WHERE c.outcome IS NULL),
+    count(*) FILTER (WHERE c.outcome = 'reprocessed')
+FROM dead_letter d
+LEFT JOIN closure c ON c.partition = d.partition AND c."offset" = d."offset"
+LEFT JOIN normalized n
+    ON n.source_topic = d.source_topic AND n.source_partition = d.source_partition
+WHERE d.source_topic = ANY(%s)
+GROUP BY 1, 2
+"""
+
+
+def outcomes(conn: psycopg.Connection, cdc_topics: list[str]) -> dict[tuple[str, int], Outcomes]:
+    """Per cdc partition of ``cdc_topics``: the counters the accounting balances."""
+    found: dict[tuple[str, int], Outcomes] = {}
+    for topic, partition, records, first in conn.execute(
+        "SELECT source_topic, source_partition, records, first_offset FROM normalized"
+        " WHERE source_topic = ANY(%s)",
+        (cdc_topics,),
+    ):
+        found[(topic, partition)] = Outcomes(records, first, 0, None, 0, 0, 0)
+    for topic, partition, counted, lowest, total, still_open, reprocessed in conn.execute(
+        _DEAD_LETTERS, (cdc_topics,)
+    ):
+        normalized, first = found.get((topic, partition), Outcomes(0, None, 0, None, 0, 0, 0))[:2]
+        found[(topic, partition)] = Outcomes(
+            normalized, first, counted, lowest, total, still_open, reprocessed
+        )
+    return found
+
+
+def newest_source_ts(conn: psycopg.Connection, entity: str, keys: list[str]) -> dict[str, int]:
+    """Entity key -> commit time of the newest change normalized for it (what master
+    holds, once the route has merged it)."""
+    rows = conn.execute(
+        "SELECT entity_key, max(source_ts_ms) FROM hop WHERE entity_key = ANY(%s)"
+        " AND entity = %s AND stage = 'normalized' GROUP BY entity_key",
+        (keys, entity),
+    )
+    return dict(rows)

@@ -1,8 +1,8 @@
 """Recreating the index from the topics, which stay the record of truth, and what the
 index holds now.
 
-A rebuild empties the tables and reads the trail topics from their log start up to the
-ends they had when it began. It is resumable: the target is kept in ``rebuild`` and the
+A rebuild empties the tables and reads the topics the index covers from their log start
+up to the ends they had when it began. It is resumable: the target is kept in ``rebuild`` and the
 progress is the index's own positions, committed with every batch, so a rebuild stopped
 half-way goes on from its last batch when started again. Only one process writes the
 index at a time (the writer lock): the live indexer is stopped around a rebuild.
@@ -28,7 +28,7 @@ class Rebuilt(BaseModel):
 
 
 class IndexStatus(BaseModel):
-    """How far the index is, per trail topic, and what it holds (row counts are
+    """How far the index is, per topic it covers, and what it holds (row counts are
     PostgreSQL's estimates: exact counts would scan the tables)."""
 
     database: str
@@ -56,7 +56,7 @@ def rebuild(
     restart: bool = False,
     index: store.Index = store.LIVE,
 ) -> Rebuilt:
-    """Rebuild the index from the trail topics, or go on with a rebuild that stopped
+    """Rebuild the index from the topics, or go on with a rebuild that stopped
     (``restart``: start over even then). ``progress(done, total)`` after every batch."""
     store.ensure(settings, index)
     with indexer.writer_connection(settings, wait=False, index=index) as conn:
@@ -66,7 +66,7 @@ def rebuild(
             assert row is not None
             target = _offsets(row[0])
         else:
-            target = topic_reader.end_offsets(settings.bootstrap, index.topics)
+            target = topic_reader.end_offsets(settings.bootstrap, index.covers)
             with conn.transaction():
                 conn.execute(f"TRUNCATE {', '.join(store.TABLES)}")
                 conn.execute("DELETE FROM rebuild")
@@ -74,9 +74,9 @@ def rebuild(
                     "INSERT INTO rebuild (started_at, target) VALUES (now(), %s)",
                     (Jsonb(_offsets_json(target)),),
                 )
-        starts = topic_reader.log_starts(settings.bootstrap, index.topics)
+        starts = topic_reader.log_starts(settings.bootstrap, index.covers)
         total = indexer.behind(target, starts, {})
-        done = total - indexer.behind(target, starts, store.positions(conn, index.topics))
+        done = total - indexer.behind(target, starts, store.positions(conn))
         progress(done, total)
 
         def step(records: int) -> None:
@@ -92,11 +92,11 @@ def rebuild(
 
 def status(settings: Settings, index: store.Index = store.LIVE) -> IndexStatus:
     with store.reading(settings, index) as conn:
-        held = store.positions(conn, index.topics)
+        held = store.positions(conn)
         ends, starts = indexer.extent(settings, index)
         behind = {
             topic: indexer.behind({tp: e for tp, e in ends.items() if tp[0] == topic}, starts, held)
-            for topic in index.topics
+            for topic in sorted({topic for topic, _ in ends})
         }
         return IndexStatus(
             database=index.database,
@@ -110,7 +110,7 @@ def status(settings: Settings, index: store.Index = store.LIVE) -> IndexStatus:
 def _estimates(conn: psycopg.Connection) -> dict[str, int]:
     rows = conn.execute(
         "SELECT relname, n_live_tup FROM pg_stat_user_tables WHERE relname = ANY(%s)",
-        (["hop", "audit_entry", "awaited"],),
+        (["hop", "audit_entry", "awaited", "dead_letter"],),
     )
     return dict(rows)
 

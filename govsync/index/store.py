@@ -2,15 +2,19 @@
 of its own (``govsync_index``, the indexer's), readable by ``govsync_reader`` (the
 command line and the monitor). Its schema is in docs/architecture.md, section 5.
 
-Every table is a projection of a topic; ``position`` holds, per topic partition, the next
-offset the tables do not reflect yet, written in the same transaction as the rows. That is
-what makes the index exactly-once with the topics: a batch is in the tables together
-with its position, or not at all.
+It reflects the trail (``govsync.trace``, ``govsync.audit``), the dead-letter queue
+(``govsync.dlq``, ``govsync.dlq.closed``) and, as counters only, the change topics
+(``changes.<entity>``: how many cdc records normalize turned into change events).
+
+Every table but ``verified`` and ``rebuild`` is a projection of topics; ``position``
+holds, per topic partition, the next offset the tables do not reflect yet, written in the
+same transaction as the rows. That is what makes the index exactly-once with the topics:
+a batch is in the tables together with its position, or not at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -18,7 +22,13 @@ import psycopg
 
 from govsync.errors import OperationFailed
 from streams.config.settings import Settings
-from streams.contract.topics import AUDIT_TOPIC, TRACE_TOPIC
+from streams.contract.topics import (
+    AUDIT_TOPIC,
+    CHANGES_PREFIX,
+    DLQ_CLOSED_TOPIC,
+    DLQ_TOPIC,
+    TRACE_TOPIC,
+)
 
 DATABASE = "govsync"
 WRITER = "govsync_index"
@@ -96,6 +106,39 @@ CREATE TABLE IF NOT EXISTS unindexed (
     reason text NOT NULL,
     PRIMARY KEY (topic, partition, "offset")
 );
+-- govsync.dlq: one row per held record (the bytes stay on the topic).
+CREATE TABLE IF NOT EXISTS dead_letter (
+    partition integer NOT NULL,
+    "offset" bigint NOT NULL,
+    error_code text NOT NULL,
+    error_message text NOT NULL,
+    source_topic text NOT NULL,
+    source_partition integer NOT NULL,
+    source_offset bigint NOT NULL,
+    dead_lettered_at_ms bigint,
+    PRIMARY KEY (partition, "offset")
+);
+CREATE INDEX IF NOT EXISTS dead_letter_by_source
+    ON dead_letter (source_topic, source_partition, source_offset);
+-- govsync.dlq.closed (compacted): the latest closure of a held record, by its position.
+CREATE TABLE IF NOT EXISTS closure (
+    partition integer NOT NULL,
+    "offset" bigint NOT NULL,
+    outcome text NOT NULL,
+    closed_at text NOT NULL,
+    reprocess_id text NOT NULL,
+    event_id text,
+    PRIMARY KEY (partition, "offset")
+);
+-- changes.<entity>, counted: per cdc partition, the change events normalize made from
+-- it, and the lowest cdc offset among them (where the count, and the accounting, begin).
+CREATE TABLE IF NOT EXISTS normalized (
+    source_topic text NOT NULL,
+    source_partition integer NOT NULL,
+    records bigint NOT NULL,
+    first_offset bigint NOT NULL,
+    PRIMARY KEY (source_topic, source_partition)
+);
 -- Per audit chain, the last checkpoint a full or incremental `audit verify` found
 -- intact up to: where `audit verify --incremental` starts. Not a projection of a topic,
 -- so a rebuild keeps it.
@@ -115,21 +158,56 @@ CREATE TABLE IF NOT EXISTS rebuild (
     finished_at timestamptz
 );
 """
-TABLES = ("hop", "audit_entry", "awaited", "unindexed", "position")
+TABLES = (
+    "hop",
+    "audit_entry",
+    "awaited",
+    "dead_letter",
+    "closure",
+    "normalized",
+    "unindexed",
+    "position",
+)
 
 
 @dataclass(frozen=True)
 class Index:
     """Where an index lives and which topics it reflects: the stack's (``LIVE``), or a
-    benchmark's scratch copy."""
+    test's or benchmark's scratch copy."""
 
     database: str = DATABASE
     trace: str = TRACE_TOPIC
     audit: str = AUDIT_TOPIC
+    dlq: str = DLQ_TOPIC
+    dlq_closed: str = DLQ_CLOSED_TOPIC
+    changes_prefix: str = CHANGES_PREFIX
+
+    @classmethod
+    def scratch(cls, database: str, prefix: str) -> Index:
+        """An index of topics of its own, ``<prefix>.trace`` and so on, in ``database``."""
+        return cls(
+            database=database,
+            trace=f"{prefix}.trace",
+            audit=f"{prefix}.audit",
+            dlq=f"{prefix}.dlq",
+            dlq_closed=f"{prefix}.dlq.closed",
+            changes_prefix=f"{prefix}.changes.",
+        )
 
     @property
-    def topics(self) -> tuple[str, str]:
+    def trail(self) -> tuple[str, str]:
         return (self.trace, self.audit)
+
+    @property
+    def dead_letters(self) -> tuple[str, str]:
+        return (self.dlq, self.dlq_closed)
+
+    def covers(self, topic: str) -> bool:
+        return topic in (*self.trail, *self.dead_letters) or topic.startswith(self.changes_prefix)
+
+    def topics(self, existing: Iterable[str]) -> tuple[str, ...]:
+        """Of the ``existing`` topics, those this index reflects, sorted."""
+        return tuple(sorted(t for t in existing if self.covers(t)))
 
 
 LIVE = Index()
@@ -177,9 +255,14 @@ def reading(settings: Settings, index: Index = LIVE) -> Iterator[psycopg.Connect
         yield conn
 
 
-def positions(conn: psycopg.Connection, topics: tuple[str, ...]) -> dict[tuple[str, int], int]:
-    """(topic, partition) -> the next offset the index does not reflect yet."""
+def positions(
+    conn: psycopg.Connection, topics: tuple[str, ...] | None = None
+) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> the next offset the index does not reflect yet (of every
+    topic it has read, or of ``topics``)."""
     rows = conn.execute(
-        "SELECT topic, partition, next_offset FROM position WHERE topic = ANY(%s)", (list(topics),)
+        "SELECT topic, partition, next_offset FROM position WHERE %s::text[] IS NULL"
+        " OR topic = ANY(%s)",
+        (None if topics is None else list(topics),) * 2,
     )
     return {(topic, partition): offset for topic, partition, offset in rows}

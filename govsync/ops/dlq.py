@@ -6,6 +6,11 @@ by the record's DLQ position), never by deleting it, so the queue stays an audit
 what went wrong. Reprocessing runs held records through the live normalize code again;
 only those that now succeed are closed, in the same transaction as the change events
 they become.
+
+Listing and accounting read the index (govsync.index), which counts every topic involved
+as it grows: their cost does not depend on how long the queue or the change topics are.
+Only the bytes of the records shown or reprocessed are read from the topic, from their
+own offsets.
 """
 
 from __future__ import annotations
@@ -13,60 +18,39 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Literal
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.serialization import SerializationError
 from pydantic import BaseModel
 
+from govsync.index import indexer, queries, store
 from streams.config.settings import Settings
-from streams.contract.headers import as_dict
+from streams.contract import headers
+from streams.contract.records import Closure, DeadLetterOutcome, HeldRecord
 from streams.contract.topics import (
     DLQ_CLOSED_TOPIC,
     DLQ_REPROCESS_ID,
     DLQ_TOPIC,
     NORMALIZE,
-    changes_topic,
-    master_topic,
     stage_group,
 )
+from streams.engine.transactional import Output
 from streams.kafka import clients, topic_reader
 from streams.kafka.serde import RegistryCodec, ValueDeserializer, registry_client
 from streams.model.topology import Topology
 from streams.stages.normalize import NormalizeStage
 from streams.transform.normalize import NormalizeError
 
-Outcome = Literal["reprocessed", "superseded"]
-
-
-class Closure(BaseModel):
-    outcome: Outcome
-    closed_at: str
-    reprocess_id: str
-    event_id: str | None = None
-
-
-class HeldRecord(BaseModel):
-    """One record on the dead-letter queue (``position`` = ``<partition>:<offset>``)."""
-
-    position: str
-    error_code: str
-    error_message: str
-    source_topic: str
-    source_partition: int
-    source_offset: int
-    dead_lettered_at: str | None
-    closure: Closure | None = None
-
-    @property
-    def open(self) -> bool:
-        return self.closure is None
+# How long a listing or reprocessing waits for the index to have read the queue and the
+# change topics as they are when asked.
+CURRENT_WITHIN_S = 10.0
 
 
 class SourceAccount(BaseModel):
-    """For one source, counted on the topics: every record normalize has processed became
+    """For one source, counted from where its counts begin (each cdc partition's first
+    record that became a change event): every record normalize has processed became
     exactly one change event or one dead letter (processed = normalized + dead-lettered)."""
 
     source: str
@@ -75,13 +59,19 @@ class SourceAccount(BaseModel):
     in_flight: int
     normalized: int
     dead_lettered: int
+    dead_letters_held: int  # every held record of the source, counted or before the count
     dead_letters_open: int
     reprocessed: int
     # The worker keeps running while we count: processed is read before and after.
     processed_after: int
+    # Records on the queue and change topics the index had not read when counted: the
+    # counts are short by up to that many, so balance is not judged (None) until it is 0.
+    index_behind: int = 0
 
     @property
-    def balanced(self) -> bool:
+    def balanced(self) -> bool | None:
+        if self.index_behind:
+            return None
         return self.processed <= self.normalized + self.dead_lettered <= self.processed_after
 
 
@@ -94,119 +84,110 @@ class ReprocessReport(BaseModel):
     dry_run: bool
 
 
-def _position(message: Message) -> str:
-    return f"{message.partition()}:{message.offset()}"
-
-
-def _held(message: Message) -> HeldRecord:
-    h = as_dict(message.headers())
-    at = h.get("dead_lettered_at")
-    return HeldRecord(
-        position=_position(message),
-        error_code=h.get("error_code", "unknown"),
-        error_message=h.get("error_message", ""),
-        source_topic=h.get("source_topic", ""),
-        source_partition=int(h.get("source_partition", -1)),
-        source_offset=int(h.get("source_offset", -1)),
-        dead_lettered_at=datetime.fromtimestamp(int(at) / 1000, UTC).isoformat() if at else None,
-    )
-
-
-def _raw(settings: Settings, topic: str) -> list[Message]:
-    start = topic_reader.beginning(settings.bootstrap, [topic])
-    return list(topic_reader.messages(settings.bootstrap, start, timeout=120))
-
-
-def closures(settings: Settings) -> dict[str, Closure]:
-    latest: dict[str, Closure] = {}
-    for message in _raw(settings, DLQ_CLOSED_TOPIC):
-        if message.key() is not None and message.value() is not None:
-            latest[message.key().decode()] = Closure.model_validate_json(message.value())
-    return latest
-
-
-def held(settings: Settings) -> tuple[list[HeldRecord], dict[str, Message]]:
-    """Every dead-lettered record with its closure (if any), and the raw messages by position."""
-    closed = closures(settings)
-    records, raw = [], {}
-    for message in _raw(settings, DLQ_TOPIC):
-        record = _held(message)
-        record.closure = closed.get(record.position)
-        records.append(record)
-        raw[record.position] = message
-    return records, raw
+def held(
+    settings: Settings,
+    *,
+    closed_too: bool = False,
+    limit: int | None = None,
+    wait: float = CURRENT_WITHIN_S,
+) -> tuple[list[HeldRecord], int]:
+    """Held records (open only unless ``closed_too``), in queue order, at most ``limit``;
+    and how many records on the queue the index had still to read (0: none)."""
+    with store.reading(settings) as conn:
+        behind = indexer.wait_for(settings, conn, wait, topics=store.LIVE.dead_letters)
+        return queries.held(conn, closed_too=closed_too, limit=limit), behind
 
 
 def accounting(
-    settings: Settings, topology: Topology, records: list[HeldRecord]
+    settings: Settings, topology: Topology, wait: float = CURRENT_WITHIN_S
 ) -> list[SourceAccount]:
-    """Counts every source's records through normalize from the topics themselves.
+    """Counts every source's records through normalize, from the index's counters.
 
     Connect writes cdc topics without transactions, so offsets count records there. The
     worker commits its input offsets in the same transaction as its outputs, so the
-    normalize group's committed offsets say exactly how many inputs have outputs.
+    normalize group's committed offsets say exactly how many inputs have outputs: read
+    before the index is brought up to the topics' ends and again after it is read.
     """
     cdc = [s.cdc_topic for s in topology.sources]
-    ends = topic_reader.end_offsets(settings.bootstrap, cdc)
-    starts, before = _log_starts_and_committed(settings, list(ends))
-    normalized: Counter[str] = Counter()
-    reprocessed: Counter[str] = Counter()
-    entities = sorted({s.entity for s in topology.sources})
-    start = topic_reader.beginning(settings.bootstrap, [changes_topic(e) for e in entities])
-    for message in topic_reader.messages(settings.bootstrap, start, timeout=300):
-        h = as_dict(message.headers())
-        (reprocessed if "reprocess_id" in h else normalized)[h.get("source", "")] += 1
-    _, after = _log_starts_and_committed(settings, list(ends))
+    marks = topic_reader.watermarks(settings.bootstrap, cdc)
+    before = _committed(settings, list(marks))
+    index = store.LIVE
+    with store.reading(settings) as conn:
+        changes = tuple(sorted({f"{index.changes_prefix}{s.entity}" for s in topology.sources}))
+        behind = indexer.wait_for(settings, conn, wait, topics=(*index.dead_letters, *changes))
+        counted = queries.outcomes(conn, cdc)
+    after = _committed(settings, list(marks))
     accounts = []
     for source in topology.sources:
-        mine = [r for r in records if r.source_topic == source.cdc_topic]
-        parts = [tp for tp in ends if tp[0] == source.cdc_topic]
-        processed = sum(before[tp] - starts[tp] for tp in parts)
-        captured = sum(ends[tp] - starts[tp] for tp in parts)
+        parts = [tp for tp in marks if tp[0] == source.cdc_topic]
+        sums: Counter[str] = Counter()
+        for tp in parts:
+            start, end = marks[tp]
+            o = counted.get(tp, queries.Outcomes(0, None, 0, None, 0, 0, 0))
+            # Where this partition's count begins: its first normalized record, else its
+            # first held one, else (nothing counted yet) the log start.
+            floor = next(x for x in (o.first_offset, o.first_dead_letter, start) if x is not None)
+            sums["captured"] += max(0, end - floor)
+            sums["processed"] += max(0, max(before[tp], start) - floor)
+            sums["processed_after"] += max(0, max(after[tp], start) - floor)
+            for name in ("normalized", "dead_lettered", "held", "held_open", "reprocessed"):
+                sums[name] += getattr(o, name)
         accounts.append(
             SourceAccount(
                 source=source.id,
-                captured=captured,
-                processed=processed,
-                in_flight=captured - processed,
-                normalized=normalized[source.id],
-                dead_lettered=len(mine),
-                dead_letters_open=sum(r.open for r in mine),
-                reprocessed=reprocessed[source.id],
-                processed_after=sum(after[tp] - starts[tp] for tp in parts),
+                captured=sums["captured"],
+                processed=sums["processed"],
+                in_flight=sums["captured"] - sums["processed"],
+                normalized=sums["normalized"],
+                dead_lettered=sums["dead_lettered"],
+                dead_letters_held=sums["held"],
+                dead_letters_open=sums["held_open"],
+                reprocessed=sums["reprocessed"],
+                processed_after=sums["processed_after"],
+                index_behind=behind,
             )
         )
     return accounts
 
 
-def _log_starts_and_committed(
-    settings: Settings, partitions: list[tuple[str, int]]
-) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
-    """Log start offsets, and the normalize group's committed offsets (log start if none)."""
+def _committed(settings: Settings, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """The normalize group's committed offsets (-1 where it has none)."""
     consumer = Consumer(clients.config(settings.bootstrap, **{"group.id": stage_group(NORMALIZE)}))
     try:
-        starts = {
-            (t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[0]
-            for t, p in partitions
-        }
         committed = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=10)
-        return starts, {
-            (tp.topic, tp.partition): max(tp.offset, starts[(tp.topic, tp.partition)])
-            for tp in committed
-        }
+        return {(tp.topic, tp.partition): tp.offset for tp in committed}
     finally:
         consumer.close()
 
 
-def _latest_source_ts(settings: Settings, entities: Iterable[str]) -> dict[str, int]:
-    """Entity key -> commit time of the newest change master holds for it."""
-    start = topic_reader.beginning(settings.bootstrap, [master_topic(e) for e in entities])
-    latest: dict[str, int] = {}
+def _originals(settings: Settings, records: list[HeldRecord]) -> dict[str, Message]:
+    """The held records' bytes, read from the queue from the first of them on."""
+    wanted = {r.position for r in records}
+    start: dict[tuple[str, int], int] = {}
+    for r in records:
+        partition, offset = (int(n) for n in r.position.split(":"))
+        start[(DLQ_TOPIC, partition)] = min(offset, start.get((DLQ_TOPIC, partition), offset))
+    found = {}
     for message in topic_reader.messages(settings.bootstrap, start, timeout=300):
-        key, ts = message.key(), as_dict(message.headers()).get("source_ts")
-        if key is not None and ts:
-            latest[key.decode()] = max(latest.get(key.decode(), 0), int(ts))
-    return latest
+        position = f"{message.partition()}:{message.offset()}"
+        if position in wanted:
+            found[position] = message
+    return found
+
+
+class NotAPosition(ValueError):
+    """A DLQ position that is not ``<partition>:<offset>``."""
+
+
+def parse_position(position: str) -> tuple[int, int]:
+    try:
+        partition, offset = (int(n) for n in position.split(":"))
+    except ValueError:
+        raise NotAPosition(
+            f"{position!r} is not a position on {DLQ_TOPIC} (<partition>:<offset>, "
+            "as `govsync dlq list` shows)"
+        ) from None
+    return partition, offset
 
 
 def reprocess(
@@ -223,10 +204,32 @@ def reprocess(
     ``superseded`` instead of re-delivered: delivering it now would overwrite newer state
     and break per-entity commit order.
     """
-    records, raw = held(settings)
-    todo = [r for r in records if r.open and (positions is None or r.position in positions)]
-    stage = NormalizeStage(topology, RegistryCodec(registry_client(settings)))
-    newest = _latest_source_ts(settings, {s.entity for s in topology.sources})
+    wanted = None if positions is None else [parse_position(p) for p in sorted(positions)]
+    with store.reading(settings) as conn:
+        indexer.wait_for(settings, conn, CURRENT_WITHIN_S, topics=store.LIVE.dead_letters)
+        todo = queries.held(conn, positions=wanted)
+        raw = _originals(settings, todo)
+        stage = NormalizeStage(topology, RegistryCodec(registry_client(settings)))
+        converted: list[tuple[HeldRecord, dict, Output] | tuple[HeldRecord, str]] = []
+        for record in todo:
+            message = raw[record.position]
+            try:
+                converted.append(
+                    (record, *stage.convert(record.source_topic, message.key(), message.value()))
+                )
+            except (NormalizeError, SerializationError, KeyError) as exc:
+                converted.append((record, getattr(exc, "code", "undecodable")))
+        # What master holds per key, from the lineage (the index's, once it is current).
+        indexer.wait_for(settings, conn, CURRENT_WITHIN_S)
+        keys: dict[str, list[str]] = {}
+        for item in converted:
+            if len(item) == 3:
+                keys.setdefault(item[1]["entity"], []).append(item[1]["key"])
+        newest = {
+            (entity, key): ts
+            for entity, wanted in keys.items()
+            for key, ts in queries.newest_source_ts(conn, entity, wanted).items()
+        }
     reprocess_id = str(uuid.uuid4())
     now = datetime.now(UTC).isoformat()
     producer = None if dry_run else _transactional_producer(settings)
@@ -234,39 +237,36 @@ def reprocess(
     failing: Counter[str] = Counter()
     if producer is not None:
         producer.begin_transaction()
-    for n, record in enumerate(todo, 1):
-        message = raw[record.position]
-        try:
-            change, out = stage.convert(record.source_topic, message.key(), message.value())
-        except (NormalizeError, SerializationError, KeyError) as exc:
-            failing[getattr(exc, "code", "undecodable")] += 1
-            progress(n, len(todo))
+    for n, item in enumerate(converted, 1):
+        progress(n, len(converted))
+        if len(item) == 2:
+            failing[item[1]] += 1
             continue
-        outcome: Outcome = (
-            "superseded" if newest.get(change["key"], 0) > change["source_ts_ms"] else "reprocessed"
+        record, change, out = item
+        outcome: DeadLetterOutcome = (
+            "superseded"
+            if newest.get((change["entity"], change["key"]), 0) > change["source_ts_ms"]
+            else "reprocessed"
         )
         if outcome == "superseded":
             superseded += 1
         else:
             done += 1
-        if producer is not None:
-            if outcome == "reprocessed":
-                producer.produce(
-                    out.topic,
-                    out.value,
-                    out.key,
-                    headers=[*out.headers, ("reprocess_id", reprocess_id.encode())],
-                )
-            closure = Closure(
-                outcome=outcome,
-                closed_at=now,
-                reprocess_id=reprocess_id,
-                event_id=change["event_id"],
-            )
+        if producer is None:
+            continue
+        if outcome == "reprocessed":
             producer.produce(
-                DLQ_CLOSED_TOPIC, closure.model_dump_json().encode(), record.position.encode()
+                out.topic,
+                out.value,
+                out.key,
+                headers=[*out.headers, (headers.REPROCESSED, reprocess_id.encode())],
             )
-        progress(n, len(todo))
+        closure = Closure(
+            outcome=outcome, closed_at=now, reprocess_id=reprocess_id, event_id=change["event_id"]
+        )
+        producer.produce(
+            DLQ_CLOSED_TOPIC, closure.model_dump_json().encode(), record.position.encode()
+        )
     if producer is not None:
         producer.commit_transaction(60)
     return ReprocessReport(
@@ -292,16 +292,22 @@ def _transactional_producer(settings: Settings) -> Producer:
 
 def show(settings: Settings, position: str) -> dict:
     """One held record in full: its reason, position and the decoded original when possible."""
-    records, raw = held(settings)
-    record = next((r for r in records if r.position == position), None)
-    if record is None:
+    with store.reading(settings) as conn:
+        indexer.wait_for(settings, conn, CURRENT_WITHIN_S, topics=store.LIVE.dead_letters)
+        found = queries.held(conn, closed_too=True, positions=[parse_position(position)])
+    if not found:
         raise KeyError(position)
-    message = raw[position]
-    deserialize = ValueDeserializer(registry_client(settings))
-    try:
-        original: object = deserialize(record.source_topic, message.value())
-    except SerializationError as exc:
-        original = {"undecodable": str(exc), "hex": (message.value() or b"").hex()[:512]}
+    [record] = found
+    message = _originals(settings, [record]).get(position)
+    if message is None:
+        original: object = {"unavailable": f"no longer on {DLQ_TOPIC} (retention)"}
+    else:
+        try:
+            original = ValueDeserializer(registry_client(settings))(
+                record.source_topic, message.value()
+            )
+        except SerializationError as exc:
+            original = {"undecodable": str(exc), "hex": (message.value() or b"").hex()[:512]}
     return {
         **record.model_dump(),
         "original": json.loads(json.dumps(original, default=str)),

@@ -44,11 +44,11 @@ from pydantic import BaseModel
 from govsync.errors import OperationFailed
 from govsync.index import indexer, queries, store
 from govsync.ops import dlq, lag
-from govsync.ops.dlq import HeldRecord, SourceAccount
+from govsync.ops.dlq import SourceAccount
 from govsync.ops.instances import WorkerInstance, worker_instances
 from govsync.ops.lag import STATUS_ORDER, GroupState, LagReport, Status
 from streams.config.settings import Settings
-from streams.contract.topics import DLQ_TOPIC, NORMALIZE, stage_group
+from streams.contract.topics import NORMALIZE, stage_group
 from streams.kafka import admin, applied
 from streams.kafka.admin import AdminError
 from streams.kafka.serde import RegistryUnreachable
@@ -58,9 +58,6 @@ from streams.trail.receipts import Unanswered
 log = logging.getLogger("govsync.monitor")
 
 REFRESH_S = 5.0
-# Accounting counts every change event from the log start; the open/total per source it
-# sits beside is refreshed every cycle from the queue itself.
-ACCOUNTING_S = 60.0
 WORKER_TIMEOUT_S = 2.0
 INSTANCE_LABEL = "worker_instance"
 
@@ -87,8 +84,8 @@ class DeadLetters(BaseModel):
     source: str
     open: int
     total: int
-    account: SourceAccount | None  # counted on the topics, every ACCOUNTING_S
-    balanced: bool | None
+    account: SourceAccount | None  # counted by the index, every refresh
+    balanced: bool | None  # None: not accounted yet, or the index had not read everything
 
 
 class ReceiptsDue(BaseModel):
@@ -174,19 +171,16 @@ def sleeping(topology: Topology, report: LagReport, now: datetime) -> list[Sleep
     ]
 
 
-def dead_letters(
-    topology: Topology, records: list[HeldRecord], accounts: list[SourceAccount]
-) -> list[DeadLetters]:
+def dead_letters(topology: Topology, accounts: list[SourceAccount]) -> list[DeadLetters]:
     by_source = {a.source: a for a in accounts}
     found = []
     for source in topology.sources:
-        mine = [r for r in records if r.source_topic == source.cdc_topic]
         account = by_source.get(source.id)
         found.append(
             DeadLetters(
                 source=source.id,
-                open=sum(r.open for r in mine),
-                total=len(mine),
+                open=account.dead_letters_open if account else 0,
+                total=account.dead_letters_held if account else 0,
                 account=account,
                 balanced=account.balanced if account else None,
             )
@@ -383,8 +377,6 @@ class Refresher:
         self.settings = settings
         self.state = MonitorState()
         self._admin: AdminClient | None = None  # made on first use, by the refresher
-        self._accounts: list[SourceAccount] = []
-        self._accounted: tuple[float, datetime] | None = None  # (monotonic, wall clock)
 
     def run(self, stop: threading.Event) -> None:
         while True:
@@ -419,12 +411,9 @@ class Refresher:
         self._admin = self._admin or admin.admin_client(settings.bootstrap)
         self._waiting_for("consumer lag of every group (Kafka)")
         report = lag.report(self._admin, settings.bootstrap, topology)
-        self._waiting_for(f"the dead-letter queue ({DLQ_TOPIC})")
-        records, _ = dlq.held(settings)
-        if self._accounted is None or time.monotonic() - self._accounted[0] >= ACCOUNTING_S:
-            self._waiting_for("the dead-letter accounting (captured and normalized counts)")
-            self._accounts = dlq.accounting(settings, topology, records)
-            self._accounted = (time.monotonic(), now)
+        self._waiting_for(f"the dead-letter accounting (database {store.DATABASE})")
+        # Not waiting for the index: the page says how far behind it is instead.
+        accounts = dlq.accounting(settings, topology, wait=0)
         self._waiting_for(f"the receipts index (database {store.DATABASE})")
         waiting, behind = self._unanswered(topology)
         self._waiting_for("the worker instances' metrics")
@@ -435,8 +424,8 @@ class Refresher:
             at=now,
             checked_at=now,
             departments=departments(topology, report),
-            dead_letters=dead_letters(topology, records, self._accounts),
-            accounted_at=self._accounted[1],
+            dead_letters=dead_letters(topology, accounts),
+            accounted_at=now,
             receipts=receipts_due(topology, waiting),
             sleeping=sleeping(topology, report, now),
             lag=report,

@@ -17,6 +17,8 @@ from typing import Any
 Headers = list[tuple[str, bytes]]
 
 CAPTURED = "captured"
+# On a change event made by `govsync dlq reprocess` from a held record: that run's id.
+REPROCESSED = "reprocess_id"
 # Control records share changes.* with change events (e.g. a snapshot request, which the
 # route must meet in order with the changes around it); they carry this header and a JSON
 # value, and every reader of data skips them.

@@ -1,6 +1,7 @@
-"""The records govsync writes about itself: lineage hops on ``govsync.trace`` and the
-links of the audit chain on ``govsync.audit``. Types only; the stages write them, the
-trail and the operations tools read them, and ``contract.schemas`` gives their Avro form.
+"""The records govsync writes about itself: lineage hops on ``govsync.trace``, the
+links of the audit chain on ``govsync.audit``, and the held records of the dead-letter
+queue with their closures. Types only; the stages write them, the trail and the
+operations tools read them, and ``contract.schemas`` gives the Avro form of the first two.
 """
 
 from __future__ import annotations
@@ -71,3 +72,34 @@ def hashed_body(record: Mapping[str, Any]) -> dict[str, Any]:
     """What an audit record's hash covers: every field but ``sha256`` itself, leaving out
     empty values, so adding an optional field later keeps every earlier hash valid."""
     return {n: v for n, v in record.items() if n != "sha256" and v not in (None, [], {})}
+
+
+DeadLetterOutcome = Literal["reprocessed", "superseded"]
+
+
+class Closure(BaseModel):
+    """A held record closed, as written to ``govsync.dlq.closed`` (JSON, keyed by the
+    held record's position): never a deletion, so the queue stays an audit of what failed."""
+
+    outcome: DeadLetterOutcome
+    closed_at: str
+    reprocess_id: str
+    event_id: str | None = None
+
+
+class HeldRecord(BaseModel):
+    """One record on ``govsync.dlq`` (``position`` = ``<partition>:<offset>``): why it was
+    refused and which cdc record it is."""
+
+    position: str
+    error_code: str
+    error_message: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    dead_lettered_at: str | None
+    closure: Closure | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.closure is None

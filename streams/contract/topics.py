@@ -21,6 +21,12 @@ CHANGES_PATTERN = r"^changes\..*"
 DELIVERIES_PATTERN = r"^deliver\..*"
 
 
+def capture_heartbeat_topic(department: str) -> str:
+    """Where a department's connector writes its heartbeat messages (Debezium names a
+    connector's logical-decoding-message topic ``<topic.prefix>.message``)."""
+    return f"{CDC_PREFIX}{department}.message"
+
+
 def changes_topic(entity: str) -> str:
     """Canonical change events of one entity, keyed by its canonical key."""
     return f"{CHANGES_PREFIX}{entity}"
@@ -116,6 +122,15 @@ def topic_specs(topology: Topology) -> list[TopicSpec]:
     specs = [
         TopicSpec(source.cdc_topic, kafka.partitions, kafka.replication_factor, retained)
         for source in topology.sources
+    ]
+    specs += [
+        TopicSpec(
+            capture_heartbeat_topic(department),
+            1,
+            kafka.replication_factor,
+            {"cleanup.policy": "delete", "retention.ms": _ms(24 * 3600)},
+        )
+        for department in sorted({source.department for source in topology.sources})
     ]
     for entity in sorted({source.entity for source in topology.sources}):
         specs.append(

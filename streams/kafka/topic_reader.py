@@ -69,24 +69,28 @@ def log_starts(bootstrap: str, topics: Iterable[str]) -> Offsets:
     return {tp: low for tp, (low, _) in watermarks(bootstrap, topics).items()}
 
 
-def watermarks(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], tuple[int, int]]:
-    """(log start, end) of every partition of ``topics``.
+def watermarks(
+    bootstrap: str, topics: Iterable[str] | Callable[[str], bool]
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """(log start, end) of every partition of ``topics`` (names, or a test of a name: then
+    of the topics that exist and pass it).
 
     A broker that has just restarted answers NOT_LEADER and the like while it takes its
     partitions back: such retriable errors are retried for a while before Kafka counts
     as unreachable."""
-    topics = list(topics)
+    names = None if callable(topics) else list(topics)
     deadline = time.monotonic() + RETRIABLE_FOR_S
     consumer = reader(bootstrap)
     try:
         while True:
             try:
                 metadata = consumer.list_topics(timeout=10)
+                wanted = names if names is not None else sorted(filter(topics, metadata.topics))
                 return {
                     (topic, partition): consumer.get_watermark_offsets(
                         TopicPartition(topic, partition), timeout=10
                     )
-                    for topic in topics
+                    for topic in wanted
                     for partition in metadata.topics[topic].partitions
                 }
             except KafkaException as exc:

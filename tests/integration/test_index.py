@@ -22,7 +22,8 @@ from confluent_kafka.admin import NewTopic
 
 from govsync.index import indexer, queries, rebuild, store
 from govsync.stack import background
-from streams.contract import schemas
+from streams.contract import headers, schemas
+from streams.contract.records import Closure
 from streams.contract.topics import AUDIT_TOPIC, TRACE_TOPIC
 from streams.kafka import admin, clients, serde, topic_reader
 from streams.trail import audit, lineage
@@ -312,13 +313,9 @@ def test_an_undecodable_trail_record_is_set_aside_and_the_rest_indexed(stack: St
     the registry does not know go to ``unindexed`` with the reason; the hop after them
     is indexed all the same."""
     run = uuid.uuid4().hex[:8]
-    index = store.Index(
-        database=f"govsync_test_{run}",
-        trace=f"govsync.test.trace-{run}",
-        audit=f"govsync.test.audit-{run}",
-    )
+    index = store.Index.scratch(f"govsync_test_{run}", f"govsync.test.{run}")
     client = admin.admin_client(stack.settings.bootstrap)
-    for name in index.topics:
+    for name in index.trail:
         client.create_topics([NewTopic(name, 1, 1)])[name].result()
     try:
         hop = hop_batch(("delivered", "e1", "tax.enterprise")).hops[0]
@@ -359,7 +356,73 @@ def test_an_undecodable_trail_record_is_set_aside_and_the_rest_indexed(stack: St
             assert [h.event_id for h in queries.hops(conn, "e1")] == ["e1"]
         assert rebuild.status(stack.settings, index).unindexed == 2
     finally:
-        for name in index.topics:
+        for name in index.trail:
+            client.delete_topics([name])[name].result()
+        with psycopg.connect(stack.settings.pg_conninfo("postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{index.database}" WITH (FORCE)')
+
+
+def test_the_dead_letter_queue_and_the_change_topics_are_counted(stack: Stack) -> None:
+    """On a queue and a change topic of their own: held records with their closures (the
+    latest per position wins), change events counted per cdc partition from their
+    captured header (control records and reprocessed held records are not), and a
+    closure that is not one set aside in ``unindexed``."""
+    run = uuid.uuid4().hex[:8]
+    index = store.Index.scratch(f"govsync_test_{run}", f"govsync.test.{run}")
+    changes = f"{index.changes_prefix}enterprise"
+    cdc = f"cdc.test.{run}"
+    client = admin.admin_client(stack.settings.bootstrap)
+    topics = [*index.dead_letters, changes]
+    for name in topics:
+        client.create_topics([NewTopic(name, 1, 1)])[name].result()
+    try:
+        producer = Producer(clients.config(stack.settings.bootstrap))
+        for offset in (11, 10, 13):
+            producer.produce(changes, b"{}", b"k", headers=[headers.captured(cdc, 0, offset, 1)])
+        producer.produce(changes, b"{}", b"k", headers=[(headers.CONTROL, b"replay")])
+        producer.produce(changes, b"{}", b"k", headers=[(headers.REPROCESSED, b"r1")])
+        for source_offset in (12, 14, 5):  # held at 0:0, 0:1, 0:2; 5 is before the count
+            producer.produce(
+                index.dlq,
+                b"original bytes",
+                headers=[
+                    ("error_code", b"invalid_uscc"),
+                    ("error_message", b"check character"),
+                    ("source_topic", cdc.encode()),
+                    ("source_partition", b"0"),
+                    ("source_offset", str(source_offset).encode()),
+                    ("dead_lettered_at", b"1700000000000"),
+                ],
+            )
+        for outcome in ("superseded", "reprocessed"):
+            closure = Closure(outcome=outcome, closed_at="now", reprocess_id="r1", event_id="e")
+            producer.produce(index.dlq_closed, closure.model_dump_json().encode(), b"0:0")
+        producer.produce(index.dlq_closed, b"{}", b"not a position")
+        assert producer.flush(30) == 0
+
+        assert rebuild.rebuild(stack.settings, index=index).records == 5 + 3 + 3
+        with store.reading(stack.settings, index) as conn:
+            assert queries.outcomes(conn, [cdc]) == {
+                (cdc, 0): queries.Outcomes(
+                    normalized=3,
+                    first_offset=10,
+                    dead_lettered=2,
+                    first_dead_letter=5,
+                    held=3,
+                    held_open=2,
+                    reprocessed=1,
+                )
+            }
+            assert [r.position for r in queries.held(conn)] == ["0:1", "0:2"]
+            everything = queries.held(conn, closed_too=True)
+            assert everything[0].closure is not None
+            assert everything[0].closure.outcome == "reprocessed"
+            assert (everything[0].source_offset, everything[0].error_code) == (12, "invalid_uscc")
+            [(reason,)] = conn.execute("SELECT reason FROM unindexed").fetchall()
+            assert "not a position" in reason or "invalid literal" in reason
+        assert rebuild.status(stack.settings, index).behind == dict.fromkeys(sorted(topics), 0)
+    finally:
+        for name in topics:
             client.delete_topics([name])[name].result()
         with psycopg.connect(stack.settings.pg_conninfo("postgres"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{index.database}" WITH (FORCE)')

@@ -56,13 +56,17 @@ def test_the_worker_writes_deliveries_but_does_not_read_them() -> None:
     assert ("cdc.", AclOperation.WRITE) not in worker
 
 
-def test_the_indexer_only_reads_the_trail() -> None:
+def test_the_indexer_only_reads_the_trail_the_queue_and_the_change_topics() -> None:
     indexer = {(kind, name, op) for who, kind, name, _, op in grants(TOPOLOGY) if who == "indexer"}
     assert indexer == {
         (ResourceType.TOPIC, topic, op)
-        for topic in ("govsync.trace", "govsync.audit")
+        for topic in ("govsync.trace", "govsync.audit", "govsync.dlq", "govsync.dlq.closed")
         for op in (AclOperation.READ, AclOperation.DESCRIBE)
-    } | {(ResourceType.GROUP, "govsync-index", AclOperation.READ)}
+    } | {
+        (ResourceType.TOPIC, "changes.", AclOperation.READ),
+        (ResourceType.TOPIC, "changes.", AclOperation.DESCRIBE),
+        (ResourceType.GROUP, "govsync-index", AclOperation.READ),
+    }
 
 
 def test_only_admin_and_connect_may_write_schemas(tmp_path: Path) -> None:

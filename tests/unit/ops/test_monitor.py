@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from govsync.ops.dlq import Closure, HeldRecord
+from govsync.ops.dlq import SourceAccount
 from govsync.ops.lag import GroupLag, LagReport, PartitionLag
 from govsync.ops.monitor import (
     MonitorState,
@@ -168,28 +168,41 @@ def test_receipts_panel_counts_per_subscription_and_names_the_oldest_overdue() -
     )
 
 
-def test_dead_letters_count_open_and_total_per_source() -> None:
-    def held(closed: bool) -> HeldRecord:
-        record = HeldRecord(
-            position="0:1",
-            error_code="invalid_uscc",
-            error_message="",
-            source_topic=CDC,
-            source_partition=0,
-            source_offset=1,
-            dead_lettered_at=None,
-        )
-        if closed:
-            record.closure = Closure(outcome="reprocessed", closed_at="", reprocess_id="r")
-        return record
+def account(index_behind: int = 0, **counts: int) -> SourceAccount:
+    numbers = {
+        "captured": 10,
+        "processed": 10,
+        "in_flight": 0,
+        "normalized": 8,
+        "dead_lettered": 2,
+        "dead_letters_held": 2,
+        "dead_letters_open": 1,
+        "reprocessed": 1,
+        "processed_after": 10,
+    }
+    return SourceAccount(
+        source="market_regulation.enterprise",
+        index_behind=index_behind,
+        **{**numbers, **counts},
+    )
 
-    found = {d.source: d for d in dead_letters(TOPOLOGY, [held(False), held(True)], [])}
-    assert (
-        found["market_regulation.enterprise"].open,
-        found["market_regulation.enterprise"].total,
-    ) == (1, 2)
+
+def test_dead_letters_count_open_and_total_per_source() -> None:
+    found = {d.source: d for d in dead_letters(TOPOLOGY, [account()])}
+    mine = found["market_regulation.enterprise"]
+    assert (mine.open, mine.total, mine.balanced) == (1, 2, True)
     assert found["public_security.person"].total == 0
     assert found["public_security.person"].balanced is None  # not yet accounted
+
+
+def test_the_accounting_balances_processed_against_normalized_and_dead_lettered() -> None:
+    assert account().balanced is True
+    # One record processed without an outcome on any topic: something was lost.
+    assert account(normalized=7).balanced is False
+    # The worker went on while counting: outcomes between processed before and after.
+    assert account(normalized=9, processed_after=11).balanced is True
+    # The index had not read everything yet: no verdict.
+    assert account(index_behind=3, normalized=7).balanced is None
 
 
 def test_exposition_follows_kafka_exporter_names_and_appends_the_workers() -> None:
@@ -197,7 +210,7 @@ def test_exposition_follows_kafka_exporter_names_and_appends_the_workers() -> No
         at=NOW,
         checked_at=NOW,
         lag=REPORT,
-        dead_letters=dead_letters(TOPOLOGY, [], []),
+        dead_letters=dead_letters(TOPOLOGY, []),
         receipts=receipts_due(TOPOLOGY, []),
     )
     registry = CollectorRegistry(auto_describe=False)
