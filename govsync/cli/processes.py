@@ -111,6 +111,39 @@ def monitor(
 
 
 @app.command()
+def api(
+    port: Annotated[
+        int | None, typer.Option(help="Port on the host (default: GOVSYNC_API_PORT, 16080).")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="uvicorn worker processes (default: GOVSYNC_API_WORKERS, 2)."),
+    ] = None,
+    background: Annotated[bool, typer.Option(help="Run detached; logs in the state dir.")] = False,
+) -> None:
+    """Serve the query API: GET /v1/<entity>/<key> as each department's subscription sees
+    it (HTTP Basic, the department's Kafka login); the OpenAPI document at /openapi.json."""
+    settings = Settings.from_env()
+    if port is not None:
+        settings = settings.model_copy(update={"api_port": port})
+    if workers is not None:
+        settings = settings.model_copy(update={"api_workers": workers})
+    if background:
+        from govsync.stack.background import API_PROGRAM, start_api
+
+        with errors():
+            started = start_api(settings)
+        log = settings.path("logs", f"{API_PROGRAM}.log")
+        console.print(
+            f"api on http://{settings.host}:{settings.api_port}/ (pid {started.pid}, log {log})"
+        )
+        return
+    from govsync.api import app as http
+
+    http.serve(settings)
+
+
+@app.command()
 def indexer(
     background: Annotated[bool, typer.Option(help="Run detached; logs in the state dir.")] = False,
 ) -> None:

@@ -100,16 +100,18 @@ def grants(topology: Topology) -> set[_Grant]:
         (ledger, ResourceType.TRANSACTIONAL_ID, stage_group(LEDGER), _PREFIXED, describe),
         (ledger, ResourceType.BROKER, "kafka-cluster", _LITERAL, AclOperation.IDEMPOTENT_WRITE),
     }
-    # The indexer only reads (govsync/index): the trail, the dead-letter queue, and the
-    # change topics' headers for the accounting. Its group is never joined or committed
-    # to, but the consumer looks up its coordinator.
+    # The indexer only reads (govsync/index): the trail, the dead-letter queue, the
+    # change topics' headers for the accounting, and master for look-ups (govsync api).
+    # Its group is never joined or committed to, but the consumer looks up its coordinator.
     wanted |= {
         (credentials.INDEXER, _TOPIC, topic, _LITERAL, op)
         for topic in (TRACE_TOPIC, AUDIT_TOPIC, DLQ_TOPIC, DLQ_CLOSED_TOPIC)
         for op in (read, describe)
     }
     wanted |= {
-        (credentials.INDEXER, _TOPIC, CHANGES_PREFIX, _PREFIXED, op) for op in (read, describe)
+        (credentials.INDEXER, _TOPIC, prefix, _PREFIXED, op)
+        for prefix in (CHANGES_PREFIX, MASTER_PREFIX)
+        for op in (read, describe)
     }
     wanted.add((credentials.INDEXER, _GROUP, INDEX_GROUP, _LITERAL, read))
     for prefix in (f"{CONNECT_PREFIX}-", "__debezium-heartbeat."):

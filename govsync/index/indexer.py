@@ -1,6 +1,6 @@
 """The indexer: the trail (``govsync.trace``, ``govsync.audit``), the dead-letter queue
-(``govsync.dlq``, ``govsync.dlq.closed``) and counts of ``changes.<entity>`` into the
-index database, exactly once.
+(``govsync.dlq``, ``govsync.dlq.closed``), counts of ``changes.<entity>`` and the current
+state on ``master.<entity>`` into the index database, exactly once.
 
 It assigns itself every partition of those topics (no consumer group: one writer at a
 time, under the index's advisory lock), from the positions the index holds, and writes
@@ -115,6 +115,8 @@ class Batch:
     closures: dict[tuple[int, int], tuple[Any, ...] | None] = field(default_factory=dict)
     # cdc (topic, partition) -> [change events made from it, lowest cdc offset among them]
     normalized: dict[tuple[str, int], list[int]] = field(default_factory=dict)
+    # (entity, key) -> its latest state row in this batch (None: deleted)
+    states: dict[tuple[str, str], tuple[Any, ...] | None] = field(default_factory=dict)
     unreadable: list[tuple[str, int, int, str]] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -201,6 +203,9 @@ class Indexer:
                 _dead_letter(batch, message)
             elif topic == index.dlq_closed:
                 _closure(batch, message)
+            elif topic.startswith(index.master_prefix):
+                entity = topic.removeprefix(index.master_prefix)
+                _state(batch, entity, message, self._codec.decode(topic, message.value()))
             elif topic in index.trail:
                 value = self._codec.decode(topic, message.value())
                 if value is None:
@@ -273,6 +278,20 @@ def _entry(batch: Batch, partition: int, offset: int, record: dict[str, Any]) ->
             record["prev_sha256"],
             record["sha256"],
         )
+    )
+
+
+def _state(batch: Batch, entity: str, message: Message, value: dict[str, Any] | None) -> None:
+    """The entity's state as master holds it (None: deleted), and the change it reflects
+    (headers); the last one of a batch stands."""
+    key = message.key()
+    if key is None:
+        raise ValueError("a master record without its entity key")
+    h = headers.as_dict(message.headers())
+    batch.states[(entity, key.decode())] = (
+        None
+        if value is None
+        else (entity, key.decode(), Jsonb(value), h["event_id"], int(h["source_ts"]))
     )
 
 
@@ -369,6 +388,16 @@ ON CONFLICT (source_topic, source_partition) DO UPDATE SET
     records = normalized.records + excluded.records,
     first_offset = least(normalized.first_offset, excluded.first_offset)
 """
+_STATE = """
+INSERT INTO entity_state (entity, entity_key, state, event_id, source_ts_ms)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::jsonb[], %s::text[], %s::bigint[])
+ON CONFLICT (entity, entity_key) DO UPDATE SET state = excluded.state,
+    event_id = excluded.event_id, source_ts_ms = excluded.source_ts_ms
+"""
+_STATELESS = """
+DELETE FROM entity_state s USING unnest(%s::text[], %s::text[]) AS d(entity, entity_key)
+WHERE s.entity = d.entity AND s.entity_key = d.entity_key
+"""
 _POSITION = """
 INSERT INTO position (topic, partition, next_offset)
 SELECT * FROM unnest(%s::text[], %s::int[], %s::bigint[])
@@ -409,6 +438,12 @@ def write(conn: psycopg.Connection, batch: Batch) -> None:
                     [first for _, first in batch.normalized.values()],
                 ],
             )
+        states = [row for row in batch.states.values() if row is not None]
+        if states:
+            cur.execute(_STATE, [list(column) for column in zip(*states, strict=True)])
+        gone = [where for where, row in batch.states.items() if row is None]
+        if gone:
+            cur.execute(_STATELESS, [list(column) for column in zip(*gone, strict=True)])
         if batch.delivered:
             cur.execute(_AWAIT, [list(column) for column in zip(*batch.delivered, strict=True)])
         if batch.answered:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.rows import dict_row
@@ -212,3 +212,33 @@ def newest_source_ts(conn: psycopg.Connection, entity: str, keys: list[str]) -> 
         (keys, entity),
     )
     return dict(rows)
+
+
+def entity_states(conn: psycopg.Connection, entity: str, keys: list[str]) -> dict[str, Any]:
+    """Key -> the entity's current state as master holds it and the change it reflects
+    (``{"state", "event_id", "source_ts_ms"}``); keys master does not hold are absent."""
+    rows = conn.execute(
+        "SELECT entity_key, state, event_id, source_ts_ms FROM entity_state"
+        " WHERE entity = %s AND entity_key = ANY(%s)",
+        (entity, keys),
+    )
+    return {
+        key: {"state": state, "event_id": event_id, "source_ts_ms": source_ts_ms}
+        for key, state, event_id, source_ts_ms in rows
+    }
+
+
+def deliveries(conn: psycopg.Connection, entity: str, key: str, department: str) -> list[Hop]:
+    """The delivered hops of entity ``key`` to ``department``, oldest first."""
+    rows = conn.cursor(row_factory=dict_row).execute(
+        f"SELECT {_HOP_FIELDS}, topic_partition, topic_offset FROM hop"
+        " WHERE entity_key = %s AND entity = %s AND department = %s AND stage = 'delivered'"
+        " ORDER BY at_ms",
+        (key, entity, department),
+    )
+    return [
+        Hop.model_validate(
+            {**row, "partition": row["topic_partition"], "offset": row["topic_offset"]}
+        )
+        for row in rows
+    ]

@@ -4,7 +4,8 @@ command line and the monitor). Its schema is in docs/architecture.md, section 5.
 
 It reflects the trail (``govsync.trace``, ``govsync.audit``), the dead-letter queue
 (``govsync.dlq``, ``govsync.dlq.closed``) and, as counters only, the change topics
-(``changes.<entity>``: how many cdc records normalize turned into change events).
+(``changes.<entity>``: how many cdc records normalize turned into change events), and the
+current state of every entity (``master.<entity>``) for look-ups (`govsync api`).
 
 Every table but ``verified`` and ``rebuild`` is a projection of topics; ``position``
 holds, per topic partition, the next offset the tables do not reflect yet, written in the
@@ -27,6 +28,7 @@ from streams.contract.topics import (
     CHANGES_PREFIX,
     DLQ_CLOSED_TOPIC,
     DLQ_TOPIC,
+    MASTER_PREFIX,
     TRACE_TOPIC,
 )
 
@@ -139,6 +141,15 @@ CREATE TABLE IF NOT EXISTS normalized (
     first_offset bigint NOT NULL,
     PRIMARY KEY (source_topic, source_partition)
 );
+-- master.<entity> (compacted): each entity's current state and the change it reflects.
+CREATE TABLE IF NOT EXISTS entity_state (
+    entity text NOT NULL,
+    entity_key text NOT NULL,
+    state jsonb NOT NULL,
+    event_id text NOT NULL,
+    source_ts_ms bigint NOT NULL,
+    PRIMARY KEY (entity, entity_key)
+);
 -- Per audit chain, the last checkpoint a full or incremental `audit verify` found
 -- intact up to: where `audit verify --incremental` starts. Not a projection of a topic,
 -- so a rebuild keeps it.
@@ -165,6 +176,7 @@ TABLES = (
     "dead_letter",
     "closure",
     "normalized",
+    "entity_state",
     "unindexed",
     "position",
 )
@@ -181,6 +193,7 @@ class Index:
     dlq: str = DLQ_TOPIC
     dlq_closed: str = DLQ_CLOSED_TOPIC
     changes_prefix: str = CHANGES_PREFIX
+    master_prefix: str = MASTER_PREFIX
 
     @classmethod
     def scratch(cls, database: str, prefix: str) -> Index:
@@ -192,6 +205,7 @@ class Index:
             dlq=f"{prefix}.dlq",
             dlq_closed=f"{prefix}.dlq.closed",
             changes_prefix=f"{prefix}.changes.",
+            master_prefix=f"{prefix}.master.",
         )
 
     @property
@@ -203,7 +217,9 @@ class Index:
         return (self.dlq, self.dlq_closed)
 
     def covers(self, topic: str) -> bool:
-        return topic in (*self.trail, *self.dead_letters) or topic.startswith(self.changes_prefix)
+        return topic in (*self.trail, *self.dead_letters) or topic.startswith(
+            (self.changes_prefix, self.master_prefix)
+        )
 
     def topics(self, existing: Iterable[str]) -> tuple[str, ...]:
         """Of the ``existing`` topics, those this index reflects, sorted."""

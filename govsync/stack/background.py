@@ -18,6 +18,7 @@ from streams.kafka import credentials
 
 WORKER_PREFIX = "worker-"
 INDEXER_PROGRAM = "indexer"
+API_PROGRAM = "api"
 
 
 class Started(BaseModel):
@@ -89,6 +90,11 @@ def restart_worker(settings: Settings, instance: int) -> WorkerStarted:
     """Worker ``instance`` started afresh, with this command's environment."""
     supervision.stop(settings, worker_name(instance))
     return start_worker(settings, instance)
+
+
+def start_api(settings: Settings) -> Started:
+    """The query API (uvicorn and its worker processes), started unless it already runs."""
+    return start_app_process(settings, API_PROGRAM, ["api", "--port", str(settings.api_port)])
 
 
 def start_indexer(settings: Settings) -> Started:

@@ -27,6 +27,7 @@ State = Literal["up", "down"]
 APP_PROCESSES = (
     "monitor",
     background.INDEXER_PROGRAM,
+    background.API_PROGRAM,
     *(process_name(department) for department in SINKS),
 )
 # The stack's own programs, in the order `down` stops them.
@@ -105,6 +106,14 @@ class IndexerStatus(Supervised):
     pid: int | None = None
 
 
+class ApiStatus(Supervised):
+    """The query API (govsync/api): ``url`` is its base, ``/openapi.json`` its document."""
+
+    state: State
+    url: str
+    pid: int | None = None
+
+
 class Components(BaseModel):
     postgres: PostgresStatus
     kafka: KafkaStatus
@@ -113,6 +122,7 @@ class Components(BaseModel):
     worker: WorkerStatus
     monitor: MonitorStatus
     indexer: IndexerStatus
+    api: ApiStatus
 
 
 class StackStatus(BaseModel):
@@ -155,6 +165,8 @@ def up(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> 
     connect.start(settings)
     progress("starting the indexer")
     background.start_indexer(settings)
+    progress("starting the query API")
+    background.start_api(settings)
 
 
 def apply_topology(
@@ -280,6 +292,11 @@ def status(settings: Settings) -> StackStatus:
                 state=state(running(background.INDEXER_PROGRAM)),
                 database=index_store.DATABASE,
                 **supervised(background.INDEXER_PROGRAM),
+            ),
+            api=ApiStatus(
+                state=state(running(background.API_PROGRAM)),
+                url=f"http://{settings.host}:{settings.api_port}/",
+                **supervised(background.API_PROGRAM),
             ),
         ),
     )

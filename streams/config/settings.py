@@ -27,6 +27,11 @@ class Settings(BaseModel, frozen=True):
     registry_port: int = 18080
     worker_port: int = 16066
     monitor_port: int = 16070
+    api_port: int = 16080
+    # The query API's uvicorn worker processes, and each department's requests per second
+    # over all of them (429 beyond).
+    api_workers: int = 2
+    api_rate: float = 2000.0
     # "auto": the lowest id no other worker holds (streams/instance.py); 0 picks a free port.
     worker_instance: str = "auto"
     # Who this process is to Kafka (SASL/SCRAM) and to the schema registry (HTTP Basic):

@@ -56,7 +56,7 @@ def test_the_worker_writes_deliveries_but_does_not_read_them() -> None:
     assert ("cdc.", AclOperation.WRITE) not in worker
 
 
-def test_the_indexer_only_reads_the_trail_the_queue_and_the_change_topics() -> None:
+def test_the_indexer_only_reads_the_trail_the_queue_changes_and_master() -> None:
     indexer = {(kind, name, op) for who, kind, name, _, op in grants(TOPOLOGY) if who == "indexer"}
     assert indexer == {
         (ResourceType.TOPIC, topic, op)
@@ -65,6 +65,8 @@ def test_the_indexer_only_reads_the_trail_the_queue_and_the_change_topics() -> N
     } | {
         (ResourceType.TOPIC, "changes.", AclOperation.READ),
         (ResourceType.TOPIC, "changes.", AclOperation.DESCRIBE),
+        (ResourceType.TOPIC, "master.", AclOperation.READ),
+        (ResourceType.TOPIC, "master.", AclOperation.DESCRIBE),
         (ResourceType.GROUP, "govsync-index", AclOperation.READ),
     }
 
