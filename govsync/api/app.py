@@ -13,12 +13,13 @@ import hmac
 import logging
 import os
 import threading
+import time
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import uvicorn
-from fastapi import Body, Depends, FastAPI, Request
+from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
@@ -27,9 +28,11 @@ from starlette.exceptions import HTTPException
 
 from govsync.api import lookup
 from govsync.api.quota import Quota
+from govsync.api.recording import NotRecorded, QueryRecorder
 from govsync.index import queries, store
 from streams.config import logs
 from streams.config.settings import Settings
+from streams.contract.records import QueryRecord
 from streams.kafka import applied, credentials
 from streams.model.standards import StandardViolation
 from streams.model.topology import Entity, Subscription, Topology
@@ -39,6 +42,7 @@ log = logging.getLogger("govsync.api")
 
 PROBLEM = "application/problem+json"
 BATCH_LIMIT = 1000
+MIN_VERSION_WAIT_S = 5.0  # how long a look-up with min_version waits for the store
 
 
 class Problem(Exception):
@@ -117,6 +121,22 @@ class Directory:
 basic = HTTPBasic(auto_error=False, realm="govsync")
 
 
+def ask(department: str, entity: str, key: str) -> QueryRecord:
+    """The record of a look-up as asked; the handler completes it with the answer."""
+    at_ms = int(datetime.now(UTC).timestamp() * 1000)
+    return QueryRecord(
+        department=department, entity=entity, entity_key=key, at_ms=at_ms, status=200
+    )
+
+
+def refused(asked: QueryRecord, problem: Problem) -> QueryRecord:
+    """``asked`` completed with the problem answered instead of a state."""
+    asked.status = problem.status
+    asked.reason = problem.extra.get("reason") or problem.extra.get("standard_code") or problem.code
+    asked.subscription = problem.extra.get("subscription", asked.subscription)
+    return asked
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The application (uvicorn calls this in each worker process)."""
     settings = settings or Settings.from_env()
@@ -126,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.directory = Directory(settings)
         app.state.directory.start()
         app.state.quota = Quota(settings.api_rate / settings.api_workers)
+        app.state.recorder = QueryRecorder(settings.bootstrap)
         app.state.pool = ConnectionPool(
             store.conninfo(settings, store.READER),
             min_size=1,
@@ -138,6 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             app.state.directory.stop()
             app.state.pool.close()
+            app.state.recorder.close()
 
     app = FastAPI(
         title="govsync query API",
@@ -209,6 +231,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 400, "malformed_key", "Malformed key", str(exc), standard_code=exc.code, key=key
             ) from None
 
+    def reached(conn: Any, entity: str, key: str, event_id: str) -> None:
+        """Read-your-writes: wait until the store has applied ``event_id`` to ``key``."""
+        deadline = time.monotonic() + MIN_VERSION_WAIT_S
+        while not queries.applied(conn, entity, key, event_id):
+            if time.monotonic() > deadline:
+                raise Problem(
+                    504,
+                    "version_not_reached",
+                    "Version not reached",
+                    f"the state of {entity} {key} did not reflect {event_id} within "
+                    f"{MIN_VERSION_WAIT_S:g} s (unknown, or not yet applied)",
+                )
+            time.sleep(0.05)
+
+    def record(request: Request, asked: list[QueryRecord]) -> None:
+        """On the audit trail before the answer leaves (recording.py), or 503."""
+        try:
+            request.app.state.recorder.record(asked)
+        except NotRecorded as exc:
+            raise Problem(503, "not_recorded", "Not recorded", str(exc)) from None
+
     @app.get(
         "/v1/{entity}/{key}",
         response_model=lookup.EntityView,
@@ -224,20 +267,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         entity: str,
         key: str,
         who: Annotated[str, Depends(department)],
+        min_version: Annotated[
+            str | None,
+            Query(description="An event_id: wait (at most 5 s) until the state reflects it."),
+        ] = None,
     ) -> lookup.EntityView:
         """The entity's current state, projected and masked as the department's active
         subscription delivers it, with the version (event_id, source commit) it reflects."""
-        subscription, model = permitted(request, entity, who)
-        found = standard(model, key)
-        pool: ConnectionPool = request.app.state.pool
-        with pool.connection() as conn:
-            stored = queries.entity_states(conn, entity, [found]).get(found)
-        if stored is None:
-            raise Problem(404, "unknown_key", "Unknown key", f"no {entity} {found}")
-        mask_key = request.app.state.directory.mask_key(who)
-        return lookup.view(
-            entity, model, found, lookup.StoredState(**stored), subscription, mask_key
-        )
+        asked = ask(who, entity, key)
+        try:
+            subscription, model = permitted(request, entity, who)
+            asked.subscription = subscription.id
+            found = asked.entity_key = standard(model, key)
+            pool: ConnectionPool = request.app.state.pool
+            with pool.connection() as conn:
+                if min_version is not None:
+                    reached(conn, entity, found, min_version)
+                stored = queries.entity_states(conn, entity, [found]).get(found)
+            if stored is None:
+                raise Problem(404, "unknown_key", "Unknown key", f"no {entity} {found}")
+            mask_key = request.app.state.directory.mask_key(who)
+            state = lookup.StoredState(**stored)
+            view = lookup.view(entity, model, found, state, subscription, mask_key)
+            asked.event_id = view.version.event_id
+        except Problem as problem:
+            record(request, [refused(asked, problem)])
+            raise
+        record(request, [asked])
+        return view
 
     @app.post(
         "/v1/{entity}:batchGet",
@@ -252,36 +309,43 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ) -> lookup.Batch:
         """Up to 1,000 keys at once: one answer per key, in order, each the state or the
         problem (a malformed key, an unknown one) of that key alone."""
-        subscription, model = permitted(request, entity, who)
-        standards: dict[str, str | Problem] = {}
-        for key in keys:
+        asked = [ask(who, entity, key) for key in keys]
+        try:
+            subscription, model = permitted(request, entity, who)
+        except Problem as problem:
+            record(request, [refused(a, problem) for a in asked])
+            raise
+        found: dict[str, str | Problem] = {}
+        for one in asked:
+            one.subscription = subscription.id
             try:
-                standards[key] = standard(model, key)
+                found[one.entity_key] = standard(model, one.entity_key)
             except Problem as problem:
-                standards[key] = problem
-        wanted = [s for s in standards.values() if isinstance(s, str)]
+                found[one.entity_key] = problem
+        wanted = [k for k in found.values() if isinstance(k, str)]
         pool: ConnectionPool = request.app.state.pool
         with pool.connection() as conn:
             stored = queries.entity_states(conn, entity, wanted)
         mask_key = request.app.state.directory.mask_key(who)
         items = []
-        for key in keys:
-            found = standards[key]
-            if isinstance(found, Problem):
-                items.append(lookup.BatchItem(key=key, problem=found.body()))
-            elif found not in stored:
-                unknown = Problem(404, "unknown_key", "Unknown key", f"no {entity} {found}")
+        for one in asked:
+            key = one.entity_key
+            standard_key = found[key]
+            if isinstance(standard_key, Problem):
+                refused(one, standard_key)
+                items.append(lookup.BatchItem(key=key, problem=standard_key.body()))
+                continue
+            one.entity_key = standard_key
+            if standard_key not in stored:
+                unknown = Problem(404, "unknown_key", "Unknown key", f"no {entity} {standard_key}")
+                refused(one, unknown)
                 items.append(lookup.BatchItem(key=key, problem=unknown.body()))
-            else:
-                view = lookup.view(
-                    entity,
-                    model,
-                    found,
-                    lookup.StoredState(**stored[found]),
-                    subscription,
-                    mask_key,
-                )
-                items.append(lookup.BatchItem(key=key, found=view))
+                continue
+            state = lookup.StoredState(**stored[standard_key])
+            view = lookup.view(entity, model, standard_key, state, subscription, mask_key)
+            one.event_id = view.version.event_id
+            items.append(lookup.BatchItem(key=key, found=view))
+        record(request, asked)
         return lookup.Batch(items=items)
 
     @app.get(
@@ -297,13 +361,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ) -> list[lookup.Delivered]:
         """The department's own deliveries of this key, oldest first: which versions it
         was sent, when, and where on its delivery topic."""
-        topology: Topology = request.app.state.directory.topology
-        if entity not in topology.entities:
-            raise Problem(404, "unknown_entity", "Unknown entity", f"no entity {entity!r}")
-        found = standard(topology.entities[entity], key)
-        pool: ConnectionPool = request.app.state.pool
-        with pool.connection() as conn:
-            hops = queries.deliveries(conn, entity, found, who)
+        asked = ask(who, entity, key)
+        try:
+            topology: Topology = request.app.state.directory.topology
+            if entity not in topology.entities:
+                raise Problem(404, "unknown_entity", "Unknown entity", f"no entity {entity!r}")
+            found = asked.entity_key = standard(topology.entities[entity], key)
+            pool: ConnectionPool = request.app.state.pool
+            with pool.connection() as conn:
+                hops = queries.deliveries(conn, entity, found, who)
+        except Problem as problem:
+            record(request, [refused(asked, problem)])
+            raise
+        asked.reason = "history"
+        record(request, [asked])
         return [lookup.Delivered.of(hop) for hop in hops]
 
     return app

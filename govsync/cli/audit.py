@@ -102,7 +102,10 @@ def audit_who_received(
     if as_json:
         print_json([r.model_dump() for r in received])
         return
-    table = Table(title=f"who received {key}: {len(received)} deliveries")
+    looked_up = sum(r.via == "query" for r in received)
+    table = Table(
+        title=f"who received {key}: {len(received) - looked_up} deliveries, {looked_up} look-ups"
+    )
     for column in ("when (CST)", "department", "change", "fields", "approval", "receipt"):
         table.add_column(column)
     for r in received:
@@ -116,6 +119,6 @@ def audit_who_received(
             f"{approval.get('state', '')} by {approval.get('by', '?')}: "
             f"{approval.get('purpose', '')} ({approval.get('legal_basis', '')}, "
             f"until {approval.get('expires', '')})",
-            r.receipt or "[yellow]none yet[/yellow]",
+            "(look-up)" if r.via == "query" else r.receipt or "[yellow]none yet[/yellow]",
         )
     console.print(table)

@@ -39,6 +39,7 @@ from streams.contract.topics import (
     INDEX_GROUP,
     LEDGER,
     MASTER_PREFIX,
+    QUERIES_TOPIC,
     RECEIPTS_TOPIC,
     STAGE_PREFIX,
     TOPOLOGY_CHANGES_TOPIC,
@@ -90,7 +91,7 @@ def grants(topology: Topology) -> set[_Grant]:
     ledger = credentials.LEDGER
     for prefix in (CHANGES_PREFIX, DELIVERY_PREFIX):
         wanted |= {(ledger, _TOPIC, prefix, _PREFIXED, op) for op in (read, describe)}
-    for topic in (RECEIPTS_TOPIC, TOPOLOGY_CHANGES_TOPIC):
+    for topic in (RECEIPTS_TOPIC, TOPOLOGY_CHANGES_TOPIC, QUERIES_TOPIC):
         wanted |= {(ledger, _TOPIC, topic, _LITERAL, op) for op in (read, describe)}
     for topic in (TRACE_TOPIC, AUDIT_TOPIC):
         wanted |= {(ledger, _TOPIC, topic, _LITERAL, op) for op in (read, write, describe)}

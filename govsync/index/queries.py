@@ -228,6 +228,18 @@ def entity_states(conn: psycopg.Connection, entity: str, keys: list[str]) -> dic
     }
 
 
+def applied(conn: psycopg.Connection, entity: str, key: str, event_id: str) -> bool:
+    """Whether the stored state of ``key`` reflects change ``event_id``: it is that change,
+    or one committed later at the source (the change's time from the lineage index)."""
+    row = conn.execute(
+        "SELECT s.event_id = %(e)s OR s.source_ts_ms >= ("
+        "  SELECT min(h.source_ts_ms) FROM hop h WHERE h.event_id = %(e)s AND h.entity_key = %(k)s"
+        ") FROM entity_state s WHERE s.entity = %(n)s AND s.entity_key = %(k)s",
+        {"e": event_id, "k": key, "n": entity},
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def deliveries(conn: psycopg.Connection, entity: str, key: str, department: str) -> list[Hop]:
     """The delivered hops of entity ``key`` to ``department``, oldest first."""
     rows = conn.cursor(row_factory=dict_row).execute(

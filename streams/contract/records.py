@@ -38,7 +38,7 @@ class Hop(BaseModel):
         return f"{self.topic}[{self.partition}]@{self.offset}"
 
 
-AuditKind = Literal["delivery", "receipt", "topology_change", "replay", "checkpoint"]
+AuditKind = Literal["delivery", "receipt", "topology_change", "replay", "checkpoint", "query"]
 AUDIT_KINDS: list[str] = list(get_args(AuditKind))
 
 
@@ -72,6 +72,21 @@ def hashed_body(record: Mapping[str, Any]) -> dict[str, Any]:
     """What an audit record's hash covers: every field but ``sha256`` itself, leaving out
     empty values, so adding an optional field later keeps every earlier hash valid."""
     return {n: v for n, v in record.items() if n != "sha256" and v not in (None, [], {})}
+
+
+class QueryRecord(BaseModel):
+    """One look-up on the query API, as written to ``govsync.queries`` (JSON, keyed by the
+    entity key) for the ledger to chain into the audit trail: who asked for what, when,
+    under which subscription, and what they were answered."""
+
+    department: str  # the logged-in principal
+    entity: str
+    entity_key: str  # in its standard form when it had one; as asked otherwise
+    at_ms: int
+    status: int  # the HTTP status answered
+    subscription: str | None = None
+    event_id: str | None = None  # the version shown
+    reason: str | None = None  # why not shown (a refusal's reason, a key's standard code)
 
 
 DeadLetterOutcome = Literal["reprocessed", "superseded"]

@@ -50,6 +50,7 @@ def department_delivery_prefix(department: str) -> str:
 
 GOVSYNC_PREFIX = "govsync."
 DLQ_TOPIC = "govsync.dlq"
+QUERIES_TOPIC = "govsync.queries"  # look-ups on the query API, for the audit trail
 DLQ_CLOSED_TOPIC = "govsync.dlq.closed"
 QUALITY_TOPIC = "govsync.quality"
 RECEIPTS_TOPIC = "govsync.receipts"
@@ -174,6 +175,14 @@ def topic_specs(topology: Topology) -> list[TopicSpec]:
         TopicSpec(
             RECEIPTS_TOPIC,
             kafka.partitions,
+            kafka.replication_factor,
+            {"cleanup.policy": "delete", "retention.ms": _ms(kafka.dlq_retention.total_seconds())},
+        )
+    )
+    specs.append(
+        TopicSpec(
+            QUERIES_TOPIC,
+            kafka.partitions,  # the ledger chains partition p into audit chain p
             kafka.replication_factor,
             {"cleanup.policy": "delete", "retention.ms": _ms(kafka.dlq_retention.total_seconds())},
         )

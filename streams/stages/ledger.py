@@ -3,9 +3,10 @@ written from what the pipeline committed.
 
 It follows the change, delivery, receipt and topology-change topics (read committed), so
 it sees exactly what departments can see, at the offsets they see it, and the normalize
-and route stages carry no extra work. It runs as its own Kafka principal, ``ledger``:
-the only one besides departments that may read deliveries, and the only writer of the
-audit trail.
+and route stages carry no extra work; and the query API's look-ups (``govsync.queries``),
+so a question answered is on the trail like a delivery. It runs as its own Kafka
+principal, ``ledger``: the only one besides departments that may read deliveries, and the
+only writer of the audit trail.
 
 One chain per partition of ``govsync.audit``: records from input partition ``p`` of any
 topic extend chain ``p mod n`` (n: the audit topic's partitions). A chain has one writer
@@ -32,7 +33,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from streams.contract import headers, schemas
 from streams.contract.headers import as_dict
-from streams.contract.records import AuditRecord, Hop
+from streams.contract.records import AuditRecord, Hop, QueryRecord
 from streams.contract.replay import ReplayRequest
 from streams.contract.topics import (
     AUDIT_TOPIC,
@@ -41,6 +42,7 @@ from streams.contract.topics import (
     DELIVERY_PREFIX,
     LEDGER,
     LEDGER_TAIL_GROUP,
+    QUERIES_TOPIC,
     RECEIPTS_TOPIC,
     TOPOLOGY_CHANGES_TOPIC,
     TRACE_TOPIC,
@@ -89,6 +91,7 @@ class LedgerStage:
         DELIVERIES_PATTERN,
         RECEIPTS_TOPIC,
         TOPOLOGY_CHANGES_TOPIC,
+        QUERIES_TOPIC,
     )
 
     def __init__(
@@ -143,6 +146,8 @@ class LedgerStage:
         topic = message.topic()
         if topic == TOPOLOGY_CHANGES_TOPIC:
             return self._topology_changes(message)
+        if topic == QUERIES_TOPIC:
+            return self._query(message)
         if headers.control(message.headers()) is not None:
             return self._replay(message)
         value = self._codec.decode(topic, message.value())
@@ -292,6 +297,45 @@ class LedgerStage:
                 **({"from_ms": str(request.from_ms)} if request.from_ms is not None else {}),
                 **({"to_ms": str(request.to_ms)} if request.to_ms is not None else {}),
             },
+        )
+
+    def _query(self, message: Message) -> list[Output]:
+        """A look-up: who asked (the API's verified login), for which entity, under which
+        subscription and approval, and what was answered. A record that is not one is
+        logged and skipped, never chained half-read."""
+        try:
+            query = QueryRecord.model_validate_json(message.value() or b"")
+        except ValueError as exc:
+            log.error(
+                "%s[%d]@%d is not a query record: %s",
+                QUERIES_TOPIC,
+                message.partition(),
+                message.offset(),
+                exc,
+            )
+            return []
+        subscription = self._subscriptions.get(query.subscription or "")
+        entity = self.topology.entities.get(query.entity)
+        answered = query.status == 200 and subscription is not None and entity is not None
+        detail = {"status": str(query.status)}
+        if query.reason:
+            detail["reason"] = query.reason
+        if answered and subscription.mask:
+            detail["masked"] = ",".join(f"{f}:{m.rule}" for f, m in subscription.mask.items())
+        return self._seal(
+            message.partition(),
+            key=query.entity_key,
+            kind="query",
+            at_ms=query.at_ms,
+            actor=query.department,
+            event_id=query.event_id,
+            entity=query.entity,
+            entity_key=query.entity_key,
+            department=query.department,
+            subscription=query.subscription,
+            fields=subscription.fields_in(entity) if answered else [],
+            approval=approval_of(subscription),
+            detail=detail,
         )
 
     def _topology_changes(self, message: Message) -> list[Output]:

@@ -476,8 +476,10 @@ def verify_topic(
 
 
 class Received(BaseModel):
-    """One delivery of an entity to a department, as the audit trail records it."""
+    """One delivery of an entity to a department, or one look-up it was answered (``via``
+    query, ``receipt`` None), as the audit trail records it."""
 
+    via: Literal["delivery", "query"] = "delivery"
     department: str
     subscription: str
     event_id: str
@@ -491,26 +493,28 @@ class Received(BaseModel):
 
 def who_received(chains: dict[int, list[tuple[int, AuditRecord]]], key: str) -> list[Received]:
     """Which departments received which fields of entity ``key``, when, under which
-    approval, and whether they applied it; newest first."""
+    approval, and whether they applied it; newest first. Answered look-ups on the query
+    API count (refused ones are on the trail too, but nothing was received)."""
     records = [r for chain in chains.values() for _, r in chain if r.entity_key == key]
     answers = {
         (r.event_id, r.department): r.detail.get("outcome") for r in records if r.kind == "receipt"
     }
     received = [
         Received(
+            via="query" if r.kind == "query" else "delivery",
             department=r.department or "",
             subscription=r.subscription or "",
             event_id=r.event_id or "",
-            kind=r.detail.get("kind", ""),
+            kind=r.detail.get("kind", "") if r.kind == "delivery" else "look-up",
             at_ms=r.at_ms,
             fields=r.fields,
             masked=dict(
                 item.split(":", 1) for item in r.detail.get("masked", "").split(",") if item
             ),
             approval=r.approval,
-            receipt=answers.get((r.event_id, r.department)),
+            receipt=answers.get((r.event_id, r.department)) if r.kind == "delivery" else None,
         )
         for r in records
-        if r.kind == "delivery"
+        if r.kind == "delivery" or (r.kind == "query" and r.detail.get("status") == "200")
     ]
     return sorted(received, key=lambda d: (d.at_ms, d.department), reverse=True)

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from govsync.index import queries
 from streams.kafka import credentials
 from streams.kafka.topic_reader import Record
 from streams.model.standards import legacy_resident_id
@@ -80,6 +81,20 @@ def test_a_look_up_shows_what_the_push_delivered(stack: Stack, topic: str) -> No
     with client(stack, department) as api:
         again = api.get(f"/v1/enterprise/{company.credit_code.lower()}")
     assert again.json()["state"] == found["state"]
+    # Each answered look-up is on the audit trail, beside the delivery.
+    deadline = time.monotonic() + WAIT
+    while True:
+        asked = govsync("audit", "who-received", company.credit_code, "--json")
+        assert asked.returncode == 0, asked.stderr
+        received = json.loads(asked.stdout)
+        looked_up = [r for r in received if r["via"] == "query" and r["event_id"] == event_id]
+        if looked_up or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert looked_up and {r["department"] for r in looked_up} == {department}
+    assert set(looked_up[0]["fields"]) == set(found["state"])  # no field of theirs is dropped
+    assert looked_up[0]["approval"]["state"] == "approved"
+    assert any(r["via"] == "delivery" and r["department"] == department for r in received)
 
 
 def test_a_15_digit_resident_id_is_looked_up_as_its_18_digit_form(stack: Stack) -> None:
@@ -106,6 +121,21 @@ def test_what_a_department_may_not_see_is_refused_with_the_reason(stack: Stack) 
     with client(stack, "public_security") as api:
         refused = problem(api.get(f"/v1/enterprise/{known}"), 403)
     assert refused["reason"] == "not_subscribed"
+    # The refusal is on the audit trail too, by the department that asked.
+    deadline = time.monotonic() + WAIT
+    while True:
+        with queries.current(stack.settings) as (conn, _):
+            chains = queries.audit_entries(conn, known)
+        asked = [
+            r
+            for chain in chains.values()
+            for _, r in chain
+            if r.kind == "query" and r.actor == "public_security"
+        ]
+        if asked or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert asked and asked[-1].detail == {"status": "403", "reason": "not_subscribed"}
     with client(stack, None) as anonymous:
         problem(anonymous.get(f"/v1/enterprise/{known}"), 401)
     with httpx.Client(
@@ -193,3 +223,20 @@ def test_a_department_over_its_rate_is_answered_429(stack: Stack) -> None:
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_min_version_waits_for_the_change_just_pushed(stack: Stack) -> None:
+    """Read-your-writes: asked the moment the push arrived, a look-up with the pushed
+    event_id as min_version answers that version (without it, it might still be the
+    previous one, or unknown)."""
+    company = new_company()
+    push = pushed(stack, TAX, company.credit_code, lambda: insert(stack, company))
+    event_id = push.headers["event_id"]
+    with client(stack, "tax") as api:
+        found = api.get(f"/v1/enterprise/{company.credit_code}", params={"min_version": event_id})
+        assert found.status_code == 200, found.text
+        assert found.json()["version"]["event_id"] == event_id
+        never = api.get(
+            f"/v1/enterprise/{company.credit_code}", params={"min_version": "no-such-change"}
+        )
+    assert problem(never, 504)["type"] == "/problems/version_not_reached"

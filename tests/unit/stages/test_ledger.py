@@ -11,10 +11,11 @@ import pytest
 from confluent_kafka import Message, TopicPartition
 
 from streams.contract import headers
-from streams.contract.records import AuditRecord, Hop
+from streams.contract.records import AuditRecord, Hop, QueryRecord
 from streams.contract.schemas import change_event_schema, delivery_schema, receipt_schema
 from streams.contract.topics import (
     AUDIT_TOPIC,
+    QUERIES_TOPIC,
     RECEIPTS_TOPIC,
     TOPOLOGY_CHANGES_TOPIC,
     TRACE_TOPIC,
@@ -25,7 +26,7 @@ from streams.engine.transactional import Output
 from streams.model.topology import Subscription
 from streams.stages.ledger import LedgerStage, approval_of, unanchored
 from streams.trail import tracing
-from streams.trail.audit import GENESIS, Chain, record_hash
+from streams.trail.audit import GENESIS, Chain, record_hash, who_received
 from tests.unit.avro import MemoryCodec
 from tests.unit.examples import CHANGE, SOCIAL, STATE, TAX, TOPOLOGY, delivery
 
@@ -319,6 +320,72 @@ def test_a_receipt_is_a_lineage_hop_and_an_audit_record_by_its_department(
         prev_sha256=delivered.sha256,  # one chain per input partition, whatever the topic
         sha256=record.sha256,
     )
+
+
+def query_record(**fields: Any) -> Message:
+    query = QueryRecord(
+        department="social_security",
+        entity="enterprise",
+        entity_key=USCC,
+        at_ms=APPLIED_MS,
+        status=200,
+        subscription=SOCIAL.id,
+        event_id=EVENT_ID,
+    ).model_copy(update=fields)
+    return Message(
+        topic=QUERIES_TOPIC,
+        partition=PARTITION,
+        offset=3,
+        key=USCC.encode(),
+        value=query.model_dump_json().encode(),
+    )
+
+
+def test_an_answered_look_up_is_an_audit_record_by_the_asking_department(
+    codec: MemoryCodec, stage: LedgerStage
+) -> None:
+    outputs = stage.process(query_record())
+    assert [out.topic for out in outputs] == [AUDIT_TOPIC]  # no lineage: nothing moved
+    (record,) = sealed(codec, outputs)
+    assert record == AuditRecord(
+        seq=0,
+        kind="query",
+        at_ms=APPLIED_MS,
+        actor="social_security",
+        event_id=EVENT_ID,
+        entity="enterprise",
+        entity_key=USCC,
+        department="social_security",
+        subscription=SOCIAL.id,
+        fields=SOCIAL.fields_in(TOPOLOGY.entity("enterprise")),
+        approval=approval_of(SOCIAL),
+        detail={"status": "200", "masked": "legal_rep_name:hash,legal_rep_id:partial"},
+        prev_sha256=GENESIS,
+        sha256=record.sha256,
+    )
+    received = who_received({CHAIN: [(0, record)]}, USCC)
+    assert [(r.via, r.department, r.receipt) for r in received] == [
+        ("query", "social_security", None)
+    ]
+
+
+def test_a_refused_look_up_is_on_the_trail_and_received_nothing(
+    codec: MemoryCodec, stage: LedgerStage
+) -> None:
+    refusal = query_record(
+        department="public_security",
+        status=403,
+        subscription=None,
+        event_id=None,
+        reason="not_subscribed",
+    )
+    (record,) = sealed(codec, stage.process(refusal))
+    assert (record.kind, record.actor, record.fields) == ("query", "public_security", [])
+    assert record.detail == {"status": "403", "reason": "not_subscribed"}
+    assert who_received({CHAIN: [(0, record)]}, USCC) == []
+    # A record that is not a query record is skipped, never chained half-read.
+    garbage = Message(topic=QUERIES_TOPIC, partition=PARTITION, offset=4, value=b"{")
+    assert stage.process(garbage) == []
 
 
 # --- one writer per chain -------------------------------------------------------------------
