@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
@@ -32,6 +33,7 @@ from tests.integration.companies import (
     new_resident_id,
 )
 from tests.integration.conftest import Stack
+from tests.integration.test_api import client as api_client
 from tests.integration.topologies import TOPOLOGY, edited
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -101,9 +103,27 @@ def test_only_an_approved_unexpired_subscription_receives_and_changes_apply_live
         key, records = delivered_to(stack)
         assert of(records, TAX, key) == [], f"a {case} subscription received {key}"
         print(f"{case}: tax stopped receiving {stopped_after:.1f}s after the apply")
+        # The query API refuses too, naming the state (it follows the applied topology).
+        refused = look_up_until(stack, key, lambda r: r.status_code == 403)
+        assert refused.json()["reason"] == case, refused.text
     resumed_after = wait_until_tax_receives(stack, expect=True)
     print(f"{case}: approved again, tax receiving {resumed_after:.1f}s after the apply")
+    assert look_up_until(stack, key, lambda r: r.status_code == 200).json()["key"] == key
     assert status(stack.settings, worker_name(0)).pid == worker_pid, "the worker restarted"
+
+
+def look_up_until(
+    stack: Stack, key: str, done: Callable[[httpx.Response], bool], timeout: float = 20.0
+) -> httpx.Response:
+    """Tax's look-up of ``key`` once ``done`` holds for the answer."""
+    deadline = time.monotonic() + timeout
+    with api_client(stack, "tax") as api:
+        while True:
+            answer = api.get(f"/v1/enterprise/{key}")
+            if done(answer):
+                return answer
+            assert time.monotonic() < deadline, f"{key}: {answer.status_code} {answer.text}"
+            time.sleep(0.3)
 
 
 def test_changed_fields_apply_live_and_the_change_is_recorded(stack: Stack, tmp_path: Path) -> None:
