@@ -206,11 +206,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         return who
 
+    def entity_model(topology: Topology, entity: str) -> Entity:
+        if entity not in topology.entities:
+            raise Problem(404, "unknown_entity", "Unknown entity", f"no entity {entity!r}")
+        return topology.entities[entity]
+
     def permitted(request: Request, entity: str, who: str) -> tuple[Subscription, Entity]:
         """The department's active subscription to ``entity`` and the entity's model."""
         topology: Topology = request.app.state.directory.topology
-        if entity not in topology.entities:
-            raise Problem(404, "unknown_entity", "Unknown entity", f"no entity {entity!r}")
+        model = entity_model(topology, entity)
         decided = lookup.subscription_for(topology, who, entity, datetime.now(UTC))
         if isinstance(decided, lookup.Refusal):
             raise Problem(
@@ -221,7 +225,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 reason=decided.reason,
                 subscription=decided.subscription,
             )
-        return decided, topology.entities[entity]
+        return decided, model
 
     def standard(model: Entity, key: str) -> str:
         try:
@@ -363,10 +367,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         was sent, when, and where on its delivery topic."""
         asked = ask(who, entity, key)
         try:
-            topology: Topology = request.app.state.directory.topology
-            if entity not in topology.entities:
-                raise Problem(404, "unknown_entity", "Unknown entity", f"no entity {entity!r}")
-            found = asked.entity_key = standard(topology.entities[entity], key)
+            model = entity_model(request.app.state.directory.topology, entity)
+            found = asked.entity_key = standard(model, key)
             pool: ConnectionPool = request.app.state.pool
             with pool.connection() as conn:
                 hops = queries.deliveries(conn, entity, found, who)

@@ -39,10 +39,13 @@ def current(
 def hops(conn: psycopg.Connection, query: str) -> list[Hop]:
     """The hops of the change with event_id ``query``, or of every change of entity key
     ``query``."""
+    return _hops(conn, "event_id = %(q)s OR entity_key = %(q)s", {"q": query})
+
+
+def _hops(conn: psycopg.Connection, where: str, params: dict[str, Any]) -> list[Hop]:
+    """Hops from rows: ``partition`` and ``offset`` are the position the hop describes."""
     rows = conn.cursor(row_factory=dict_row).execute(
-        f"SELECT {_HOP_FIELDS}, topic_partition, topic_offset FROM hop "
-        "WHERE event_id = %(q)s OR entity_key = %(q)s",
-        {"q": query},
+        f"SELECT {_HOP_FIELDS}, topic_partition, topic_offset FROM hop WHERE {where}", params
     )
     return [
         Hop.model_validate(
@@ -242,15 +245,9 @@ def applied(conn: psycopg.Connection, entity: str, key: str, event_id: str) -> b
 
 def deliveries(conn: psycopg.Connection, entity: str, key: str, department: str) -> list[Hop]:
     """The delivered hops of entity ``key`` to ``department``, oldest first."""
-    rows = conn.cursor(row_factory=dict_row).execute(
-        f"SELECT {_HOP_FIELDS}, topic_partition, topic_offset FROM hop"
-        " WHERE entity_key = %s AND entity = %s AND department = %s AND stage = 'delivered'"
+    return _hops(
+        conn,
+        "entity_key = %(k)s AND entity = %(e)s AND department = %(d)s AND stage = 'delivered'"
         " ORDER BY at_ms",
-        (key, entity, department),
+        {"k": key, "e": entity, "d": department},
     )
-    return [
-        Hop.model_validate(
-            {**row, "partition": row["topic_partition"], "offset": row["topic_offset"]}
-        )
-        for row in rows
-    ]

@@ -34,6 +34,7 @@ from streams.contract.topics import (
     DLQ_REPROCESS_ID,
     DLQ_TOPIC,
     NORMALIZE,
+    changes_topic,
     stage_group,
 )
 from streams.engine.transactional import Output
@@ -113,7 +114,7 @@ def accounting(
     before = _committed(settings, list(marks))
     index = store.LIVE
     with store.reading(settings) as conn:
-        changes = tuple(sorted({f"{index.changes_prefix}{s.entity}" for s in topology.sources}))
+        changes = tuple(sorted({changes_topic(s.entity) for s in topology.sources}))
         behind = indexer.wait_for(settings, conn, wait, topics=(*index.dead_letters, *changes))
         counted = queries.outcomes(conn, cdc)
     after = _committed(settings, list(marks))
