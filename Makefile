@@ -28,7 +28,8 @@ integration: install
 install: install-system $(STAMP)
 
 # Java, Maven and PostgreSQL 15 from Debian packages; Chromium and CJK fonts for the
-# monitor's browser test (Chinese department names must render). Skipped when present.
+# monitor's browser test (Chinese department names must render); wrk for bench/api.py.
+# Skipped when present.
 install-system:
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
@@ -37,6 +38,7 @@ install-system:
 	command -v runuser >/dev/null || missing="$$missing util-linux"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	fc-list :lang=zh 2>/dev/null | grep -q . || missing="$$missing fonts-noto-cjk"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \

@@ -44,7 +44,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 from multiprocessing import get_context
 from multiprocessing.sharedctypes import SynchronizedArray
 from typing import Any
@@ -53,6 +52,7 @@ import psycopg
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import NewTopic
 from fastavro import parse_schema, schemaless_writer
+from generate import resident_id, uscc
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -80,37 +80,12 @@ PROGRESS_EVERY = 5_000  # changes between a generator's progress reports
 TARGETS_MS = {"trace_by_event": 200, "trace_by_key": 200, "who_received": 200, "overdue": 1000}
 REBUILD_TARGET = {"records": 10_000_000, "seconds": 600}
 
-USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
-ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-REGIONS = ("110105", "310115", "440305", "320106", "330106", "350203", "370202", "420106")
-SCRAMBLE = 1_000_003  # coprime to 31: spreads consecutive k over the USCC's serial part
 CHANGE_KINDS = (("updated", 0.9), ("registered", 0.05), ("deregistered", 0.05))
 
 err = Console(stderr=True)
 
 
 # --- what is generated ------------------------------------------------------------------
-
-
-def uscc(k: int) -> str:
-    """An 18-character unified social credit code, valid check character included."""
-    serial, n = "", (k * SCRAMBLE) % 31**7
-    for _ in range(7):
-        n, digit = divmod(n, 31)
-        serial = USCC_CHARS[digit] + serial
-    body = f"91{REGIONS[k % len(REGIONS)]}MA{serial}"
-    total = sum(USCC_CHARS.index(c) * w for c, w in zip(body, USCC_WEIGHTS, strict=True))
-    return body + USCC_CHARS[(31 - total % 31) % 31]
-
-
-def resident_id(k: int) -> str:
-    """An 18-character resident ID (region, birth date, serial, ISO 7064 check)."""
-    region, rest = REGIONS[k % len(REGIONS)], k // len(REGIONS)
-    born = date(1950, 1, 1) + timedelta(days=(rest // 1000) * 37 % 20_000)
-    body = f"{region}{born:%Y%m%d}{rest % 1000:03d}"
-    total = sum(int(c) * w for c, w in zip(body, ID_WEIGHTS, strict=True))
-    return body + "10X98765432"[total % 11]
 
 
 @dataclass(frozen=True)

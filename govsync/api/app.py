@@ -9,6 +9,9 @@ OpenAPI document is at ``/openapi.json``. The topology in force is followed from
 
 # No `from __future__ import annotations` here: FastAPI reads the routes' annotations at
 # run time, and they name dependencies defined inside create_app.
+import asyncio
+import base64
+import binascii
 import hmac
 import logging
 import os
@@ -19,20 +22,21 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import uvicorn
-from fastapi import Body, Depends, FastAPI, Query, Request
+from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from fastapi.responses import JSONResponse, Response
 from psycopg_pool import ConnectionPool
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from govsync.api import lookup
 from govsync.api.quota import Quota
 from govsync.api.recording import NotRecorded, QueryRecorder
+from govsync.api.states import StateReads, StoreUnavailable
 from govsync.index import queries, store
 from streams.config import logs
 from streams.config.settings import Settings
-from streams.contract.records import QueryRecord
+from streams.contract.records import Hop, QueryRecord
 from streams.kafka import applied, credentials
 from streams.model.standards import StandardViolation
 from streams.model.topology import Entity, Subscription, Topology
@@ -43,6 +47,10 @@ log = logging.getLogger("govsync.api")
 PROBLEM = "application/problem+json"
 BATCH_LIMIT = 1000
 MIN_VERSION_WAIT_S = 5.0  # how long a look-up with min_version waits for the store
+LOGINS_REMEMBERED = 10_000  # Authorization headers that logged in (a few per department)
+KEEP_ALIVE_S = 75  # an idle keep-alive connection stays open this long (nginx's default)
+BACKLOG = 4096  # connections waiting to be accepted: a burst of clients, not refused
+BASIC = "log in with HTTP Basic as your department, with its Kafka password"
 
 
 class Problem(Exception):
@@ -84,6 +92,7 @@ class Directory:
         self.topology: Topology = applied.in_force(settings).topology
         self._passwords: dict[str, bytes] = {}
         self._mask_keys: dict[str, bytes] = {}
+        self._logins: dict[str, str] = {}
         self._stop = threading.Event()
         self._follower = threading.Thread(target=self._follow, name="topology", daemon=True)
 
@@ -98,8 +107,29 @@ class Directory:
             self.topology = current.topology()
             log.info("now serving the topology applied at %s", current.applied_at)
 
-    def authenticate(self, username: str, password: str) -> str | None:
-        """The department logging in, or None."""
+    def login(self, authorization: str | None) -> str | None:
+        """The department an ``Authorization: Basic`` header logs in, or None. A header
+        that logged in once is remembered, so a keep-alive client is not re-checked on
+        every request; a department no longer in the topology is refused all the same."""
+        if not authorization:
+            return None
+        who = self._logins.get(authorization)
+        if who is None:
+            who = self._authenticate(authorization)
+            if who is None:
+                return None
+            if len(self._logins) < LOGINS_REMEMBERED:
+                self._logins[authorization] = who
+        return who if who in self.topology.departments else None
+
+    def _authenticate(self, authorization: str) -> str | None:
+        scheme, _, encoded = authorization.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            username, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
         if username not in self.topology.departments:
             return None
         wanted = self._passwords.get(username)
@@ -118,9 +148,6 @@ class Directory:
         return key
 
 
-basic = HTTPBasic(auto_error=False, realm="govsync")
-
-
 def ask(department: str, entity: str, key: str) -> QueryRecord:
     """The record of a look-up as asked; the handler completes it with the answer."""
     at_ms = int(datetime.now(UTC).timestamp() * 1000)
@@ -137,6 +164,11 @@ def refused(asked: QueryRecord, problem: Problem) -> QueryRecord:
     return asked
 
 
+def json_response(model: BaseModel) -> Response:
+    """Serialized once by pydantic: FastAPI's validation of the return value would repeat it."""
+    return Response(model.model_dump_json().encode(), media_type="application/json")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The application (uvicorn calls this in each worker process)."""
     settings = settings or Settings.from_env()
@@ -147,17 +179,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.directory.start()
         app.state.quota = Quota(settings.api_rate / settings.api_workers)
         app.state.recorder = QueryRecorder(settings.bootstrap)
+        reader = store.conninfo(settings, store.READER)
+        app.state.states = StateReads(reader)
+        await app.state.states.open()
+        # For the rarer questions (history, min_version): plain queries in a thread.
         app.state.pool = ConnectionPool(
-            store.conninfo(settings, store.READER),
-            min_size=1,
-            max_size=8,
-            kwargs={"autocommit": True},
-            open=True,
+            reader, min_size=1, max_size=4, kwargs={"autocommit": True}, open=True
         )
         try:
             yield
         finally:
             app.state.directory.stop()
+            await app.state.states.close()
             app.state.pool.close()
             app.state.recorder.close()
 
@@ -167,6 +200,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Current state of master data, within each department's approval (按需调用).",
         lifespan=lifespan,
     )
+    generated = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """The generated document, with HTTP Basic declared for every route (checked in
+        the handlers, not as a FastAPI dependency: that costs on every request)."""
+        if app.openapi_schema is None:
+            document = generated()
+            schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["basic"] = {"type": "http", "scheme": "basic", "description": BASIC}
+            document["security"] = [{"basic": []}]
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(Problem)
     async def problem(request: Request, exc: Problem) -> JSONResponse:
@@ -183,18 +229,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             request.url.path
         )
 
-    def department(
-        request: Request, login: Annotated[HTTPBasicCredentials | None, Depends(basic)]
-    ) -> str:
+    def department(request: Request) -> str:
+        """The logged-in department, within its rate; else 401 or 429."""
         directory: Directory = request.app.state.directory
-        who = login and directory.authenticate(login.username, login.password)
+        who = directory.login(request.headers.get("authorization"))
         if not who:
-            raise Problem(
-                401,
-                "unauthenticated",
-                "Unauthenticated",
-                "log in with HTTP Basic as your department, with its Kafka password",
-            )
+            raise Problem(401, "unauthenticated", "Unauthenticated", BASIC)
         wait = request.app.state.quota.take(who)
         if wait:
             raise Problem(
@@ -235,26 +275,39 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 400, "malformed_key", "Malformed key", str(exc), standard_code=exc.code, key=key
             ) from None
 
-    def reached(conn: Any, entity: str, key: str, event_id: str) -> None:
-        """Read-your-writes: wait until the store has applied ``event_id`` to ``key``."""
-        deadline = time.monotonic() + MIN_VERSION_WAIT_S
-        while not queries.applied(conn, entity, key, event_id):
-            if time.monotonic() > deadline:
-                raise Problem(
-                    504,
-                    "version_not_reached",
-                    "Version not reached",
-                    f"the state of {entity} {key} did not reflect {event_id} within "
-                    f"{MIN_VERSION_WAIT_S:g} s (unknown, or not yet applied)",
-                )
-            time.sleep(0.05)
+    async def stored(request: Request, entity: str, keys: list[str]) -> dict[str, Any]:
+        try:
+            return await request.app.state.states.get(entity, keys)
+        except StoreUnavailable as exc:
+            raise Problem(503, "store_unavailable", "Store unavailable", str(exc)) from None
 
-    def record(request: Request, asked: list[QueryRecord]) -> None:
+    def reached(request: Request, entity: str, key: str, event_id: str) -> None:
+        """Read-your-writes: wait until the store has applied ``event_id`` to ``key``."""
+        pool: ConnectionPool = request.app.state.pool
+        deadline = time.monotonic() + MIN_VERSION_WAIT_S
+        with pool.connection() as conn:
+            while not queries.applied(conn, entity, key, event_id):
+                if time.monotonic() > deadline:
+                    raise Problem(
+                        504,
+                        "version_not_reached",
+                        "Version not reached",
+                        f"the state of {entity} {key} did not reflect {event_id} within "
+                        f"{MIN_VERSION_WAIT_S:g} s (unknown, or not yet applied)",
+                    )
+                time.sleep(0.05)
+
+    async def record(request: Request, asked: list[QueryRecord]) -> None:
         """On the audit trail before the answer leaves (recording.py), or 503."""
         try:
-            request.app.state.recorder.record(asked)
+            await request.app.state.recorder.record(asked)
         except NotRecorded as exc:
             raise Problem(503, "not_recorded", "Not recorded", str(exc)) from None
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        """For probes, and the benchmark's floor: the same server answering nothing else."""
+        return Response(b'{"status":"ok"}', media_type="application/json")
 
     @app.get(
         "/v1/{entity}/{key}",
@@ -264,60 +317,61 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             401: {"description": "not logged in"},
             403: {"description": "no active subscription"},
             404: {"description": "unknown entity or key"},
+            429: {"description": "over the department's rate"},
+            503: {"description": "the look-up could not be recorded, or the store is down"},
         },
     )
-    def current(
+    async def current(
         request: Request,
         entity: str,
         key: str,
-        who: Annotated[str, Depends(department)],
         min_version: Annotated[
             str | None,
             Query(description="An event_id: wait (at most 5 s) until the state reflects it."),
         ] = None,
-    ) -> lookup.EntityView:
+    ) -> Response:
         """The entity's current state, projected and masked as the department's active
         subscription delivers it, with the version (event_id, source commit) it reflects."""
+        who = department(request)
         asked = ask(who, entity, key)
         try:
             subscription, model = permitted(request, entity, who)
             asked.subscription = subscription.id
             found = asked.entity_key = standard(model, key)
-            pool: ConnectionPool = request.app.state.pool
-            with pool.connection() as conn:
-                if min_version is not None:
-                    reached(conn, entity, found, min_version)
-                stored = queries.entity_states(conn, entity, [found]).get(found)
-            if stored is None:
+            if min_version is not None:
+                await asyncio.to_thread(reached, request, entity, found, min_version)
+            state = (await stored(request, entity, [found])).get(found)
+            if state is None:
                 raise Problem(404, "unknown_key", "Unknown key", f"no {entity} {found}")
             mask_key = request.app.state.directory.mask_key(who)
-            state = lookup.StoredState(**stored)
-            view = lookup.view(entity, model, found, state, subscription, mask_key)
+            view = lookup.view(
+                entity, model, found, lookup.StoredState(**state), subscription, mask_key
+            )
             asked.event_id = view.version.event_id
         except Problem as problem:
-            record(request, [refused(asked, problem)])
+            await record(request, [refused(asked, problem)])
             raise
-        record(request, [asked])
-        return view
+        await record(request, [asked])
+        return json_response(view)
 
     @app.post(
         "/v1/{entity}:batchGet",
         response_model=lookup.Batch,
         responses={400: {"description": "more than 1,000 keys"}, 403: {}, 404: {}},
     )
-    def batch_get(
+    async def batch_get(
         request: Request,
         entity: str,
-        who: Annotated[str, Depends(department)],
         keys: Annotated[list[str], Body(embed=True, max_length=BATCH_LIMIT)],
-    ) -> lookup.Batch:
+    ) -> Response:
         """Up to 1,000 keys at once: one answer per key, in order, each the state or the
         problem (a malformed key, an unknown one) of that key alone."""
+        who = department(request)
         asked = [ask(who, entity, key) for key in keys]
         try:
             subscription, model = permitted(request, entity, who)
         except Problem as problem:
-            record(request, [refused(a, problem) for a in asked])
+            await record(request, [refused(a, problem) for a in asked])
             raise
         found: dict[str, str | Problem] = {}
         for one in asked:
@@ -326,10 +380,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 found[one.entity_key] = standard(model, one.entity_key)
             except Problem as problem:
                 found[one.entity_key] = problem
-        wanted = [k for k in found.values() if isinstance(k, str)]
-        pool: ConnectionPool = request.app.state.pool
-        with pool.connection() as conn:
-            stored = queries.entity_states(conn, entity, wanted)
+        states = await stored(request, entity, [k for k in found.values() if isinstance(k, str)])
         mask_key = request.app.state.directory.mask_key(who)
         items = []
         for one in asked:
@@ -340,44 +391,43 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 items.append(lookup.BatchItem(key=key, problem=standard_key.body()))
                 continue
             one.entity_key = standard_key
-            if standard_key not in stored:
+            if standard_key not in states:
                 unknown = Problem(404, "unknown_key", "Unknown key", f"no {entity} {standard_key}")
                 refused(one, unknown)
                 items.append(lookup.BatchItem(key=key, problem=unknown.body()))
                 continue
-            state = lookup.StoredState(**stored[standard_key])
+            state = lookup.StoredState(**states[standard_key])
             view = lookup.view(entity, model, standard_key, state, subscription, mask_key)
             one.event_id = view.version.event_id
             items.append(lookup.BatchItem(key=key, found=view))
-        record(request, asked)
-        return lookup.Batch(items=items)
+        await record(request, asked)
+        return json_response(lookup.Batch(items=items))
 
     @app.get(
         "/v1/{entity}/{key}/history",
         response_model=list[lookup.Delivered],
         responses={400: {}, 404: {}},
     )
-    def history(
-        request: Request,
-        entity: str,
-        key: str,
-        who: Annotated[str, Depends(department)],
-    ) -> list[lookup.Delivered]:
+    async def history(request: Request, entity: str, key: str) -> list[lookup.Delivered]:
         """The department's own deliveries of this key, oldest first: which versions it
         was sent, when, and where on its delivery topic."""
+        who = department(request)
         asked = ask(who, entity, key)
         try:
             model = entity_model(request.app.state.directory.topology, entity)
             found = asked.entity_key = standard(model, key)
-            pool: ConnectionPool = request.app.state.pool
-            with pool.connection() as conn:
-                hops = queries.deliveries(conn, entity, found, who)
+            hops = await asyncio.to_thread(delivered, request, entity, found, who)
         except Problem as problem:
-            record(request, [refused(asked, problem)])
+            await record(request, [refused(asked, problem)])
             raise
         asked.reason = "history"
-        record(request, [asked])
+        await record(request, [asked])
         return [lookup.Delivered.of(hop) for hop in hops]
+
+    def delivered(request: Request, entity: str, key: str, who: str) -> list[Hop]:
+        pool: ConnectionPool = request.app.state.pool
+        with pool.connection() as conn:
+            return queries.deliveries(conn, entity, key, who)
 
     return app
 
@@ -396,4 +446,6 @@ def serve(settings: Settings) -> None:
         workers=settings.api_workers,
         access_log=False,
         log_config=None,
+        backlog=BACKLOG,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )

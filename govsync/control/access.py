@@ -40,9 +40,11 @@ from streams.contract.topics import (
     LEDGER,
     MASTER_PREFIX,
     QUERIES_TOPIC,
+    READER_GROUP,
     RECEIPTS_TOPIC,
     STAGE_PREFIX,
     TOPOLOGY_CHANGES_TOPIC,
+    TOPOLOGY_TOPIC,
     TRACE_TOPIC,
     department_delivery_prefix,
     department_group_prefix,
@@ -65,6 +67,7 @@ def principals(topology: Topology) -> list[str]:
         credentials.WORKER,
         credentials.LEDGER,
         credentials.INDEXER,
+        credentials.API,
         credentials.CONNECT,
         *sorted(topology.departments),
     ]
@@ -115,6 +118,16 @@ def grants(topology: Topology) -> set[_Grant]:
         for op in (read, describe)
     }
     wanted.add((credentials.INDEXER, _GROUP, INDEX_GROUP, _LITERAL, read))
+    # The query API records each look-up (idempotently) and follows the applied topology.
+    api = credentials.API
+    wanted |= {
+        (api, _TOPIC, QUERIES_TOPIC, _LITERAL, write),
+        (api, _TOPIC, QUERIES_TOPIC, _LITERAL, describe),
+        (api, _TOPIC, TOPOLOGY_TOPIC, _LITERAL, read),
+        (api, _TOPIC, TOPOLOGY_TOPIC, _LITERAL, describe),
+        (api, _GROUP, READER_GROUP, _LITERAL, read),
+        (api, ResourceType.BROKER, "kafka-cluster", _LITERAL, AclOperation.IDEMPOTENT_WRITE),
+    }
     for prefix in (f"{CONNECT_PREFIX}-", "__debezium-heartbeat."):
         wanted.add((connect, _TOPIC, prefix, _PREFIXED, AclOperation.ALL))
     wanted |= {

@@ -358,10 +358,12 @@ def _counted(batch: Batch, message: Message) -> None:
     counted[1] = min(counted[1], offset)
 
 
+# Arrays go as binary parameters (%b): psycopg escapes text arrays element by element in
+# Python, five times slower for the JSON of a state.
 _AWAIT = """
 INSERT INTO awaited (subscription, event_id, department, entity_key, delivered_at_ms)
 SELECT d.subscription, d.event_id, d.department, d.entity_key, d.delivered_at_ms
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[])
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[])
     AS d(subscription, event_id, department, entity_key, delivered_at_ms)
 WHERE NOT EXISTS (
     SELECT 1 FROM hop r
@@ -371,7 +373,7 @@ ON CONFLICT DO NOTHING
 """
 _ANSWER = """
 DELETE FROM awaited a
-USING unnest(%s::text[], %s::text[]) AS r(subscription, event_id)
+USING unnest(%b::text[], %b::text[]) AS r(subscription, event_id)
 WHERE a.subscription = r.subscription AND a.event_id = r.event_id
 """
 _CLOSE = """
@@ -383,24 +385,24 @@ ON CONFLICT (partition, "offset") DO UPDATE SET outcome = excluded.outcome,
 """
 _COUNT = """
 INSERT INTO normalized (source_topic, source_partition, records, first_offset)
-SELECT * FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::bigint[])
+SELECT * FROM unnest(%b::text[], %b::int[], %b::bigint[], %b::bigint[])
 ON CONFLICT (source_topic, source_partition) DO UPDATE SET
     records = normalized.records + excluded.records,
     first_offset = least(normalized.first_offset, excluded.first_offset)
 """
 _STATE = """
 INSERT INTO entity_state (entity, entity_key, state, event_id, source_ts_ms)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::jsonb[], %s::text[], %s::bigint[])
+SELECT * FROM unnest(%b::text[], %b::text[], %b::jsonb[], %b::text[], %b::bigint[])
 ON CONFLICT (entity, entity_key) DO UPDATE SET state = excluded.state,
     event_id = excluded.event_id, source_ts_ms = excluded.source_ts_ms
 """
 _STATELESS = """
-DELETE FROM entity_state s USING unnest(%s::text[], %s::text[]) AS d(entity, entity_key)
+DELETE FROM entity_state s USING unnest(%b::text[], %b::text[]) AS d(entity, entity_key)
 WHERE s.entity = d.entity AND s.entity_key = d.entity_key
 """
 _POSITION = """
 INSERT INTO position (topic, partition, next_offset)
-SELECT * FROM unnest(%s::text[], %s::int[], %s::bigint[])
+SELECT * FROM unnest(%b::text[], %b::int[], %b::bigint[])
 ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset
 """
 

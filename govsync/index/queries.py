@@ -5,7 +5,7 @@ history the topics hold."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -217,18 +217,25 @@ def newest_source_ts(conn: psycopg.Connection, entity: str, keys: list[str]) -> 
     return dict(rows)
 
 
-def entity_states(conn: psycopg.Connection, entity: str, keys: list[str]) -> dict[str, Any]:
-    """Key -> the entity's current state as master holds it and the change it reflects
-    (``{"state", "event_id", "source_ts_ms"}``); keys master does not hold are absent."""
-    rows = conn.execute(
-        "SELECT entity_key, state, event_id, source_ts_ms FROM entity_state"
-        " WHERE entity = %s AND entity_key = ANY(%s)",
-        (entity, keys),
-    )
+ENTITY_STATES = (
+    "SELECT entity_key, state, event_id, source_ts_ms FROM entity_state"
+    " WHERE entity = %s AND entity_key = ANY(%b)"
+)
+
+
+def entity_state_rows(rows: Iterable[tuple[str, Any, str, int]]) -> dict[str, Any]:
+    """Rows of :data:`ENTITY_STATES` as ``entity_states`` answers them (the query API reads
+    them asynchronously, in batches: govsync/api/states.py)."""
     return {
         key: {"state": state, "event_id": event_id, "source_ts_ms": source_ts_ms}
         for key, state, event_id, source_ts_ms in rows
     }
+
+
+def entity_states(conn: psycopg.Connection, entity: str, keys: list[str]) -> dict[str, Any]:
+    """Key -> the entity's current state as master holds it and the change it reflects
+    (``{"state", "event_id", "source_ts_ms"}``); keys master does not hold are absent."""
+    return entity_state_rows(conn.execute(ENTITY_STATES, (entity, keys)))
 
 
 def applied(conn: psycopg.Connection, entity: str, key: str, event_id: str) -> bool:

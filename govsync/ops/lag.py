@@ -38,6 +38,7 @@ from streams.contract.topics import (
     LAG_PROBE_GROUP,
     LEDGER,
     NORMALIZE,
+    QUERIES_TOPIC,
     RECEIPTS_TOPIC,
     ROUTE,
     STAGES,
@@ -376,6 +377,7 @@ def report(admin: AdminClient, bootstrap: str, topology: Topology) -> LagReport:
             *changes,
             *(delivery_topic(s) for s in topology.subscriptions),
             RECEIPTS_TOPIC,
+            QUERIES_TOPIC,
         ],
     }
     for group, topics in stage_topics.items():

@@ -43,10 +43,14 @@ def app_program(
     )
 
 
-def start_app_process(settings: Settings, name: str, cli_args: list[str]) -> Started:
-    """Run `govsync <cli_args>` as program ``name`` unless it already runs; returns once
-    it stayed up through its start-up (fails if it exited before)."""
-    started = supervision.start(settings, app_program(settings, name, cli_args), wait=True)
+def start_app_process(
+    settings: Settings, name: str, cli_args: list[str], principal: str | None = None
+) -> Started:
+    """Run `govsync <cli_args>` as program ``name`` (as Kafka ``principal``, else admin)
+    unless it already runs; returns once it stayed up through its start-up (fails if it
+    exited before)."""
+    env = {"GOVSYNC_KAFKA_PRINCIPAL": principal} if principal else None
+    started = supervision.start(settings, app_program(settings, name, cli_args, env), wait=True)
     return Started(name=name, pid=started.pid)
 
 
@@ -93,13 +97,12 @@ def restart_worker(settings: Settings, instance: int) -> WorkerStarted:
 
 
 def start_api(settings: Settings) -> Started:
-    """The query API (uvicorn and its worker processes), started unless it already runs."""
-    return start_app_process(settings, API_PROGRAM, ["api", "--port", str(settings.api_port)])
+    """The query API (uvicorn and its worker processes), under its own Kafka principal,
+    started unless it already runs."""
+    cli_args = ["api", "--port", str(settings.api_port)]
+    return start_app_process(settings, API_PROGRAM, cli_args, credentials.API)
 
 
 def start_indexer(settings: Settings) -> Started:
     """The indexer, under its own Kafka principal, started unless it already runs."""
-    env = {"GOVSYNC_KAFKA_PRINCIPAL": credentials.INDEXER}
-    program = app_program(settings, INDEXER_PROGRAM, ["indexer"], env)
-    started = supervision.start(settings, program, wait=True)
-    return Started(name=started.name, pid=started.pid)
+    return start_app_process(settings, INDEXER_PROGRAM, ["indexer"], credentials.INDEXER)

@@ -2,6 +2,7 @@
 
 Every client authenticates: ``admin`` (operators' commands, provisioning; a super user),
 ``worker`` (the stream processors), ``ledger`` (the worker's lineage and audit stage),
+``indexer`` (the operations indexes), ``api`` (the query API),
 ``connect`` (Kafka Connect with Debezium) and one principal per department, named by its
 id, for its sink. The broker's controller listener has its own ``controller`` login.
 Passwords are generated in the state directory (streams/config/secrets.py) and never printed;
@@ -25,6 +26,7 @@ from streams.config.settings import Settings
 ADMIN, WORKER, CONNECT, CONTROLLER = "admin", "worker", "connect", "controller"
 LEDGER = "ledger"  # the worker's lineage and audit stage: reads deliveries, writes the trail
 INDEXER = "indexer"  # reads the trail into the index database (govsync/index)
+API = "api"  # the query API (govsync/api): writes govsync.queries, reads the applied topology
 MECHANISM = "SCRAM-SHA-512"
 SCRAM_ITERATIONS = 8192
 

@@ -24,7 +24,7 @@ from pydantic_core import ErrorDetails
 
 # Department ids are Kafka principals; these belong to govsync itself
 # (streams/kafka/credentials.py).
-RESERVED_PRINCIPALS = ("admin", "worker", "ledger", "connect", "controller")
+RESERVED_PRINCIPALS = ("admin", "worker", "ledger", "indexer", "api", "connect", "controller")
 
 ROOT = "<root>"
 """Problem path for the document as a whole (unreadable, not YAML, not a mapping)."""

@@ -20,6 +20,7 @@ def test_every_department_and_service_gets_a_principal() -> None:
         "worker",
         "ledger",
         "indexer",
+        "api",
         "connect",
         *TOPOLOGY.departments,
     }
@@ -71,6 +72,18 @@ def test_the_indexer_only_reads_the_trail_the_queue_changes_and_master() -> None
     }
 
 
+def test_the_api_writes_only_query_records_and_reads_only_the_applied_topology() -> None:
+    api = {(kind, name, op) for who, kind, name, _, op in grants(TOPOLOGY) if who == "api"}
+    assert api == {
+        (ResourceType.TOPIC, "govsync.queries", AclOperation.WRITE),
+        (ResourceType.TOPIC, "govsync.queries", AclOperation.DESCRIBE),
+        (ResourceType.TOPIC, "govsync.topology", AclOperation.READ),
+        (ResourceType.TOPIC, "govsync.topology", AclOperation.DESCRIBE),
+        (ResourceType.GROUP, "govsync-reader", AclOperation.READ),
+        (ResourceType.BROKER, "kafka-cluster", AclOperation.IDEMPOTENT_WRITE),
+    }
+
+
 def test_only_admin_and_connect_may_write_schemas(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path)
     realm = registry.users_config(settings, TOPOLOGY)
@@ -81,7 +94,7 @@ def test_only_admin_and_connect_may_write_schemas(tmp_path: Path) -> None:
     )
     assert roles.pop("admin") == "sr-admin"
     assert roles.pop("connect") == "sr-developer"
-    assert set(roles) == {"worker", "ledger", "indexer", *TOPOLOGY.departments}
+    assert set(roles) == {"worker", "ledger", "indexer", "api", *TOPOLOGY.departments}
     assert set(roles.values()) == {"sr-readonly"}
     for principal in ("admin", "connect", *roles):
         secret = credentials.registry_password(settings, principal)
