@@ -57,7 +57,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from govsync.index import queries, rebuild, store
+from govsync.index import queries, rebuild, store, witness
 from streams.config.settings import Settings
 from streams.contract.schemas import audit_schema, lineage_schema
 from streams.contract.topics import AUDIT_TOPIC, RECEIPTS_TOPIC, TRACE_TOPIC, changes_topic
@@ -489,6 +489,10 @@ def drop(settings: Settings, scratch: store.Index, client: Any) -> None:
             conn.execute(f'DROP DATABASE IF EXISTS "{scratch.database}" WITH (FORCE)')
     except psycopg.Error as exc:
         err.print(f"[yellow]could not drop database {scratch.database}: {exc}")
+    try:
+        witness.forget(settings, scratch.audit)  # the scratch chains' checkpoints
+    except Exception as exc:
+        err.print(f"[yellow]could not forget the witness's rows of {scratch.audit}: {exc}")
 
 
 def main() -> None:

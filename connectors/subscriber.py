@@ -49,7 +49,7 @@ from confluent_kafka.admin import AdminClient
 from pydantic import BaseModel, ConfigDict
 
 from streams.config.settings import Settings
-from streams.contract import headers
+from streams.contract import headers, signatures
 from streams.contract.headers import as_dict
 from streams.contract.schemas import receipt_schema
 from streams.contract.topics import RECEIPTS_TOPIC, sink_group
@@ -399,7 +399,8 @@ class _Membership:
 
 
 class Receipts:
-    """The department's answers on ``govsync.receipts``, one per delivery handled.
+    """The department's answers on ``govsync.receipts``, one per delivery handled, each
+    signed with the department's receipt key (streams/contract/signatures.py).
 
     Sent after the database commit, as the inbox recorded it, and again when a delivery
     comes back as a duplicate (the first receipt may have been lost in a crash between
@@ -408,6 +409,7 @@ class Receipts:
 
     def __init__(self, settings: Settings, department: str) -> None:
         self._department = department
+        self._key = signatures.receipt_key(settings.path("secrets"), department)
         self._producer = Producer(
             clients.config(
                 settings.bootstrap, department, **{"enable.idempotence": True, "linger.ms": 20}
@@ -432,11 +434,13 @@ class Receipts:
             "offset": delivery.offset,
             "applied_at_ms": int(applied_at.timestamp() * 1000),
         }
+        value = self._serialize(receipt)
         self._producer.produce(
             RECEIPTS_TOPIC,
             key=delivery.event_id.encode(),
-            value=self._serialize(receipt),
+            value=value,
             headers=[
+                (signatures.SIGNATURE_HEADER, signatures.sign(self._key, value)),
                 ("event_id", delivery.event_id.encode()),
                 (
                     "traceparent",

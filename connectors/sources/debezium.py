@@ -30,6 +30,13 @@ class ConnectError(RuntimeError):
     """Kafka Connect refused a connector or is unreachable."""
 
 
+def rest(settings: Settings, timeout: float) -> httpx.Client:
+    """A client of Connect's REST API, logged in (it takes HTTP Basic)."""
+    return httpx.Client(
+        base_url=settings.connect_url, auth=credentials.connect_rest_auth(settings), timeout=timeout
+    )
+
+
 def connector_name(database: str) -> str:
     return f"govsync-cdc-{database}"
 
@@ -118,7 +125,7 @@ def apply(
     but a task that has failed is restarted: applying means capturing, too. With
     ``dry_run``, only say which of that would happen."""
     actions: dict[str, ConnectorAction] = {}
-    with httpx.Client(base_url=settings.connect_url, timeout=30) as client:
+    with rest(settings, timeout=30) as client:
         for name, config in render(topology, settings).items():
             current = _get(client, f"/connectors/{name}/config")
             if current is not None:
@@ -151,7 +158,7 @@ def _failed_tasks(client: httpx.Client, name: str) -> bool:
 def paused(topology: Topology, settings: Settings) -> Iterator[None]:
     """Hold capture while the registry restarts: Apicurio's converter does not retry a
     refused connection, and a task that fails on one stays failed."""
-    with httpx.Client(base_url=settings.connect_url, timeout=30) as client:
+    with rest(settings, timeout=30) as client:
         names = [n for n in render(topology, settings) if _get(client, f"/connectors/{n}")]
         for name in names:
             _request(client, "PUT", f"/connectors/{name}/pause")
@@ -165,7 +172,7 @@ def paused(topology: Topology, settings: Settings) -> Iterator[None]:
 
 
 def status(settings: Settings, name: str) -> dict:
-    with httpx.Client(base_url=settings.connect_url, timeout=10) as client:
+    with rest(settings, timeout=10) as client:
         return _get(client, f"/connectors/{name}/status") or {}
 
 
@@ -182,13 +189,13 @@ def is_running(settings: Settings, name: str) -> bool:
 def restart(settings: Settings, name: str) -> None:
     """Restart the connector and its tasks; Debezium resumes from its last committed offset
     and may re-emit what it captured after it (downstream dedup recognises those)."""
-    with httpx.Client(base_url=settings.connect_url, timeout=30) as client:
+    with rest(settings, timeout=30) as client:
         _request(client, "POST", f"/connectors/{name}/restart?includeTasks=true")
 
 
 def resnapshot(settings: Settings, name: str) -> None:
     """Take a new initial snapshot: stop, forget the source offsets (KIP-875), resume."""
-    with httpx.Client(base_url=settings.connect_url, timeout=60) as client:
+    with rest(settings, timeout=60) as client:
         _request(client, "PUT", f"/connectors/{name}/stop")
         _wait_state(client, name, "STOPPED")
         _request(client, "DELETE", f"/connectors/{name}/offsets")

@@ -36,29 +36,41 @@ def audit_verify(
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Walk every hash chain; report altered, removed, reordered or duplicated records.
+    """Walk every hash chain; report altered, removed, reordered or duplicated records,
+    and against the witness's checkpoints a tail cut off (truncated) or re-hashed.
 
     Each chain found intact has its last checkpoint remembered, for --incremental."""
-    from govsync.index import verified
+    from govsync.index import verified, witness
     from streams.trail import audit
 
     settings = Settings.from_env()
     with errors():
         resume = verified.checkpoints(settings, topic) if incremental else {}
+        testimony = witness.witnessed(settings, topic)
         with progress(f"walking the chains of {topic}", quiet=as_json) as update:
-            reports = audit.verify_topic(settings, topic, resume=resume, progress=update)
+            reports = audit.verify_topic(
+                settings, topic, resume=resume, witnessed=testimony, progress=update
+            )
         verified.remember(settings, topic, reports)
     if as_json:
         print_json(
             {
                 "topic": topic,
                 "intact": all(r.intact for r in reports.values()),
-                "chains": {p: {**r.model_dump(), "intact": r.intact} for p, r in reports.items()},
+                "chains": {
+                    p: {
+                        **r.model_dump(),
+                        "intact": r.intact,
+                        "witnessed": len(testimony.get(p, {})),
+                    }
+                    for p, r in reports.items()
+                },
             }
         )
     else:
         table = Table(title=f"{topic}: one hash chain per partition")
-        for column in ("partition", "from offset", "records", "checkpoints", "head", "verdict"):
+        columns = ("partition", "from offset", "records", "checkpoints", "witnessed", "head")
+        for column in (*columns, "verdict"):
             table.add_column(column)
         for partition, report in sorted(reports.items()):
             verdict = "[green]intact[/green]" if report.intact else "[red]BROKEN[/red]"
@@ -67,6 +79,7 @@ def audit_verify(
                 str(report.from_offset),
                 str(report.records),
                 str(report.checkpoints),
+                str(len(testimony.get(partition, {}))),
                 report.head_sha256[:16],
                 verdict,
             )

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from govsync.cli.output import EXIT_INVALID, console, errors
+from govsync.cli.output import EXIT_INVALID, JsonFlag, console, errors, print_json
 from streams.config import logs
 from streams.config.settings import Settings
 
@@ -141,6 +141,41 @@ def api(
     from govsync.api import app as http
 
     http.serve(settings)
+
+
+@app.command()
+def acl(
+    follow: Annotated[
+        bool,
+        typer.Option(help="Keep reconciling every 5 s (supervised: `govsync up` starts it)."),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Reconcile Kafka's ACLs with the topology in force: a department reads a delivery
+    topic only while its subscription is active, so a suspension, revocation or expiry
+    closes it within seconds."""
+    from govsync.control import access
+    from streams.kafka import admin, applied
+
+    settings = Settings.from_env()
+    if follow:
+        from streams.worker.process import stop_on_signals
+
+        logs.configure()
+        with errors():
+            access.keep(settings, stop_on_signals())
+        return
+    with errors():
+        counts = access.reconcile_acls(
+            admin.admin_client(settings.bootstrap), applied.in_force(settings).topology
+        )
+    if as_json:
+        print_json(counts)
+    else:
+        console.print(
+            f"ACLs: {counts['created']} created, {counts['deleted']} deleted, "
+            f"{counts['total']} in force"
+        )
 
 
 @app.command()

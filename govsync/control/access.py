@@ -10,7 +10,10 @@ principals that the topology no longer implies are deleted.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
@@ -39,20 +42,25 @@ from streams.contract.topics import (
     INDEX_GROUP,
     LEDGER,
     MASTER_PREFIX,
+    QUALITY_TOPIC,
     QUERIES_TOPIC,
     READER_GROUP,
     RECEIPTS_TOPIC,
+    ROUTE,
     STAGE_PREFIX,
     TOPOLOGY_CHANGES_TOPIC,
     TOPOLOGY_TOPIC,
     TRACE_TOPIC,
-    department_delivery_prefix,
+    delivery_topic,
     department_group_prefix,
+    stage_changelog_prefix,
     stage_group,
 )
-from streams.kafka import credentials
-from streams.kafka.admin import AdminError
+from streams.kafka import applied, credentials
+from streams.kafka.admin import AdminError, admin_client
 from streams.model.topology import Topology
+
+log = logging.getLogger("govsync.acl")
 
 SUPER_USERS = {f"User:{credentials.ADMIN}", f"User:{credentials.CONTROLLER}"}
 
@@ -73,7 +81,11 @@ def principals(topology: Topology) -> list[str]:
     ]
 
 
-def grants(topology: Topology) -> set[_Grant]:
+def grants(topology: Topology, at: datetime | None = None) -> set[_Grant]:
+    """Every binding the topology implies at ``at`` (default now): a department reads a
+    delivery topic only while its subscription is active there (approved, approval day
+    reached, not expired), and joins its groups only while one of them is."""
+    at = at or datetime.now(UTC)
     read, write, describe = AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE
     worker, connect = credentials.WORKER, credentials.CONNECT
     wanted: set[_Grant] = set()
@@ -82,9 +94,18 @@ def grants(topology: Topology) -> set[_Grant]:
         (CHANGES_PREFIX, (read, write, describe)),
         (MASTER_PREFIX, (read, write, describe)),
         (DELIVERY_PREFIX, (write, describe)),
-        (GOVSYNC_PREFIX, (read, write, describe)),
+        # Every govsync topic is described (the worker checks the topology's topics
+        # exist), but it writes only its own outputs: the trail is the ledger's alone.
+        (GOVSYNC_PREFIX, (describe,)),
+        (stage_changelog_prefix(ROUTE), (read, write)),
     ):
         wanted |= {(worker, _TOPIC, prefix, _PREFIXED, op) for op in operations}
+    for topic, operations in (
+        (DLQ_TOPIC, (write,)),
+        (QUALITY_TOPIC, (write,)),
+        (TOPOLOGY_TOPIC, (read,)),
+    ):
+        wanted |= {(worker, _TOPIC, topic, _LITERAL, op) for op in operations}
     wanted |= {
         (worker, _GROUP, STAGE_PREFIX, _PREFIXED, read),
         (worker, ResourceType.TRANSACTIONAL_ID, STAGE_PREFIX, _PREFIXED, write),
@@ -141,11 +162,17 @@ def grants(topology: Topology) -> set[_Grant]:
     }
     for department in topology.departments:
         wanted |= {
-            (department, _TOPIC, department_delivery_prefix(department), _PREFIXED, read),
-            (department, _TOPIC, department_delivery_prefix(department), _PREFIXED, describe),
-            (department, _GROUP, department_group_prefix(department), _PREFIXED, read),
             (department, _TOPIC, RECEIPTS_TOPIC, _LITERAL, write),
             (department, _TOPIC, RECEIPTS_TOPIC, _LITERAL, describe),
+        }
+    for subscription in topology.subscriptions:
+        if not subscription.is_active(at):
+            continue
+        department, topic = subscription.department, delivery_topic(subscription)
+        wanted |= {
+            (department, _TOPIC, topic, _LITERAL, read),
+            (department, _TOPIC, topic, _LITERAL, describe),
+            (department, _GROUP, department_group_prefix(department), _PREFIXED, read),
         }
     return wanted
 
@@ -172,11 +199,11 @@ def ensure_users(client: AdminClient, settings: Settings, names: Iterable[str]) 
 
 
 def reconcile_acls(
-    client: AdminClient, topology: Topology, dry_run: bool = False
+    client: AdminClient, topology: Topology, dry_run: bool = False, at: datetime | None = None
 ) -> dict[str, int]:
-    """Create the bindings the topology implies, delete govsync's others; returns counts
-    (with ``dry_run``, of what would be created and deleted)."""
-    wanted = {_binding(g) for g in grants(topology)}
+    """Create the bindings the topology implies (at ``at``, default now), delete govsync's
+    others; returns counts (with ``dry_run``, of what would be created and deleted)."""
+    wanted = {_binding(g) for g in grants(topology, at)}
     everything = AclBindingFilter(
         ResourceType.ANY,
         None,
@@ -214,6 +241,39 @@ def reconcile_acls(
     except KafkaException as exc:
         raise AdminError(f"applying ACLs failed: {exc.args[0].str()}") from exc
     return {"created": len(missing), "deleted": len(extra), "total": len(wanted)}
+
+
+KEEP_EVERY_S = 5.0
+
+
+def keep(settings: Settings, stop: threading.Event, every_s: float = KEEP_EVERY_S) -> None:
+    """Keep the ACLs in step with time until ``stop``: an apply reconciles at once, but an
+    expiry (or an approval's first day) comes with no apply and must open or close the
+    department's topic within seconds all the same (`govsync acl --follow`, supervised,
+    started by `govsync up`).
+
+    Every ``every_s`` it works out what the topology in force grants now, and reconciles
+    only when that changed while the topology did not: a new apply reconciled itself, and
+    reconciling from a topology read a moment before an apply would undo it."""
+    client = admin_client(settings.bootstrap)
+    seen: tuple[str | None, frozenset[_Grant]] | None = None
+    while True:
+        try:
+            current = applied.in_force(settings)
+            version = current.applied.sha256 if current.applied else None
+            wanted = frozenset(grants(current.topology))
+            if seen is None or (seen[0] == version and seen[1] != wanted):
+                counts = reconcile_acls(client, current.topology)
+                log.info(
+                    "ACLs follow the topology: %d created, %d deleted",
+                    counts["created"],
+                    counts["deleted"],
+                )
+            seen = (version, wanted)
+        except (AdminError, KafkaException) as exc:
+            log.warning("reconciling ACLs failed, trying again in %gs: %s", every_s, exc)
+        if stop.wait(every_s):
+            return
 
 
 def apply(

@@ -19,6 +19,7 @@ from streams.kafka import credentials
 WORKER_PREFIX = "worker-"
 INDEXER_PROGRAM = "indexer"
 API_PROGRAM = "api"
+ACL_PROGRAM = "acl"
 
 
 class Started(BaseModel):
@@ -106,3 +107,8 @@ def start_api(settings: Settings) -> Started:
 def start_indexer(settings: Settings) -> Started:
     """The indexer, under its own Kafka principal, started unless it already runs."""
     return start_app_process(settings, INDEXER_PROGRAM, ["indexer"], credentials.INDEXER)
+
+
+def start_acl(settings: Settings) -> Started:
+    """The ACL keeper (`govsync acl --follow`, as admin), started unless it already runs."""
+    return start_app_process(settings, ACL_PROGRAM, ["acl", "--follow"])

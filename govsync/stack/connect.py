@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
 from govsync.stack import jvm, supervision
@@ -12,6 +14,21 @@ from streams.config.settings import Settings
 from streams.kafka import credentials
 
 NAME = "connect"
+
+
+def _rest_login(settings: Settings) -> Path:
+    """The JAAS file of the REST API's basic-auth extension and the users file it names."""
+    user, password = credentials.connect_rest_auth(settings)
+    users = settings.path("secrets", "connect-rest-users.properties")
+    write_private(users, f"{user}={password}\n")
+    login = settings.path("connect", "connect-rest-jaas.conf")
+    login.write_text(
+        "KafkaConnect {\n"
+        "  org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule required\n"
+        f'  file="{users}";\n'
+        "};\n"
+    )
+    return login
 
 
 def _render_config(settings: Settings) -> str:
@@ -48,6 +65,7 @@ def start(settings: Settings) -> None:
             "org.apache.kafka.connect.cli.ConnectDistributed",
             heap=settings.connect_heap,
             cp=jvm.classpath(settings.dist_dir / "kafka" / "libs"),
+            system_properties={"java.security.auth.login.config": str(_rest_login(settings))},
             args=[config],
         ),
         log=settings.path("logs", "connect.log"),
@@ -64,7 +82,11 @@ def start(settings: Settings) -> None:
 
 def _plugins_loaded(settings: Settings) -> bool:
     try:
-        response = httpx.get(f"{settings.connect_url}/connector-plugins", timeout=2)
+        response = httpx.get(
+            f"{settings.connect_url}/connector-plugins",
+            auth=credentials.connect_rest_auth(settings),
+            timeout=2,
+        )
     except httpx.HTTPError:
         return False
     return response.status_code == 200 and any(
@@ -74,6 +96,7 @@ def _plugins_loaded(settings: Settings) -> bool:
 
 def version(settings: Settings) -> str | None:
     try:
-        return httpx.get(f"{settings.connect_url}/", timeout=2).json()["version"]
+        auth = credentials.connect_rest_auth(settings)
+        return httpx.get(f"{settings.connect_url}/", auth=auth, timeout=2).json()["version"]
     except (httpx.HTTPError, ValueError, KeyError):
         return None

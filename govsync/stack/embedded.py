@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from connectors.sinks import SINKS, process_name
 from govsync.control import access, provisioning
 from govsync.index import store as index_store
+from govsync.index import witness
 from govsync.ops import instances as advertised
 from govsync.stack import background, connect, jvm, kafka, postgres, registry, seed, supervision
 from streams.config.settings import Settings
@@ -28,6 +29,7 @@ APP_PROCESSES = (
     "monitor",
     background.INDEXER_PROGRAM,
     background.API_PROGRAM,
+    background.ACL_PROGRAM,
     *(process_name(department) for department in SINKS),
 )
 # The stack's own programs, in the order `down` stops them.
@@ -148,6 +150,7 @@ def up(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> 
     databases = department_databases(topology)
     postgres.ensure_databases(settings, [*databases, postgres.REGISTRY_DATABASE])
     index_store.ensure(settings)
+    witness.ensure(settings)
     progress("seeding the department databases")
     data = seed.generate()
     for department in sorted(set(databases) & set(seed.seeded_departments())):
@@ -159,6 +162,7 @@ def up(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> 
     topology = applied.in_force(settings).topology
     progress("creating Kafka users and ACLs")
     access.apply(admin.admin_client(settings.bootstrap), settings, topology)
+    background.start_acl(settings)  # ACLs follow approvals and expiry from now on
     progress("starting Apicurio Registry")
     registry.start(settings, topology)
     progress("starting Kafka Connect")

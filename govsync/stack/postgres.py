@@ -4,7 +4,8 @@ PostgreSQL refuses to run as root, so when govsync runs as root the cluster belo
 the Debian package's ``postgres`` user, and supervisord runs the server as that user.
 The server runs in the foreground under supervisord (``postgres -D <data> -p <port>``,
 what ``pg_ctl start`` runs), so it is restarted like every other component. Clients
-connect over loopback with trust authentication as the ``govsync`` superuser.
+connect over loopback with trust authentication as the ``govsync`` superuser; only the
+audit witness's role (govsync/index/witness.py) must give a password.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 
+from govsync.index import witness
 from govsync.stack import supervision
 from govsync.stack.process import StackError, require_free_port
 from streams.config.settings import Settings
@@ -92,11 +94,33 @@ def _ensure_cluster(settings: Settings) -> None:
         )
 
 
+def _ensure_password_logins(settings: Settings) -> bool:
+    """The roles PostgreSQL asks a password of (scram-sha-256), at the top of pg_hba.conf
+    where the first matching line wins, before the trust lines initdb wrote; whether the
+    file changed. Only the witness's auditor: nobody else may log in as it."""
+    hba = _data_dir(settings) / "pg_hba.conf"
+    text = hba.read_text()
+    wanted = [
+        f"local all {witness.AUDITOR} scram-sha-256",
+        f"host all {witness.AUDITOR} all scram-sha-256",
+    ]
+    missing = [line for line in wanted if line not in text.splitlines()]
+    if not missing:
+        return False
+    with open(hba, "w") as file:  # in place: the file stays the postgres user's
+        file.write("# govsync: password logins first\n" + "\n".join(missing) + "\n" + text)
+    return True
+
+
 def start(settings: Settings) -> None:
     if is_up(settings) or supervision.is_running(settings, NAME):
+        if _ensure_password_logins(settings) and is_up(settings):
+            with psycopg.connect(settings.pg_conninfo("postgres"), autocommit=True) as conn:
+                conn.execute("SELECT pg_reload_conf()")
         return
     require_free_port(settings.host, settings.pg_port, "PostgreSQL", "pg_port")
     _ensure_cluster(settings)
+    _ensure_password_logins(settings)
     data = _data_dir(settings)
     program = supervision.Program(
         name=NAME,

@@ -38,7 +38,9 @@ class Hop(BaseModel):
         return f"{self.topic}[{self.partition}]@{self.offset}"
 
 
-AuditKind = Literal["delivery", "receipt", "topology_change", "replay", "checkpoint", "query"]
+AuditKind = Literal[
+    "delivery", "receipt", "topology_change", "replay", "checkpoint", "query", "receipt_refused"
+]
 AUDIT_KINDS: list[str] = list(get_args(AuditKind))
 
 

@@ -58,11 +58,18 @@ TRACE_TOPIC = "govsync.trace"
 AUDIT_TOPIC = "govsync.audit"
 TOPOLOGY_TOPIC = "govsync.topology"
 TOPOLOGY_CHANGES_TOPIC = "govsync.topology.changes"
-CANONICAL_CHANGELOG_TOPIC = "govsync.route.canonical-changelog"
+
+
+def stage_changelog_prefix(stage: str) -> str:
+    """A stage's state changelogs start with this (the worker's ACL on them)."""
+    return f"{GOVSYNC_PREFIX}{stage}."
+
+
+CANONICAL_CHANGELOG_TOPIC = f"{stage_changelog_prefix('route')}canonical-changelog"
 
 
 def dedup_changelog_topic(stage: str) -> str:
-    return f"govsync.{stage}.dedup-changelog"
+    return f"{stage_changelog_prefix(stage)}dedup-changelog"
 
 
 # --- consumer groups and transactional ids ------------------------------------------------

@@ -91,6 +91,11 @@ def registry_basic_auth(settings: Settings, principal: str | None = None) -> dic
     return {"basic.auth.user.info": f"{who}:{registry_password(settings, who)}"}
 
 
+def connect_rest_auth(settings: Settings) -> tuple[str, str]:
+    """HTTP Basic for Connect's REST API: only ``admin`` (operators' commands) logs in."""
+    return ADMIN, private_secret(settings.path("secrets"), f"connect-rest-{ADMIN}.password")
+
+
 def registry_login_file(settings: Settings) -> Path:
     """Connect's registry password, in a file only Connect's FileConfigProvider reads."""
     return settings.path("secrets", "registry-connect.properties")

@@ -31,7 +31,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from streams.contract import headers, schemas
+from streams.contract import headers, schemas, signatures
 from streams.contract.headers import as_dict
 from streams.contract.records import AuditRecord, Hop, QueryRecord
 from streams.contract.replay import ReplayRequest
@@ -61,6 +61,7 @@ log = logging.getLogger("govsync.ledger")
 CHECKPOINT_EVERY = 1000
 TAIL_WINDOW = 64  # records read back from a chain's end to find its head
 WORKER_ACTOR = "worker"
+UNVERIFIED_ACTOR = "unverified"  # a refused receipt: nobody proved who sent it
 ANCHOR = RECEIPTS_TOPIC  # whose partition c makes its holder the writer of chain c
 
 
@@ -100,10 +101,13 @@ class LedgerStage:
         codec: Codec,
         bootstrap: str,
         audit_partitions: int,
+        receipt_key: Callable[[str], bytes],
         chain_ends: Callable[[Collection[int]], dict[int, AuditRecord | None]] | None = None,
     ) -> None:
-        """``chain_ends`` reads the last committed record of some chains (default: from
+        """``receipt_key`` gives a department's receipt key (signatures.py);
+        ``chain_ends`` reads the last committed record of some chains (default: from
         ``govsync.audit`` on Kafka, all at once)."""
+        self._receipt_key = receipt_key
         self.reload(topology)
         self._bootstrap = bootstrap
         self._partitions = audit_partitions
@@ -233,6 +237,9 @@ class LedgerStage:
         ]
 
     def _receipt(self, message: Message, receipt: dict[str, Any]) -> list[Output]:
+        refused = self._forged(message, receipt)
+        if refused is not None:
+            return refused
         subscription = self._subscriptions.get(receipt["subscription"])
         entity = subscription.entity if subscription is not None else ""
         hop = self._lineage(
@@ -274,6 +281,46 @@ class LedgerStage:
             detail=detail,
         )
         return outputs
+
+    def _forged(self, message: Message, receipt: dict[str, Any]) -> list[Output] | None:
+        """A receipt its department did not sign (signatures.py), or from a department
+        the topology does not know, is refused onto the trail and answers nothing; None
+        when it is the department's own."""
+        department = receipt["department"]
+        if department in self.topology.departments:
+            why = signatures.refusal(
+                self._receipt_key(department),
+                message.value() or b"",
+                dict(message.headers() or []).get(signatures.SIGNATURE_HEADER),
+            )
+        else:
+            why = "the topology has no such department"
+        if why is None:
+            return None
+        log.warning(
+            "%s[%d]@%d: a receipt in the name of %s refused: %s",
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            department,
+            why,
+        )
+        return self._seal(
+            message.partition(),
+            key=receipt["entity_key"],
+            kind="receipt_refused",
+            at_ms=receipt["applied_at_ms"],
+            actor=UNVERIFIED_ACTOR,
+            event_id=receipt["event_id"],
+            entity_key=receipt["entity_key"],
+            department=department,
+            subscription=receipt["subscription"],
+            detail={
+                "reason": why,
+                "claimed_department": department,
+                "at": f"{message.topic()}[{message.partition()}]@{message.offset()}",
+            },
+        )
 
     def _replay(self, message: Message) -> list[Output]:
         """A replay request reaches every partition; it is one act, recorded once."""

@@ -145,7 +145,9 @@ class Chain:
         return record
 
 
-Problem = Literal["altered", "removed", "reordered", "duplicated"]
+# truncated, rehashed: found only against a witness (govsync/index/witness.py), which
+# remembers each checkpoint as it was first seen.
+Problem = Literal["altered", "removed", "reordered", "duplicated", "truncated", "rehashed"]
 
 
 class Tampering(BaseModel):
@@ -370,17 +372,31 @@ class _Verifier:
 
 class ChainWalk:
     """:func:`verify` fed one record at a time, so a chain of any length is walked in
-    bounded memory; optionally from a checkpoint an earlier walk found intact."""
+    bounded memory; optionally from a checkpoint an earlier walk found intact, and
+    against a witness's checkpoints (``witnessed``: seq -> sha256 as first seen), which
+    a chain rewritten and hashed again, or cut off, no longer matches."""
 
-    def __init__(self, *, window: int = 100_000, resume: Resume | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        window: int = 100_000,
+        resume: Resume | None = None,
+        witnessed: Mapping[int, str] | None = None,
+    ) -> None:
         self._verifier = _Verifier(window)
         self._from = 0
+        self._from_seq = 0
         self._checkpoint: Resume | None = None
         if resume is not None:
             # The checkpoint itself is walked again: its count and head are checked.
             self._verifier.expected = resume.seq
             self._verifier.heads = (resume.prev_sha256,)
             self._from = resume.offset
+            self._from_seq = resume.seq
+        self._witnessed = witnessed or {}
+        self._seen: set[int] = set()  # witnessed seqs met as checkpoints in this walk
+        self._witness_findings: list[Tampering] = []
+        self._last_offset = self._from
         self._current: tuple[int, AuditRecord] | None = None
 
     def feed(self, offset: int, record: AuditRecord) -> None:
@@ -391,15 +407,72 @@ class ChainWalk:
     def _step(self, offset: int, record: AuditRecord, following: AuditRecord | None) -> None:
         verifier = self._verifier
         verifier.step(offset, record, following)
-        if record.kind == "checkpoint" and not verifier.findings and not verifier.gaps:
+        self._last_offset = offset
+        if record.kind != "checkpoint":
+            return
+        if not verifier.findings and not verifier.gaps:
             self._checkpoint = Resume(offset=offset, seq=record.seq, prev_sha256=record.prev_sha256)
+        testimony = self._witnessed.get(record.seq)
+        if testimony is not None:
+            self._seen.add(record.seq)
+            if testimony != record.sha256:
+                self._witness_findings.append(
+                    Tampering(
+                        offset=offset,
+                        seq=record.seq,
+                        problem="rehashed",
+                        message=f"checkpoint seq {record.seq} at offset {offset} has sha256 "
+                        f"{record.sha256[:16]}…, the witness saw {testimony[:16]}…: the chain "
+                        "was rewritten and hashed again before this point",
+                    )
+                )
+
+    def _against_witness(self) -> list[Tampering]:
+        """Checkpoints the witness saw that this walk did not meet: past the chain's end
+        (its tail was cut off), or within it but no longer checkpoints (rewritten)."""
+        end = self._verifier.expected  # the seq the chain would continue with
+        unmet = sorted(
+            seq for seq in self._witnessed if seq >= self._from_seq and seq not in self._seen
+        )
+        beyond = [seq for seq in unmet if seq >= end]
+        within = [seq for seq in unmet if seq < end]
+        findings = list(self._witness_findings)
+        if beyond:
+            findings.append(
+                Tampering(
+                    offset=self._last_offset,
+                    seq=end,
+                    problem="truncated",
+                    message=f"the chain ends before seq {end}, but the witness saw "
+                    f"{len(beyond)} checkpoint(s) beyond, up to seq {beyond[-1]}: its tail "
+                    "was cut off",
+                )
+            )
+        if within:
+            findings.append(
+                Tampering(
+                    offset=self._last_offset,
+                    seq=within[0],
+                    problem="rehashed",
+                    message=f"the witness saw {len(within)} checkpoint(s) the chain no longer "
+                    f"has, from seq {within[0]}: the chain was rewritten",
+                )
+            )
+        return findings
 
     def report(self) -> VerifyReport:
         if self._current is not None:
             self._step(*self._current, None)
             self._current = None
         report = self._verifier.report()
-        return report.model_copy(update={"from_offset": self._from, "checkpoint": self._checkpoint})
+        witnessed = self._against_witness()
+        return report.model_copy(
+            update={
+                "from_offset": self._from,
+                "checkpoint": None if witnessed else self._checkpoint,
+                "findings": report.findings + witnessed,
+            }
+        )
 
 
 def verify(records: Iterable[tuple[int, AuditRecord]], *, window: int = 100_000) -> VerifyReport:
@@ -443,16 +516,19 @@ def verify_topic(
     topic: str = AUDIT_TOPIC,
     *,
     resume: Mapping[int, Resume] | None = None,
+    witnessed: Mapping[int, Mapping[int, str]] | None = None,
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> dict[int, VerifyReport]:
     """Each chain's verdict, by partition: every chain walked from its start (or from
-    its ``resume`` checkpoint) to its end, a batch at a time, in bounded memory.
-    ``progress(done, total)`` after each batch, in records."""
+    its ``resume`` checkpoint) to its end, a batch at a time, in bounded memory, and
+    compared with the checkpoints the witness saw (``witnessed``: partition -> seq ->
+    sha256). ``progress(done, total)`` after each batch, in records."""
     resume = resume or {}
+    witnessed = witnessed or {}
     decode = ValueDeserializer(registry_client(settings))
     marks = topic_reader.watermarks(settings.bootstrap, [topic])
     starts = {p: resume[p].offset if p in resume else None for _, p in marks}
-    walks = {p: ChainWalk(resume=resume.get(p)) for _, p in marks}
+    walks = {p: ChainWalk(resume=resume.get(p), witnessed=witnessed.get(p)) for _, p in marks}
     total = sum(high - max(low, starts[p] or 0) for (_, p), (low, high) in marks.items())
     done = 0
     tail = topic_reader.ChangelogTail(settings.bootstrap, topic, starts)

@@ -18,6 +18,7 @@ from typing import NoReturn
 from streams import instance
 from streams.config import logs
 from streams.config.settings import Settings
+from streams.contract import signatures
 from streams.engine.transactional import EngineConfig, Stage, Watchdog, run
 from streams.kafka import applied, credentials
 from streams.kafka.admin import BrokerUnreachable
@@ -67,7 +68,16 @@ def build(
             or instance.instance_dir(settings.state_dir, settings.worker_instance) / "route",
         )
     if name == "ledger":
-        return LedgerStage(topology, codec, settings.bootstrap, topology.kafka.partitions)
+        keys: dict[str, bytes] = {}
+
+        def receipt_key(department: str) -> bytes:
+            if department not in keys:
+                keys[department] = signatures.receipt_key(settings.path("secrets"), department)
+            return keys[department]
+
+        return LedgerStage(
+            topology, codec, settings.bootstrap, topology.kafka.partitions, receipt_key
+        )
     raise ValueError(f"no stage {name!r}; the stages are {', '.join(STAGES)}")
 
 

@@ -17,6 +17,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from connectors.sources import debezium
 from govsync.stack.background import worker_name
 from govsync.stack.supervision import status
 from streams.contract.topics import changes_topic, delivery_topic
@@ -106,10 +107,58 @@ def test_only_an_approved_unexpired_subscription_receives_and_changes_apply_live
         # The query API refuses too, naming the state (it follows the applied topology).
         refused = look_up_until(stack, key, lambda r: r.status_code == 403)
         assert refused.json()["reason"] == case, refused.text
+        # And Kafka closes the topic (the ACLs follow the state): tax cannot read it.
+        assert first_read_error(stack, "tax", TAX, "tax-probe") in DENIED
+    assert first_read_error(stack, "tax", TAX, "tax-probe") == "ok"
     resumed_after = wait_until_tax_receives(stack, expect=True)
     print(f"{case}: approved again, tax receiving {resumed_after:.1f}s after the apply")
     assert look_up_until(stack, key, lambda r: r.status_code == 200).json()["key"] == key
     assert status(stack.settings, worker_name(0)).pid == worker_pid, "the worker restarted"
+
+
+DENIED = {"TOPIC_AUTHORIZATION_FAILED", "GROUP_AUTHORIZATION_FAILED"}
+
+
+def test_a_consumer_that_was_reading_loses_the_topic_within_seconds_of_a_suspension(
+    stack: Stack, tmp_path: Path
+) -> None:
+    consumer = Consumer(
+        clients.config(
+            stack.settings.bootstrap,
+            principal="tax",
+            **{
+                "group.id": "tax-acl-probe",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+            },
+        )
+    )
+    consumer.subscribe([TAX])
+    try:
+        reading = poll_until(consumer, lambda name: name == "ok")
+        assert reading == "ok"
+        suspended = edited(tmp_path, lambda d: tax(d)["approval"].update(state="suspended"))
+        with applied_topology(suspended) as applied_at:
+            assert poll_until(consumer, lambda name: name in DENIED) in DENIED
+            print(f"suspended: the reading consumer refused {time.monotonic() - applied_at:.1f}s")
+    finally:
+        consumer.close()
+
+
+def poll_until(consumer: Consumer, done: Callable[[str], bool], timeout: float = 30.0) -> str:
+    """Poll until an outcome (``ok``: a record or a partition's end; else the error's
+    name) satisfies ``done``; that outcome."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is None:
+            continue
+        error = message.error()
+        name = "ok" if error is None or error.code() == KafkaError._PARTITION_EOF else error.name()
+        if done(name):
+            return name
+    raise AssertionError(f"no such outcome within {timeout:g}s")
 
 
 def look_up_until(
@@ -330,7 +379,7 @@ DENIED_READS = [
 def test_a_principal_cannot_read_what_is_not_its_own(
     stack: Stack, principal: str, topic: str, group: str
 ) -> None:
-    assert first_read_error(stack, principal, topic, group) == "TOPIC_AUTHORIZATION_FAILED"
+    assert first_read_error(stack, principal, topic, group) in DENIED
 
 
 def test_a_department_reads_its_own_deliveries_only_in_its_own_groups(stack: Stack) -> None:
@@ -347,9 +396,13 @@ def test_a_department_reads_its_own_deliveries_only_in_its_own_groups(stack: Sta
         ("tax", "deliver.social_security.enterprise"),
         ("tax", "master.enterprise"),
         ("social_security", "cdc.market_regulation.public.enterprise"),
+        ("worker", "govsync.audit"),  # the trail is the ledger's alone
+        ("worker", "govsync.trace"),
+        ("worker", "govsync.queries"),
+        ("api", "govsync.audit"),
     ],
 )
-def test_a_department_cannot_write_pipeline_topics(
+def test_a_principal_cannot_write_what_is_not_its_output(
     stack: Stack, principal: str, topic: str
 ) -> None:
     assert write_error(stack, principal, topic) == "TOPIC_AUTHORIZATION_FAILED"
@@ -368,6 +421,14 @@ def test_without_the_right_password_nothing_connects(stack: Stack) -> None:
         admin_client.list_topics(timeout=5)
     admin_client.poll(2)  # error callbacks are served here
     assert "_AUTHENTICATION" in errors
+
+
+def test_connects_rest_api_requires_a_login(stack: Stack) -> None:
+    url = f"{stack.settings.connect_url}/connectors"
+    assert httpx.get(url, timeout=10).status_code == 401
+    assert httpx.get(url, auth=("admin", "not-the-password"), timeout=10).status_code == 401
+    with debezium.rest(stack.settings, timeout=10) as connect:
+        assert connect.get("/connectors").status_code == 200
 
 
 def test_credentials_are_private_files_and_never_printed(stack: Stack) -> None:

@@ -37,6 +37,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from connectors.sources import debezium
 from govsync.stack import connect, kafka, supervision
 from govsync.stack.background import start_app_process, start_worker, worker_name
 from tests.integration import load
@@ -103,7 +104,8 @@ def run_with_fault(
 
 def connector_running(stack: Stack) -> bool:
     try:
-        response = httpx.get(f"{stack.settings.connect_url}/connectors/{CONNECTOR}/status")
+        with debezium.rest(stack.settings, timeout=5) as client:
+            response = client.get(f"/connectors/{CONNECTOR}/status")
     except httpx.HTTPError:
         return False
     if response.status_code != 200:
@@ -118,7 +120,8 @@ def connector_running(stack: Stack) -> bool:
 def failed_tasks(stack: Stack) -> list[str]:
     """The trace of every FAILED task of the connector (empty when none failed)."""
     try:
-        response = httpx.get(f"{stack.settings.connect_url}/connectors/{CONNECTOR}/status")
+        with debezium.rest(stack.settings, timeout=5) as client:
+            response = client.get(f"/connectors/{CONNECTOR}/status")
         if response.status_code != 200:
             return []
         tasks = response.json().get("tasks") or []
@@ -159,10 +162,11 @@ def restored(stack: Stack) -> Iterator[None]:
                 except Exception as exc:
                     errors.append(f"{name}: {exc}")
         if failed_tasks(stack):
-            httpx.post(
-                f"{settings.connect_url}/connectors/{CONNECTOR}/restart",
-                params={"includeTasks": "true", "onlyFailed": "true"},
-            )
+            with debezium.rest(settings, timeout=10) as client:
+                client.post(
+                    f"/connectors/{CONNECTOR}/restart",
+                    params={"includeTasks": "true", "onlyFailed": "true"},
+                )
             restarted.append(f"{CONNECTOR} (a FAILED task)")
         if restarted:
             print(f"restarted after the test: {', '.join(restarted)}")

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from govsync.stack import background
+from streams.contract import signatures
 from streams.contract.topics import AUDIT_TOPIC
 from streams.engine.transactional import EngineConfig, Watchdog, run
 from streams.kafka import credentials, topic_reader
@@ -63,6 +64,7 @@ def members(stack: Stack, new_topic: None) -> Iterator[list[LedgerStage]]:
             RegistryCodec(registry_client(settings)),
             settings.bootstrap,
             topology.kafka.partitions,
+            lambda department: signatures.receipt_key(settings.path("secrets"), department),
         )
         config = EngineConfig(
             bootstrap=settings.bootstrap,

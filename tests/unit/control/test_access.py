@@ -3,8 +3,10 @@ own deliveries, and no department writes schemas."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 
 from govsync.control.access import grants, principals
@@ -13,6 +15,9 @@ from streams.config.settings import Settings
 from streams.contract.topics import RECEIPTS_TOPIC
 from streams.kafka import credentials
 from tests.unit.examples import TOPOLOGY
+
+DURING = datetime(2026, 12, 1, tzinfo=UTC)  # every example subscription is active
+AFTER = datetime(2099, 1, 1, tzinfo=UTC)  # every one has expired
 
 
 def test_every_department_and_service_gets_a_principal() -> None:
@@ -27,21 +32,44 @@ def test_every_department_and_service_gets_a_principal() -> None:
     assert "admin" not in principals(TOPOLOGY)  # a super user, from the broker config
 
 
-def test_a_department_reads_only_its_own_delivery_topics_and_groups() -> None:
+def test_a_department_reads_only_the_topics_of_its_active_subscriptions() -> None:
     for department in TOPOLOGY.departments:
-        mine = {g for g in grants(TOPOLOGY) if g[0] == department}
+        mine = {g for g in grants(TOPOLOGY, DURING) if g[0] == department}
         topics_read = {
             (name, pattern)
             for _, kind, name, pattern, op in mine
             if kind == ResourceType.TOPIC and op == AclOperation.READ
         }
-        assert topics_read == {(f"deliver.{department}.", ResourcePatternType.PREFIXED)}
+        active = [s for s in TOPOLOGY.subscriptions if s.department == department]
+        assert topics_read == {
+            (f"deliver.{department}.{s.entity}", ResourcePatternType.LITERAL) for s in active
+        }
         written = {
             name for _, kind, name, _, op in mine if op in (AclOperation.WRITE, AclOperation.ALL)
         }
         assert written == {RECEIPTS_TOPIC}
         groups = {name for _, kind, name, _, _ in mine if kind == ResourceType.GROUP}
-        assert groups == {f"{department}-"}
+        assert groups == ({f"{department}-"} if active else set())
+
+
+@pytest.mark.parametrize(
+    ("state", "at"),
+    [("suspended", DURING), ("revoked", DURING), ("requested", DURING), ("approved", AFTER)],
+)
+def test_a_subscription_not_active_grants_no_read(state: str, at: datetime) -> None:
+    """Suspended, revoked, not yet approved, or expired (the day after ``expires``): the
+    department neither reads the topic nor joins its groups."""
+    tax = next(s for s in TOPOLOGY.subscriptions if s.id == "tax.enterprise")
+    changed = tax.model_copy(update={"approval": tax.approval.model_copy(update={"state": state})})
+    topology = TOPOLOGY.model_copy(
+        update={"subscriptions": [changed if s is tax else s for s in TOPOLOGY.subscriptions]}
+    )
+    reads = {
+        (kind, name)
+        for who, kind, name, _, op in grants(topology, at)
+        if who == "tax" and op == AclOperation.READ
+    }
+    assert reads == set()
 
 
 def test_no_department_prefix_covers_another_departments_topics() -> None:
@@ -55,6 +83,30 @@ def test_the_worker_writes_deliveries_but_does_not_read_them() -> None:
     assert ("deliver.", AclOperation.WRITE) in worker
     assert ("deliver.", AclOperation.READ) not in worker
     assert ("cdc.", AclOperation.WRITE) not in worker
+
+
+def test_only_the_ledger_writes_the_trail() -> None:
+    """The worker (normalize, route) writes its own outputs and changelogs, nothing of
+    the trail: trace, audit, receipts and query records are the ledger's to chain."""
+    worker_writes = {
+        name
+        for who, kind, name, _, op in grants(TOPOLOGY)
+        if who == "worker" and kind == ResourceType.TOPIC and op == AclOperation.WRITE
+    }
+    assert worker_writes == {
+        "changes.",
+        "master.",
+        "deliver.",
+        "govsync.dlq",
+        "govsync.quality",
+        "govsync.route.",
+    }
+    trail_writers = {
+        who
+        for who, _, name, _, op in grants(TOPOLOGY)
+        if op == AclOperation.WRITE and name in ("govsync.trace", "govsync.audit", "govsync.")
+    }
+    assert trail_writers == {"ledger"}
 
 
 def test_the_indexer_only_reads_the_trail_the_queue_changes_and_master() -> None:

@@ -4,13 +4,14 @@ from the committed head, and from the topic again after an abort."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection
 from typing import Any
 
 import pytest
 from confluent_kafka import Message, TopicPartition
 
-from streams.contract import headers
+from streams.contract import headers, signatures
 from streams.contract.records import AuditRecord, Hop, QueryRecord
 from streams.contract.schemas import change_event_schema, delivery_schema, receipt_schema
 from streams.contract.topics import (
@@ -62,7 +63,14 @@ def ends() -> ChainEnds:
 @pytest.fixture()
 def stage(codec: MemoryCodec, ends: ChainEnds, monkeypatch: pytest.MonkeyPatch) -> LedgerStage:
     monkeypatch.delenv(tracing.ENDPOINT_VARIABLE, raising=False)  # spans: not exported
-    return LedgerStage(TOPOLOGY, codec, "unused:9092", AUDIT_PARTITIONS, chain_ends=ends)
+    return LedgerStage(
+        TOPOLOGY, codec, "unused:9092", AUDIT_PARTITIONS, receipt_key, chain_ends=ends
+    )
+
+
+def receipt_key(department: str) -> bytes:
+    """Each department's receipt key, as the ledger would read it from the secrets."""
+    return hashlib.sha256(f"receipt key of {department}".encode()).digest()
 
 
 def change_record(codec: MemoryCodec, captured: bool = True) -> Message:
@@ -115,15 +123,24 @@ RECEIPT: dict[str, Any] = {
 }
 
 
-def receipt_record(codec: MemoryCodec) -> Message:
-    """Tax's answer to its delivery at offset 20, as the subscriber SDK writes it."""
+def receipt_record(
+    codec: MemoryCodec, receipt: dict[str, Any] = RECEIPT, signed_by: str | None = "tax"
+) -> Message:
+    """Tax's answer to its delivery at offset 20, as the subscriber SDK writes it: signed
+    with the key of ``signed_by`` (None: unsigned)."""
+    value = codec.serializer(RECEIPTS_TOPIC, receipt_schema())(receipt)
+    signature = (
+        [(signatures.SIGNATURE_HEADER, signatures.sign(receipt_key(signed_by), value))]
+        if signed_by
+        else []
+    )
     return Message(
         topic=RECEIPTS_TOPIC,
         partition=PARTITION,
         offset=5,
         key=USCC.encode(),
-        value=codec.serializer(RECEIPTS_TOPIC, receipt_schema())(RECEIPT),
-        headers=[("source_ts", str(CHANGE["source_ts_ms"]).encode())],
+        value=value,
+        headers=[*signature, ("source_ts", str(CHANGE["source_ts_ms"]).encode())],
         timestamp=(1, APPLIED_MS + 20),
     )
 
@@ -426,3 +443,32 @@ def test_the_stage_holds_the_unanchored_partitions_until_the_next_rebalance(
     hold = stage.assigned(assignment((RECEIPTS_TOPIC, [0]), (NEW_DELIVERIES, [0, 1])))
     assert list(hold.held) == [(NEW_DELIVERIES, 1)]
     assert not hold.restores  # nothing to restore: chain heads are read back on first use
+
+
+@pytest.mark.parametrize(
+    ("receipt", "signed_by", "reason"),
+    [
+        (RECEIPT, None, "unsigned"),
+        # tax answering in social security's name, with its own key
+        ({**RECEIPT, "department": "social_security"}, "tax", "signature does not match"),
+        ({**RECEIPT, "department": "nobody"}, "tax", "the topology has no such department"),
+    ],
+)
+def test_a_receipt_its_department_did_not_sign_is_refused_and_answers_nothing(
+    stage: LedgerStage,
+    codec: MemoryCodec,
+    receipt: dict[str, Any],
+    signed_by: str | None,
+    reason: str,
+) -> None:
+    stage.process(delivery_record(codec, TAX, offset=20))
+    outputs = stage.process(receipt_record(codec, receipt, signed_by))
+    assert [out.topic for out in outputs] == [AUDIT_TOPIC]  # no receipt hop: still awaited
+    (refused,) = sealed(codec, outputs)
+    assert (refused.kind, refused.actor, refused.department) == (
+        "receipt_refused",
+        "unverified",
+        receipt["department"],
+    )
+    assert refused.detail["reason"].startswith(reason)
+    assert refused.detail["claimed_department"] == receipt["department"]

@@ -447,3 +447,60 @@ def test_a_walk_from_a_checkpoint_reads_only_the_rest_and_still_finds_tampering(
     assert [f.problem for f in _walk(altered, checkpoint).findings] == ["altered"]
     # A tail that no longer starts at the checkpoint's link is caught at once.
     assert not _walk(at[18:], checkpoint).intact
+
+
+# --- against a witness ---------------------------------------------------------------------
+
+
+def _testimony(records: list[AuditRecord]) -> dict[int, str]:
+    """What a witness saw: every checkpoint's seq and hash."""
+    return {r.seq: r.sha256 for r in records if r.kind == "checkpoint"}
+
+
+def _walked(records: list[AuditRecord], witnessed: dict[int, str]) -> list[tuple[str, int]]:
+    walk = ChainWalk(witnessed=witnessed)
+    for offset, record in _at(records):
+        walk.feed(offset, record)
+    return [(f.problem, f.seq) for f in walk.report().findings]
+
+
+def test_a_chain_as_the_witness_saw_it_is_intact() -> None:
+    assert _walked(SHORT, _testimony(SHORT)) == []
+    # A chain that grew since the witness last looked is intact too.
+    assert _walked(SHORT, _testimony(SHORT[:20])) == []
+
+
+def test_a_tail_cut_off_is_named_against_the_witness() -> None:
+    """Verified alone, a chain cut after seq 19 is intact; the witness saw seq 23 and more."""
+    cut = SHORT[:20]
+    assert verify(_at(cut)).intact
+    assert _walked(cut, _testimony(SHORT)) == [("truncated", 20)]
+
+
+def test_a_tail_rewritten_and_hashed_again_is_named_against_the_witness() -> None:
+    """A record changed at seq 14 and every later one re-hashed: a walk alone finds the
+    new chain intact; its checkpoints from seq 17 on differ from the witness's."""
+    forged = list(SHORT[:14])
+    chain = Chain(forged[-1].sha256, 14, checkpoint_every=5)
+    for record in SHORT[14:]:
+        if record.kind == "checkpoint":
+            continue
+        actor = "forger" if record.seq == 14 else record.actor
+        forged += chain.append(record.kind, record.at_ms, actor, event_id=record.event_id)
+    assert verify(_at(forged)).intact
+    findings = _walked(forged, _testimony(SHORT))
+    assert findings and {problem for problem, _ in findings} == {"rehashed"}
+    assert findings[0] == ("rehashed", 17)
+
+
+def test_an_incremental_walk_checks_only_the_testimony_after_its_start() -> None:
+    testimony = _testimony(SHORT)
+    start = next(r for r in SHORT if r.kind == "checkpoint" and r.seq == 17)
+    offset = _offset(SHORT.index(start))
+    walk = ChainWalk(
+        resume=Resume(offset=offset, seq=17, prev_sha256=start.prev_sha256), witnessed=testimony
+    )
+    for at, record in _at(SHORT):
+        if at >= offset:
+            walk.feed(at, record)
+    assert walk.report().intact
