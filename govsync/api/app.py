@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import hmac
+import json
 import logging
 import os
 import threading
@@ -47,6 +48,7 @@ log = logging.getLogger("govsync.api")
 PROBLEM = "application/problem+json"
 BATCH_LIMIT = 1000
 MIN_VERSION_WAIT_S = 5.0  # how long a look-up with min_version waits for the store
+LOGINS_REREAD_S = 5.0  # how often the logins file may be read again for a missing login
 LOGINS_REMEMBERED = 10_000  # Authorization headers that logged in (a few per department)
 KEEP_ALIVE_S = 75  # an idle keep-alive connection stays open this long (nginx's default)
 BACKLOG = 4096  # connections waiting to be accepted: a burst of clients, not refused
@@ -85,12 +87,13 @@ class Problem(Exception):
 
 class Directory:
     """What every request needs and rarely changes: the topology in force (followed),
-    the departments' passwords and masking keys (read once)."""
+    the departments' login digests (never their passwords) and masking keys."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self.topology: Topology = applied.in_force(settings).topology
-        self._passwords: dict[str, bytes] = {}
+        self._digests: dict[str, dict[str, str]] = {}
+        self._digests_read_at = -LOGINS_REREAD_S
         self._mask_keys: dict[str, bytes] = {}
         self._logins: dict[str, str] = {}
         self._stop = threading.Event()
@@ -132,12 +135,22 @@ class Directory:
             return None
         if username not in self.topology.departments:
             return None
-        wanted = self._passwords.get(username)
-        if wanted is None:
-            wanted = self._passwords[username] = credentials.password(
-                self._settings, username
-            ).encode()
-        return username if hmac.compare_digest(password.encode(), wanted) else None
+        login = self._known_login(username)
+        if login is None:
+            return None
+        digest = credentials.login_digest(password, bytes.fromhex(login["salt"]))
+        return username if hmac.compare_digest(digest, login["sha256"]) else None
+
+    def _known_login(self, department: str) -> dict[str, str] | None:
+        """The department's login digest (credentials.write_logins); the file is read
+        again when a department is missing from it (an apply added it)."""
+        if department not in self._digests:
+            now = time.monotonic()
+            if now - self._digests_read_at > LOGINS_REREAD_S:
+                path = credentials.logins_file(self._settings)
+                self._digests = json.loads(path.read_text()) if path.exists() else {}
+                self._digests_read_at = now
+        return self._digests.get(department)
 
     def mask_key(self, department: str) -> bytes:
         key = self._mask_keys.get(department)

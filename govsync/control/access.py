@@ -285,4 +285,5 @@ def apply(
     ensure_users(client, settings, principals(topology))
     for principal in (credentials.ADMIN, *principals(topology)):
         credentials.write_client_properties(settings, principal)
+    credentials.write_logins(settings, sorted(topology.departments))
     return reconcile_acls(client, topology)

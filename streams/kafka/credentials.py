@@ -16,6 +16,10 @@ departments and the worker included, may only read.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +79,29 @@ def write_client_properties(settings: Settings, principal: str) -> None:
         settings.path(f"client-{principal}.properties"),
         java_client_properties(settings, principal),
     )
+
+
+def login_digest(secret: str, salt: bytes) -> str:
+    """What a service keeps instead of a password: the passwords are 32 random bytes, so a
+    salted SHA-256 cannot be reversed by guessing (no slow hash needed)."""
+    return hashlib.sha256(salt + secret.encode()).hexdigest()
+
+
+def logins_file(settings: Settings) -> Path:
+    return settings.path("secrets", "api-logins.json")
+
+
+def write_logins(settings: Settings, principals: Iterable[str]) -> None:
+    """The departments' Kafka logins as the query API checks them (digests, never the
+    passwords), written by every apply, so the API reads no password file."""
+    logins = {}
+    for principal in principals:
+        salt = secrets.token_bytes(16)
+        logins[principal] = {
+            "salt": salt.hex(),
+            "sha256": login_digest(password(settings, principal), salt),
+        }
+    write_private(logins_file(settings), json.dumps(logins, indent=2, sort_keys=True))
 
 
 def registry_role(principal: str) -> str:

@@ -3,6 +3,7 @@ own deliveries, and no department writes schemas."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -151,3 +152,21 @@ def test_only_admin_and_connect_may_write_schemas(tmp_path: Path) -> None:
     for principal in ("admin", "connect", *roles):
         secret = credentials.registry_password(settings, principal)
         assert f"users.{principal}={secret}\n" in realm
+
+
+def test_the_api_keeps_digests_of_the_department_logins_not_the_passwords(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(state_dir=tmp_path)
+    credentials.write_logins(settings, ["tax", "social_security"])
+    text = credentials.logins_file(settings).read_text()
+    logins = json.loads(text)
+    assert set(logins) == {"tax", "social_security"}
+    assert credentials.logins_file(settings).stat().st_mode & 0o777 == 0o600
+    tax = credentials.password(settings, "tax")
+    assert tax not in text
+    salt = bytes.fromhex(logins["tax"]["salt"])
+    assert credentials.login_digest(tax, salt) == logins["tax"]["sha256"]
+    assert credentials.login_digest(tax + "0", salt) != logins["tax"]["sha256"]
+    other = bytes.fromhex(logins["social_security"]["salt"])
+    assert salt != other  # one salt per login
