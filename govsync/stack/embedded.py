@@ -108,6 +108,13 @@ class IndexerStatus(Supervised):
     pid: int | None = None
 
 
+class AclStatus(Supervised):
+    """The ACL keeper (`govsync acl --follow`): department access follows approval state."""
+
+    state: State
+    pid: int | None = None
+
+
 class ApiStatus(Supervised):
     """The query API (govsync/api): ``url`` is its base, ``/openapi.json`` its document."""
 
@@ -125,6 +132,7 @@ class Components(BaseModel):
     monitor: MonitorStatus
     indexer: IndexerStatus
     api: ApiStatus
+    acl: AclStatus
 
 
 class StackStatus(BaseModel):
@@ -301,6 +309,10 @@ def status(settings: Settings) -> StackStatus:
                 state=state(running(background.API_PROGRAM)),
                 url=f"http://{settings.host}:{settings.api_port}/",
                 **supervised(background.API_PROGRAM),
+            ),
+            acl=AclStatus(
+                state=state(running(background.ACL_PROGRAM)),
+                **supervised(background.ACL_PROGRAM),
             ),
         ),
     )

@@ -33,8 +33,8 @@ def test_status_json_reports_every_component_without_secrets(stack: Stack) -> No
     report = json.loads(result.stdout)
     assert report["state_dir"] == str(stack.settings.state_dir)
     components = report["components"]
-    assert set(components) >= {"postgres", "kafka", "connect", "registry", "worker"}
-    for name in ("postgres", "kafka", "connect", "registry", "worker"):
+    assert set(components) >= {"postgres", "kafka", "connect", "registry", "worker", "acl"}
+    for name in ("postgres", "kafka", "connect", "registry", "worker", "acl"):
         assert components[name]["state"] == "up", name
 
     postgres = components["postgres"]
