@@ -36,6 +36,16 @@ def _password(settings: Settings, principal: str) -> str:
     return credentials.password(settings, principal)
 
 
+def _cluster_id() -> str:
+    """A random cluster id in Kafka's form (URL-safe base64 of a UUID, unpadded). One that
+    starts with ``-`` would be read as an option by the storage tool (one in 64 did: the
+    format failed now and then), so those are drawn again, as Kafka's own Uuid does."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _format_storage(settings: Settings, config: str) -> None:
     """Format the log directory once; KRaft refuses to start on an unformatted one. The
     admin's SCRAM credential goes into the first metadata, as the broker itself logs in
@@ -49,7 +59,7 @@ def _format_storage(settings: Settings, config: str) -> None:
                 " directory (its topics are lost) and run `govsync up` again"
             )
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = _cluster_id()
     admin = f"SCRAM-SHA-512=[name={credentials.ADMIN},password={_password(settings, 'admin')}]"
     argv = jvm.java_command(
         "kafka.tools.StorageTool",
@@ -59,7 +69,8 @@ def _format_storage(settings: Settings, config: str) -> None:
     )
     result = subprocess.run(argv, capture_output=True, text=True)
     if result.returncode != 0:
-        raise StackError(f"formatting Kafka storage failed: {result.stdout[-300:]}")
+        output = (result.stderr.strip() or result.stdout.strip())[-600:]
+        raise StackError(f"formatting Kafka storage failed: {output}")
     marker.write_text("SASL/SCRAM-SHA-512 from the first start\n")
 
 
