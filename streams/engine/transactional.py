@@ -15,6 +15,10 @@ the session, and a fresh one (new consumer, new producer, state restored) begins
 
 State is restored between polls, not in the assignment callback (``restoring``): the
 partitions still being restored stay paused meanwhile.
+
+Records the client hands over twice in one session, or from a partition no longer
+assigned, are dropped before processing (``Fetched``): committed with this member's
+current group generation, they would be accepted, and processed twice.
 """
 
 from __future__ import annotations
@@ -76,6 +80,54 @@ class Stage(Protocol):
     def committed(self, produced: Produced = NOTHING) -> None: ...
 
     def aborted(self) -> None: ...
+
+
+class Fetched:
+    """The next offset expected on each assigned partition, so a record the client returns
+    again (librdkafka's batch consume has known issues around rebalance, seek and pause)
+    or one from a partition another member now owns is dropped, with a warning."""
+
+    def __init__(self, stage: str) -> None:
+        self._stage = stage
+        self._assigned: set[tuple[str, int]] = set()
+        self._next: dict[tuple[str, int], int] = {}
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        self._assigned = {(tp.topic, tp.partition) for tp in partitions}
+        self._next.clear()  # the client reads each from its committed offset again
+
+    def revoked(self) -> None:
+        self._assigned = set()
+        self._next.clear()
+
+    def rewound(self, first: Mapping[tuple[str, int], int]) -> None:
+        """The consumer was sought back to ``first`` (an aborted batch)."""
+        self._next.update(first)
+
+    def fresh(self, messages: list[Message]) -> list[Message]:
+        kept = []
+        dropped: dict[tuple[str, int], list[int]] = {}
+        for message in messages:
+            where = (message.topic(), message.partition())
+            offset = message.offset()
+            expected = self._next.get(where)
+            if where not in self._assigned or (expected is not None and offset < expected):
+                dropped.setdefault(where, []).append(offset)
+                continue
+            self._next[where] = offset + 1
+            kept.append(message)
+        for (topic, partition), offsets in dropped.items():
+            log.warning(
+                "%s: dropped %d records of %s[%d] (offsets %d-%d) the consumer returned %s",
+                self._stage,
+                len(offsets),
+                topic,
+                partition,
+                min(offsets),
+                max(offsets),
+                "again" if (topic, partition) in self._assigned else "after it was revoked",
+            )
+        return kept
 
 
 class Watchdog:
@@ -172,16 +224,19 @@ def _session(stage: Stage, config: EngineConfig, stop: threading.Event, watchdog
     )
 
     holding = Holding(stage.name, consumer)
+    fetched = Fetched(stage.name)
 
     def on_assign(_: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("%s: assigned %s", stage.name, _describe(partitions))
         # Assigning here replaces confluent-kafka's own assign after the callback, so the
         # partitions the stage holds are paused before anything is fetched for them.
         consumer.assign(partitions)
+        fetched.assigned(partitions)
         holding.assigned(partitions, stage.assigned(partitions))
 
     def on_revoke(_: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("%s: revoked %s", stage.name, _describe(partitions))
+        fetched.revoked()
         holding.close()
         stage.revoked(partitions)
 
@@ -191,9 +246,13 @@ def _session(stage: Stage, config: EngineConfig, stop: threading.Event, watchdog
         while not stop.is_set():
             # While restoring, poll without waiting: the restore's step is the wait.
             timeout = 0 if holding.restoring else config.poll_timeout
-            messages = [m for m in consumer.consume(config.batch_size, timeout) if _is_record(m)]
+            batch = consumer.consume(config.batch_size, timeout)
+            messages = fetched.fresh([m for m in batch if _is_record(m)])
             if messages:
-                _transact(stage, producer, consumer, messages, config.transaction_timeout, watchdog)
+                first = _transact(
+                    stage, producer, consumer, messages, config.transaction_timeout, watchdog
+                )
+                fetched.rewound(first)
             holding.step()
     finally:
         holding.close()
@@ -208,7 +267,10 @@ def _transact(
     messages: list[Message],
     timeout: float,
     watchdog: Watchdog,
-) -> None:
+) -> Mapping[tuple[str, int], int]:
+    """Process ``messages`` in one transaction; after an abort that can be redone, the
+    offsets the consumer was sought back to (else nothing)."""
+
     def call(method: Callable[..., None], *args: Any) -> None:
         with watchdog.busy(stage.name):
             method(*args, timeout)
@@ -239,13 +301,14 @@ def _transact(
         with contextlib.suppress(KafkaException):
             call(producer.abort_transaction)
         stage.aborted()
-        _rewind(consumer, messages)
+        first = _rewind(consumer, messages)
         if isinstance(exc, KafkaException) and exc.args[0].txn_requires_abort():
             log.warning("%s: transaction aborted (%s); redoing the batch", stage.name, exc)
-            return
+            return first
         raise
     stage.committed(produced)
     metrics.TRANSACTIONS.labels(stage.name, "committed").inc()
+    return NOTHING
 
 
 def _produce(
@@ -262,13 +325,14 @@ def _produce(
             producer.poll(0.05)  # local queue full: let deliveries drain
 
 
-def _rewind(consumer: Consumer, messages: list[Message]) -> None:
+def _rewind(consumer: Consumer, messages: list[Message]) -> dict[tuple[str, int], int]:
     """Seek back to the first record of the aborted batch on every partition it touched."""
     first: dict[tuple[str, int], int] = {}
     for message in messages:
         first.setdefault((message.topic(), message.partition()), message.offset())
     for (topic, partition), offset in first.items():
         consumer.seek(TopicPartition(topic, partition, offset))
+    return first
 
 
 def _is_record(message: Message) -> bool:
