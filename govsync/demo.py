@@ -207,7 +207,11 @@ def run(settings: Settings, console: Console) -> bool:
         embedded.up(settings, progress=lambda step: spinner.update(step))
         spinner.update("applying topology.yaml (topics, schemas, Debezium connector)")
         topology = load_topology(settings.topology)
-        embedded.apply_topology(topology, settings, settings.topology.read_text(encoding="utf-8"))
+        # This one-machine node holds every key: its operator applies as the data authority,
+        # so the approval blocks become the authority's (signed, audited) decisions.
+        embedded.apply_topology(
+            topology, settings, settings.topology.read_text(encoding="utf-8"), as_authority=True
+        )
         spinner.update("starting the worker and the departments' sinks")
         start_worker(settings)
         for department in SINKS:

@@ -4,7 +4,8 @@ current state the indexer materializes from ``master.<entity>`` (govsync.index).
 A department logs in with HTTP Basic as its own principal, with the same password as its
 Kafka login. Errors are RFC 9457 problem details (``application/problem+json``); the
 OpenAPI document is at ``/openapi.json``. The topology in force is followed from
-``govsync.topology``, so an approval applied (or revoked) takes effect within a second.
+``govsync.topology`` and the data authority's decisions, so an approval (or a revocation)
+takes effect within a second.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the routes' annotations at
@@ -106,9 +107,9 @@ class Directory:
         self._stop.set()
 
     def _follow(self) -> None:
-        for current in applied.follow(self._settings.bootstrap, self._stop):
-            self.topology = current.topology()
-            log.info("now serving the topology applied at %s", current.applied_at)
+        for current in applied.follow(self._settings, self._stop):
+            self.topology = current.topology
+            log.info("now serving the topology in force as %s", current.version[:12])
 
     def login(self, authorization: str | None) -> str | None:
         """The department an ``Authorization: Basic`` header logs in, or None. A header

@@ -16,7 +16,9 @@ from streams.model import standards
 from streams.model.topology import CST, Entity, Subscription, Topology
 from streams.transform.masking import mask_state
 
-RefusalReason = Literal["not_subscribed", "requested", "suspended", "revoked", "expired", "pending"]
+RefusalReason = Literal[
+    "not_subscribed", "requested", "rejected", "suspended", "revoked", "expired", "pending"
+]
 
 
 class Refusal(BaseModel):

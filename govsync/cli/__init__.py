@@ -1,7 +1,8 @@
 """`govsync`: operate the embedded stack, the topology, the worker and the demo.
 
 Exit codes: 0 success, 1 the operation failed, 2 invalid input (e.g. topology),
-3 a required component is not running or unreachable.
+3 a required component is not running or unreachable, 4 refused: the caller may not do
+this (not the data authority, a state that does not allow it, Kafka's ACLs).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from govsync.cli import (
     dlq,
     index,
     lag,
+    objection,
     processes,
     quality,
     receipts,
     replay,
     stack,
+    subscription,
     topology,
     trace,
 )
@@ -41,3 +44,5 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(replay.app, name="replay")
 app.add_typer(receipts.app, name="receipts")
 app.add_typer(index.app, name="index")
+app.add_typer(subscription.app, name="subscription")
+app.add_typer(objection.app, name="objection")

@@ -19,7 +19,7 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
-EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE = 1, 2, 3
+EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_REFUSED = 1, 2, 3, 4
 
 
 @contextmanager
@@ -28,13 +28,18 @@ def errors() -> Iterator[None]:
     from connectors.sources.debezium import ConnectError
     from govsync.errors import OperationFailed
     from govsync.index.store import IndexUnavailable
+    from streams.contract.approvals import Refused
     from streams.kafka.admin import AdminError, BrokerUnreachable
     from streams.kafka.applied import NotApplied
+    from streams.kafka.lifecycle import NotPermitted
     from streams.kafka.serde import RegistryUnreachable, SchemaRejected
     from streams.model.topology import TopologyError
 
     try:
         yield
+    except (Refused, NotPermitted) as exc:
+        err.print(f"[red]refused:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_REFUSED) from None
     except TopologyError as exc:
         err.print(f"[red]topology is invalid[/red]\n{exc}", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None

@@ -54,8 +54,19 @@ def topology_apply(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan: what would change; change nothing.")
     ] = False,
+    as_authority: Annotated[
+        bool,
+        typer.Option(
+            "--as-authority",
+            help="Record the approval blocks as the data authority's decisions, signed with "
+            "its key and written as its principal (the key must be on this machine).",
+        ),
+    ] = False,
 ) -> None:
-    """Create topics, register schemas (BACKWARD), create or update the Debezium connectors."""
+    """Create topics, register schemas (BACKWARD), create or update the Debezium connectors.
+
+    Approval blocks take effect only as the data authority's decisions: with
+    --as-authority, or through `govsync subscription approve`."""
     from govsync.stack import embedded
     from streams.model.topology import load_topology
 
@@ -64,7 +75,9 @@ def topology_apply(
     with errors():
         topology = load_topology(path)
         text = path.read_text(encoding="utf-8")
-        report = embedded.apply_topology(topology, settings, text, dry_run=dry_run)
+        report = embedded.apply_topology(
+            topology, settings, text, dry_run=dry_run, as_authority=as_authority
+        )
     if as_json:
         print_json(report.model_dump())
         return
@@ -86,7 +99,15 @@ def topology_apply(
     table.add_row("registry", "users", report.registry_users)
     for change in report.changes:
         table.add_row("change", change.path, _change_text(change))
+    for subscription in report.decided:
+        table.add_row("decision", subscription, "the approval block, as the data authority's")
     console.print(table)
+    if report.undecided:
+        console.print(
+            f"[yellow]approval blocks not in force[/yellow] ({', '.join(report.undecided)}): "
+            "only the data authority's decisions make them so (govsync subscription, or "
+            "apply --as-authority)"
+        )
 
 
 def _change_text(change: Change) -> str:

@@ -1,7 +1,9 @@
 """Who may do what on Kafka: SCRAM users and ACLs generated from the topology.
 
 Each department may read only ``deliver.<its id>.*`` with consumer groups named
-``<its id>-*``, and write only its receipts. The worker reads the capture and change
+``<its id>-*``, and write only its receipts and its subscription requests; the data
+authority alone writes decisions (and its signature, not this ACL, is what readers
+trust: ``admin`` could write there too). The worker reads the capture and change
 topics and writes the canonical, delivery and govsync.* topics transactionally; Connect
 (with Debezium) writes the capture topics and its own. ``admin`` is a super user in the
 broker config and needs no ACL. Applying is a reconcile: bindings for govsync's
@@ -31,6 +33,7 @@ from confluent_kafka.admin import (
 
 from streams.config.settings import Settings
 from streams.contract.topics import (
+    APPROVALS_TOPIC,
     AUDIT_TOPIC,
     CDC_PREFIX,
     CHANGES_PREFIX,
@@ -42,10 +45,12 @@ from streams.contract.topics import (
     INDEX_GROUP,
     LEDGER,
     MASTER_PREFIX,
+    OBJECTIONS_PREFIX,
     QUALITY_TOPIC,
     QUERIES_TOPIC,
     READER_GROUP,
     RECEIPTS_TOPIC,
+    REQUESTS_TOPIC,
     ROUTE,
     STAGE_PREFIX,
     TOPOLOGY_CHANGES_TOPIC,
@@ -53,10 +58,11 @@ from streams.contract.topics import (
     TRACE_TOPIC,
     delivery_topic,
     department_group_prefix,
+    objections_topic,
     stage_changelog_prefix,
     stage_group,
 )
-from streams.kafka import applied, credentials
+from streams.kafka import applied, credentials, lifecycle
 from streams.kafka.admin import AdminError, admin_client
 from streams.model.topology import Topology
 
@@ -104,6 +110,7 @@ def grants(topology: Topology, at: datetime | None = None) -> set[_Grant]:
         (DLQ_TOPIC, (write,)),
         (QUALITY_TOPIC, (write,)),
         (TOPOLOGY_TOPIC, (read,)),
+        (APPROVALS_TOPIC, (read,)),
     ):
         wanted |= {(worker, _TOPIC, topic, _LITERAL, op) for op in operations}
     wanted |= {
@@ -115,8 +122,15 @@ def grants(topology: Topology, at: datetime | None = None) -> set[_Grant]:
     ledger = credentials.LEDGER
     for prefix in (CHANGES_PREFIX, DELIVERY_PREFIX):
         wanted |= {(ledger, _TOPIC, prefix, _PREFIXED, op) for op in (read, describe)}
-    for topic in (RECEIPTS_TOPIC, TOPOLOGY_CHANGES_TOPIC, QUERIES_TOPIC):
+    for topic in (
+        RECEIPTS_TOPIC,
+        TOPOLOGY_CHANGES_TOPIC,
+        QUERIES_TOPIC,
+        REQUESTS_TOPIC,
+        APPROVALS_TOPIC,
+    ):
         wanted |= {(ledger, _TOPIC, topic, _LITERAL, op) for op in (read, describe)}
+    wanted |= {(ledger, _TOPIC, OBJECTIONS_PREFIX, _PREFIXED, op) for op in (read, describe)}
     for topic in (TRACE_TOPIC, AUDIT_TOPIC):
         wanted |= {(ledger, _TOPIC, topic, _LITERAL, op) for op in (read, write, describe)}
     wanted |= {
@@ -135,7 +149,7 @@ def grants(topology: Topology, at: datetime | None = None) -> set[_Grant]:
     }
     wanted |= {
         (credentials.INDEXER, _TOPIC, prefix, _PREFIXED, op)
-        for prefix in (CHANGES_PREFIX, MASTER_PREFIX)
+        for prefix in (CHANGES_PREFIX, MASTER_PREFIX, OBJECTIONS_PREFIX)
         for op in (read, describe)
     }
     wanted.add((credentials.INDEXER, _GROUP, INDEX_GROUP, _LITERAL, read))
@@ -146,6 +160,8 @@ def grants(topology: Topology, at: datetime | None = None) -> set[_Grant]:
         (api, _TOPIC, QUERIES_TOPIC, _LITERAL, describe),
         (api, _TOPIC, TOPOLOGY_TOPIC, _LITERAL, read),
         (api, _TOPIC, TOPOLOGY_TOPIC, _LITERAL, describe),
+        (api, _TOPIC, APPROVALS_TOPIC, _LITERAL, read),
+        (api, _TOPIC, APPROVALS_TOPIC, _LITERAL, describe),
         (api, _GROUP, READER_GROUP, _LITERAL, read),
         (api, ResourceType.BROKER, "kafka-cluster", _LITERAL, AclOperation.IDEMPOTENT_WRITE),
     }
@@ -161,9 +177,32 @@ def grants(topology: Topology, at: datetime | None = None) -> set[_Grant]:
         (connect, ResourceType.BROKER, "kafka-cluster", _LITERAL, describe),
     }
     for department in topology.departments:
+        # Its receipts, its subscription requests, objections to any source's data and
+        # answers to its own (all signed: signatures, not these ACLs, prove the author).
         wanted |= {
-            (department, _TOPIC, RECEIPTS_TOPIC, _LITERAL, write),
-            (department, _TOPIC, RECEIPTS_TOPIC, _LITERAL, describe),
+            (department, _TOPIC, topic, _LITERAL, op)
+            for topic in (RECEIPTS_TOPIC, REQUESTS_TOPIC)
+            for op in (write, describe)
+        }
+        wanted |= {
+            (department, _TOPIC, OBJECTIONS_PREFIX, _PREFIXED, op) for op in (write, describe)
+        }
+    for department in {source.department for source in topology.sources}:
+        # The objections to its own data: the findings it answers (read by position).
+        wanted |= {
+            (department, _TOPIC, objections_topic(department), _LITERAL, read),
+            (department, _GROUP, READER_GROUP, _LITERAL, read),
+        }
+    if topology.authority is not None:
+        # The data authority reads the wiring and the requests, and decides.
+        wanted |= {
+            (topology.authority, _TOPIC, topic, _LITERAL, op)
+            for topic in (TOPOLOGY_TOPIC, REQUESTS_TOPIC, APPROVALS_TOPIC)
+            for op in (read, describe)
+        }
+        wanted |= {
+            (topology.authority, _TOPIC, APPROVALS_TOPIC, _LITERAL, write),
+            (topology.authority, _GROUP, READER_GROUP, _LITERAL, read),
         }
     for subscription in topology.subscriptions:
         if not subscription.is_active(at):
@@ -286,4 +325,6 @@ def apply(
     for principal in (credentials.ADMIN, *principals(topology)):
         credentials.write_client_properties(settings, principal)
     credentials.write_logins(settings, sorted(topology.departments))
+    for department in topology.departments:  # publishes its public key (keys/)
+        lifecycle.signing_key(settings, department)
     return reconcile_acls(client, topology)

@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 from govsync.index import store
 from govsync.index.indexer import HOP_COLUMNS, wait_for
 from streams.config.settings import Settings
+from streams.contract.objections import ObjectionState, Step
 from streams.contract.records import AuditRecord, Closure, HeldRecord, Hop
 from streams.model.topology import Topology
 from streams.trail.receipts import Unanswered
@@ -258,3 +259,44 @@ def deliveries(conn: psycopg.Connection, entity: str, key: str, department: str)
         " ORDER BY at_ms",
         {"k": key, "e": entity, "d": department},
     )
+
+
+def objections(conn: psycopg.Connection, objection: str | None = None) -> list[ObjectionState]:
+    """Every objection on the trail (or the one with id ``objection``), raised order, with
+    its answer if it has one."""
+    where = "kind = 'objection'" + (" AND detail->>'objection' = %(id)s" if objection else "")
+    rows = conn.cursor(row_factory=dict_row).execute(
+        "SELECT at_ms, actor, event_id, entity_key, department, subscription, detail"
+        f' FROM audit_entry WHERE {where} ORDER BY at_ms, partition, "offset"',
+        {"id": objection},
+    )
+    found: dict[str, ObjectionState] = {}
+    for row in rows:
+        detail = row["detail"]
+        step, ident = Step(detail["step"]), detail["objection"]
+        if step is Step.RAISED:
+            found.setdefault(
+                ident,
+                ObjectionState(
+                    id=ident,
+                    event_id=row["event_id"],
+                    subscription=row["subscription"],
+                    department=row["department"],
+                    source=detail["source"],
+                    source_id=detail.get("source_id", ""),
+                    entity_key=row["entity_key"],
+                    reason=detail["reason"],
+                    raised_at_ms=row["at_ms"],
+                    raised_on=detail["at"],
+                    delivered_at=detail.get("delivered_at"),
+                ),
+            )
+        elif ident in found and found[ident].open:
+            found[ident] = found[ident].model_copy(
+                update={
+                    "answer": step,
+                    "answer_reason": detail["reason"],
+                    "answered_at_ms": row["at_ms"],
+                }
+            )
+    return list(found.values())

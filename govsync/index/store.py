@@ -88,6 +88,9 @@ CREATE TABLE IF NOT EXISTS audit_entry (
     PRIMARY KEY (partition, "offset")
 );
 CREATE INDEX IF NOT EXISTS audit_entry_by_key ON audit_entry (entity_key, department);
+-- Objections (使用—评价) and their answers, for `govsync objection` and the rates per source.
+CREATE INDEX IF NOT EXISTS audit_entry_objections
+    ON audit_entry ((detail->>'objection')) WHERE kind = 'objection';
 -- Deliveries without a receipt yet: a row per delivered hop until its receipt hop is
 -- indexed (in either order: they come from different topics).
 CREATE TABLE IF NOT EXISTS awaited (

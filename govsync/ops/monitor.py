@@ -47,6 +47,7 @@ from govsync.ops import dlq, lag
 from govsync.ops.dlq import SourceAccount
 from govsync.ops.instances import WorkerInstance, worker_instances
 from govsync.ops.lag import STATUS_ORDER, GroupState, LagReport, Status
+from govsync.ops.quality import SourceQuality, source_rates
 from streams.config.settings import Settings
 from streams.contract.topics import NORMALIZE, stage_group
 from streams.kafka import admin, applied
@@ -121,6 +122,7 @@ class MonitorState(BaseModel):
     index_behind: int | None = None  # trail records the receipts index lacks (govsync.index)
     departments: list[DepartmentState] = []
     dead_letters: list[DeadLetters] = []
+    quality: list[SourceQuality] = []  # error and objection rates per source
     accounted_at: datetime | None = None
     receipts: list[ReceiptsDue] = []
     sleeping: list[Sleeping] = []
@@ -237,6 +239,16 @@ def metric_families(state: MonitorState) -> list[Metric]:
     dlq_open = GaugeMetricFamily(
         "govsync_dlq_open_records", "Dead-lettered records not yet closed", labels=["source"]
     )
+    objections_open = GaugeMetricFamily(
+        "govsync_objections_open",
+        "Objections to a source's data (数据异议) its department has not answered",
+        labels=["source"],
+    )
+    error_rate = GaugeMetricFamily(
+        "govsync_source_error_rate",
+        "Records of the source dead-lettered, per record processed",
+        labels=["source"],
+    )
     overdue = GaugeMetricFamily(
         "govsync_receipts_overdue",
         "Deliveries without a receipt past the subscription's receipt_within",
@@ -276,6 +288,10 @@ def metric_families(state: MonitorState) -> list[Metric]:
             status.add_metric([subscription, department], STATUS_ORDER[light])
     for d in state.dead_letters:
         dlq_open.add_metric([d.source], d.open)
+    for q in state.quality:
+        objections_open.add_metric([q.source], q.open)
+        if q.error_rate is not None:
+            error_rate.add_metric([q.source], q.error_rate)
     for r in state.receipts:
         overdue.add_metric([r.subscription], r.overdue)
     refresh_ok.add_metric([], 0 if state.error else 1)
@@ -288,6 +304,8 @@ def metric_families(state: MonitorState) -> list[Metric]:
         lag_seconds,
         status,
         dlq_open,
+        objections_open,
+        error_rate,
         overdue,
         refresh_ok,
         measured_at,
@@ -414,6 +432,9 @@ class Refresher:
         self._waiting_for(f"the dead-letter accounting (database {store.DATABASE})")
         # Not waiting for the index: the page says how far behind it is instead.
         accounts = dlq.accounting(settings, topology, wait=0)
+        self._waiting_for(f"the objections (database {store.DATABASE})")
+        with store.reading(settings) as conn:
+            objected = queries.objections(conn)
         self._waiting_for(f"the receipts index (database {store.DATABASE})")
         waiting, behind = self._unanswered(topology)
         self._waiting_for("the worker instances' metrics")
@@ -425,6 +446,7 @@ class Refresher:
             checked_at=now,
             departments=departments(topology, report),
             dead_letters=dead_letters(topology, accounts),
+            quality=source_rates(topology, accounts, objected),
             accounted_at=now,
             receipts=receipts_due(topology, waiting),
             sleeping=sleeping(topology, report, now),

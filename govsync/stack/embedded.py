@@ -182,11 +182,22 @@ def up(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> 
 
 
 def apply_topology(
-    topology: Topology, settings: Settings, text: str, dry_run: bool = False
+    topology: Topology,
+    settings: Settings,
+    text: str,
+    dry_run: bool = False,
+    as_authority: bool = False,
 ) -> provisioning.ApplyReport:
     """Apply ``topology`` here: control's apply, with the stack's own registry restarted
     when new principals need a login."""
-    return provisioning.apply(topology, settings, text, registry_users=registry, dry_run=dry_run)
+    return provisioning.apply(
+        topology,
+        settings,
+        text,
+        registry_users=registry,
+        dry_run=dry_run,
+        as_authority=as_authority,
+    )
 
 
 def department_databases(topology: Topology) -> list[str]:

@@ -6,6 +6,7 @@ operations tools read them, and ``contract.schemas`` gives the Avro form of the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
@@ -38,8 +39,32 @@ class Hop(BaseModel):
         return f"{self.topic}[{self.partition}]@{self.offset}"
 
 
+def parse_position(text: str) -> tuple[str, int, int]:
+    """``topic[partition]@offset`` (a hop's ``position``, an audit entry's ``at``) back
+    into its parts."""
+    match = _POSITION.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a position (topic[partition]@offset)")
+    return match["topic"], int(match["partition"]), int(match["offset"])
+
+
+_POSITION = re.compile(r"(?P<topic>[^\[\]]+)\[(?P<partition>\d+)\]@(?P<offset>\d+)")
+
+
 AuditKind = Literal[
-    "delivery", "receipt", "topology_change", "replay", "checkpoint", "query", "receipt_refused"
+    "delivery",
+    "receipt",
+    "topology_change",
+    "replay",
+    "checkpoint",
+    "query",
+    "receipt_refused",
+    # 申请—审核—授权 (contract/approvals.py): a verified request or decision, or one refused
+    "subscription_request",
+    "subscription_decision",
+    # 使用—评价 (contract/objections.py): one step of an objection, raised or answered
+    "objection",
+    "signature_refused",
 ]
 AUDIT_KINDS: list[str] = list(get_args(AuditKind))
 

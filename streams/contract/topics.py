@@ -58,6 +58,18 @@ TRACE_TOPIC = "govsync.trace"
 AUDIT_TOPIC = "govsync.audit"
 TOPOLOGY_TOPIC = "govsync.topology"
 TOPOLOGY_CHANGES_TOPIC = "govsync.topology.changes"
+# 申请—审核—授权 (streams/contract/approvals.py): departments' signed requests, the data
+# authority's signed decisions; each compacted by subscription id.
+REQUESTS_TOPIC = "govsync.requests"
+APPROVALS_TOPIC = "govsync.approvals"
+# 使用—评价 (streams/contract/objections.py): objections to a source department's data, and
+# its answers, one topic per department that owns a source.
+OBJECTIONS_PREFIX = "govsync.objections."
+OBJECTIONS_PATTERN = r"^govsync\.objections\..*"
+
+
+def objections_topic(source_department: str) -> str:
+    return f"{OBJECTIONS_PREFIX}{source_department}"
 
 
 def stage_changelog_prefix(stage: str) -> str:
@@ -222,6 +234,26 @@ def topic_specs(topology: Topology) -> list[TopicSpec]:
     specs.append(
         TopicSpec(TOPOLOGY_TOPIC, 1, kafka.replication_factor, {"cleanup.policy": "compact"})
     )
+    # The latest of each subscription is what is in force; the ledger puts each on the
+    # trail first, so compaction waits a week before dropping any.
+    specs += [
+        TopicSpec(
+            topic,
+            1,
+            kafka.replication_factor,
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": _ms(7 * 24 * 3600)},
+        )
+        for topic in (REQUESTS_TOPIC, APPROVALS_TOPIC)
+    ]
+    specs += [
+        TopicSpec(
+            objections_topic(department),
+            1,
+            kafka.replication_factor,
+            {"cleanup.policy": "delete", "retention.ms": "-1"},  # the record of evaluations
+        )
+        for department in sorted({source.department for source in topology.sources})
+    ]
     specs.append(
         TopicSpec(
             TOPOLOGY_CHANGES_TOPIC,

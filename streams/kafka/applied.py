@@ -2,7 +2,10 @@
 
 Editing topology.yaml changes nothing by itself; applying it does. The applied document
 is published to ``govsync.topology`` (compacted, one record), from which running workers
-take subscription changes within seconds, without a restart. Every apply that changes
+take subscription changes within seconds, without a restart. Which subscriptions are
+active is not the document's to say: the data authority's verified decisions on
+``govsync.approvals`` are laid over it (streams/contract/approvals.py), and the result is
+the topology in force. Every apply that changes
 something also appends what changed, and who approved it as the topology says, to
 ``govsync.topology.changes`` (kept indefinitely): approval state, fields, masks, expiry.
 """
@@ -13,17 +16,23 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, Message, Producer, TopicPartition
 from pydantic import BaseModel
 
 from streams.config.settings import Settings
-from streams.contract import schemas
-from streams.contract.topics import TOPOLOGY_CHANGES_TOPIC, TOPOLOGY_TOPIC, topic_specs
-from streams.kafka import admin, clients, serde, topic_reader
+from streams.contract import approvals, schemas
+from streams.contract.approvals import Decision
+from streams.contract.topics import (
+    APPROVALS_TOPIC,
+    TOPOLOGY_CHANGES_TOPIC,
+    TOPOLOGY_TOPIC,
+    topic_specs,
+)
+from streams.kafka import admin, clients, lifecycle, serde, topic_reader
 from streams.model.topology import Subscription, Topology, load_topology, parse_topology
 
 log = logging.getLogger("govsync.applied")
@@ -78,44 +87,78 @@ def latest(bootstrap: str) -> Applied | None:
 class InForce(BaseModel, arbitrary_types_allowed=True):
     """The topology the running pipeline serves, and where it came from."""
 
-    topology: Topology
+    topology: Topology  # the applied document with the authority's decisions laid over it
     applied: Applied | None  # None: nothing applied yet, so the file is what is in force
+    decisions: dict[str, Decision] = {}
+
+    @property
+    def version(self) -> str:
+        """Changes when the document or any decision does."""
+        text = (self.applied.sha256 if self.applied else "") + "".join(
+            d.model_dump_json() for _, d in sorted(self.decisions.items())
+        )
+        return digest(text)
 
 
 def in_force(settings: Settings) -> InForce:
-    """The topology in force: the one last applied, else (before the first apply) the file.
+    """The topology in force: the one last applied, else (before the first apply) the file,
+    with the data authority's verified decisions laid over it.
 
     Every command that acts on or reports about the running pipeline uses this, so none
     judges by rules the worker is not running: editing topology.yaml is not applying it."""
     current = latest(settings.bootstrap)
-    if current is not None:
-        return InForce(topology=current.topology(), applied=current)
-    return InForce(topology=load_topology(settings.topology), applied=None)
+    wired = current.topology() if current is not None else load_topology(settings.topology)
+    decided = lifecycle.decisions(settings, wired)
+    return InForce(topology=approvals.effective(wired, decided), applied=current, decisions=decided)
 
 
-def follow(bootstrap: str, stop: threading.Event, poll_s: float = 1.0) -> Iterator[Applied]:
-    """The applied topology, then each one applied later, until ``stop``: one consumer for
-    the caller's lifetime, tailing the single partition; a version is yielded once the
-    consumer has caught up, so a backlog of applies yields only the newest."""
-    consumer = topic_reader.reader(bootstrap)
-    consumer.assign([TopicPartition(TOPOLOGY_TOPIC, 0, OFFSET_BEGINNING)])
-    newest: Applied | None = None
+def follow(settings: Settings, stop: threading.Event, poll_s: float = 1.0) -> Iterator[InForce]:
+    """The topology in force, then again each time an apply or a decision changes it, until
+    ``stop``: one consumer for the caller's lifetime, tailing the applied document and the
+    decisions; yielded once it has caught up with both, so a backlog yields only the
+    newest."""
+    consumer = topic_reader.reader(settings.bootstrap)
+    tails = {TOPOLOGY_TOPIC, APPROVALS_TOPIC}
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING) for topic in tails])
+    current: Applied | None = None
+    decisions: dict[bytes, Message] = {}
+    changed, caught_up = False, set()
     try:
         while not stop.is_set():
             message = consumer.poll(poll_s)
             if message is None:
                 continue
             error = message.error()
-            if error is None and message.key() == _KEY and message.value():
-                newest = Applied.model_validate_json(message.value())
+            if error is None and message.topic() == TOPOLOGY_TOPIC:
+                if message.key() == _KEY and message.value():
+                    current, changed = Applied.model_validate_json(message.value()), True
+            elif error is None and message.key() is not None:
+                decisions[message.key()] = message
+                changed = True
             elif error is not None and error.code() == KafkaError._PARTITION_EOF:
-                if newest is not None:
-                    yield newest
-                    newest = None
+                caught_up.add(message.topic())
+                if changed and current is not None and caught_up >= tails:
+                    yield _laid_over(settings, current, decisions.values())
+                    changed = False
             elif error is not None:
-                log.warning("reading %s: %s", TOPOLOGY_TOPIC, error.str())
+                log.warning("reading %s: %s", message.topic(), error.str())
     finally:
         consumer.close()
+
+
+def _laid_over(settings: Settings, current: Applied, records: Iterable[Message]) -> InForce:
+    wired = current.topology()
+    decided: dict[str, Decision] = {}
+    for record in records:
+        if not record.value():
+            continue
+        try:
+            decision = lifecycle.verify_decision(record, lifecycle.keys_dir(settings), wired)
+        except lifecycle.Unproven as exc:
+            log.warning("ignoring %s", exc)
+            continue
+        decided[decision.subscription] = decision
+    return InForce(topology=approvals.effective(wired, decided), applied=current, decisions=decided)
 
 
 def history(bootstrap: str) -> list[ChangeRecord]:

@@ -188,7 +188,7 @@ class Mask(_Model):
 
 
 class Approval(_Model):
-    state: Literal["requested", "approved", "suspended", "revoked"]
+    state: Literal["requested", "approved", "rejected", "suspended", "revoked"]
     by: str | None = None
     at: date | None = None
     purpose: str
@@ -246,6 +246,9 @@ class Topology(_Model):
     classification: NonEmptyList
     never_share: list[str] = pydantic.Field(default_factory=list)
     departments: dict[str, Department]
+    # The data authority (数据资源局): the department whose signed decisions make
+    # subscriptions active (streams/contract/approvals.py). None: no subscription is.
+    authority: str | None = None
     entities: dict[str, Entity]
     sources: list[Source] = pydantic.Field(default_factory=list)
     subscriptions: list[Subscription] = pydantic.Field(default_factory=list)
@@ -436,6 +439,10 @@ def _cross_reference_problems(topology: Topology) -> Iterator[Problem]:
                 (*at, "clearance"),
                 _unknown("clearance label", department.clearance, ranks),
             )
+    if topology.authority is not None and topology.authority not in topology.departments:
+        yield _problem(
+            ("authority",), _unknown("department", topology.authority, topology.departments)
+        )
     yield from _entity_problems(topology, ranks)
     yield from _source_problems(topology)
     yield from _subscription_problems(topology, ranks)

@@ -27,30 +27,37 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from streams.contract import headers, schemas, signatures
+from streams.contract.approvals import Decision, Request
 from streams.contract.headers import as_dict
+from streams.contract.objections import Objection
 from streams.contract.records import AuditRecord, Hop, QueryRecord
 from streams.contract.replay import ReplayRequest
 from streams.contract.topics import (
+    APPROVALS_TOPIC,
     AUDIT_TOPIC,
     CHANGES_PATTERN,
     DELIVERIES_PATTERN,
     DELIVERY_PREFIX,
     LEDGER,
     LEDGER_TAIL_GROUP,
+    OBJECTIONS_PATTERN,
+    OBJECTIONS_PREFIX,
     QUERIES_TOPIC,
     RECEIPTS_TOPIC,
+    REQUESTS_TOPIC,
     TOPOLOGY_CHANGES_TOPIC,
     TRACE_TOPIC,
 )
 from streams.engine.restoring import Hold
 from streams.engine.state import AfterCommit, KeyedState
 from streams.engine.transactional import NOTHING, Output, Produced
-from streams.kafka import applied, clients, credentials
+from streams.kafka import applied, clients, credentials, lifecycle
 from streams.kafka.serde import Codec
 from streams.model.topology import Subscription, Topology
 from streams.trail import tracing
@@ -63,6 +70,7 @@ TAIL_WINDOW = 64  # records read back from a chain's end to find its head
 WORKER_ACTOR = "worker"
 UNVERIFIED_ACTOR = "unverified"  # a refused receipt: nobody proved who sent it
 ANCHOR = RECEIPTS_TOPIC  # whose partition c makes its holder the writer of chain c
+_NO_KEYS = Path("/nonexistent")  # no published key: nothing signed is believed
 
 
 def approval_of(subscription: Subscription | None) -> dict[str, str]:
@@ -93,6 +101,9 @@ class LedgerStage:
         RECEIPTS_TOPIC,
         TOPOLOGY_CHANGES_TOPIC,
         QUERIES_TOPIC,
+        REQUESTS_TOPIC,
+        APPROVALS_TOPIC,
+        OBJECTIONS_PATTERN,
     )
 
     def __init__(
@@ -103,11 +114,14 @@ class LedgerStage:
         audit_partitions: int,
         receipt_key: Callable[[str], bytes],
         chain_ends: Callable[[Collection[int]], dict[int, AuditRecord | None]] | None = None,
+        keys: Path | None = None,
     ) -> None:
         """``receipt_key`` gives a department's receipt key (signatures.py);
         ``chain_ends`` reads the last committed record of some chains (default: from
-        ``govsync.audit`` on Kafka, all at once)."""
+        ``govsync.audit`` on Kafka, all at once); ``keys`` holds the published public keys
+        requests and decisions are checked with (None: none is believed)."""
         self._receipt_key = receipt_key
+        self._keys = keys
         self.reload(topology)
         self._bootstrap = bootstrap
         self._partitions = audit_partitions
@@ -152,6 +166,8 @@ class LedgerStage:
             return self._topology_changes(message)
         if topic == QUERIES_TOPIC:
             return self._query(message)
+        if topic in (REQUESTS_TOPIC, APPROVALS_TOPIC) or topic.startswith(OBJECTIONS_PREFIX):
+            return self._signed(message)
         if headers.control(message.headers()) is not None:
             return self._replay(message)
         value = self._codec.decode(topic, message.value())
@@ -322,6 +338,102 @@ class LedgerStage:
             },
         )
 
+    def _signed(self, message: Message) -> list[Output]:
+        """A subscription request, decision or objection step, with its verified signer as
+        the actor; one whose signer cannot be proven is refused onto the trail instead."""
+        if not message.value():
+            return []
+        at = f"{message.topic()}[{message.partition()}]@{message.offset()}"
+        keys, topic = self._keys or _NO_KEYS, message.topic()
+        try:
+            if topic == REQUESTS_TOPIC:
+                return self._request(message, lifecycle.verify_request(message, keys), at)
+            if topic == APPROVALS_TOPIC:
+                decision = lifecycle.verify_decision(message, keys, self.topology)
+                return self._decision(message, decision, at)
+            step = lifecycle.verify_objection(message, keys, self.topology)
+            return self._objection(message, step, at)
+        except lifecycle.Unproven as exc:
+            log.warning("%s refused: %s", at, exc)
+            key = (message.key() or b"").decode(errors="replace")
+            return self._seal(
+                message.partition(),
+                key=key,
+                kind="signature_refused",
+                at_ms=message.timestamp()[1],
+                actor=UNVERIFIED_ACTOR,
+                detail={
+                    "reason": str(exc),
+                    "claimed_signer": as_dict(message.headers()).get(lifecycle.SIGNER_HEADER, ""),
+                    "record_key": key,
+                    "at": at,
+                },
+            )
+
+    def _request(self, message: Message, request: Request, at: str) -> list[Output]:
+        return self._seal(
+            message.partition(),
+            key=request.subscription,
+            kind="subscription_request",
+            at_ms=int(request.requested_at.timestamp() * 1000),
+            actor=request.department,
+            department=request.department,
+            subscription=request.subscription,
+            fields=request.fields,
+            approval={
+                "purpose": request.purpose,
+                "legal_basis": request.legal_basis,
+                "expires": str(request.expires),
+            },
+            detail={"request": request.id, "at": at},
+        )
+
+    def _decision(self, message: Message, decision: Decision, at: str) -> list[Output]:
+        wired = self._subscriptions.get(decision.subscription)
+        detail = {"action": str(decision.action), "at": at}
+        if decision.reason:
+            detail["reason"] = decision.reason
+        if decision.request:
+            detail["request"] = decision.request
+        return self._seal(
+            message.partition(),
+            key=decision.subscription,
+            kind="subscription_decision",
+            at_ms=int(decision.decided_at.timestamp() * 1000),
+            actor=decision.principal,
+            department=wired.department if wired is not None else None,
+            subscription=decision.subscription,
+            fields=decision.fields or [],
+            approval={
+                name: str(value)
+                for name, value in decision.approval().model_dump(mode="json").items()
+                if value is not None
+            },
+            detail=detail,
+        )
+
+    def _objection(self, message: Message, step: Objection, at: str) -> list[Output]:
+        detail = {"objection": step.id, "step": str(step.step), "reason": step.reason, "at": at}
+        detail |= {
+            "source": step.source,
+            "source_id": step.source_id,
+            "delivered_at": step.position or "",
+        }
+        return self._seal(
+            message.partition(),
+            key=step.entity_key,
+            kind="objection",
+            at_ms=int(step.at.timestamp() * 1000),
+            actor=step.principal,
+            event_id=step.event_id,
+            entity=step.entity,
+            entity_key=step.entity_key,
+            department=step.department,
+            subscription=step.subscription,
+            fields=sorted((step.record or {}).get("after") or {}) if step.record else [],
+            detail={name: value for name, value in detail.items() if value},
+        )
+
     def _replay(self, message: Message) -> list[Output]:
         """A replay request reaches every partition; it is one act, recorded once."""
         if message.partition() != 0:
@@ -395,12 +507,15 @@ class LedgerStage:
                 key=change.path,
                 kind="topology_change",
                 at_ms=at_ms,
-                actor=change.by or credentials.ADMIN,
+                # Who applied it, as Kafka proves it (only admin may write the topic); the
+                # approver the file names is a claim, kept as such.
+                actor=credentials.ADMIN,
                 detail={
                     "path": change.path,
                     "before": _text(change.before),
                     "after": _text(change.after),
                     "topology_sha256": record.sha256,
+                    **({"named_approver": change.by} if change.by else {}),
                 },
             )
         return outputs

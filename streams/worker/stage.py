@@ -20,7 +20,7 @@ from streams.config import logs
 from streams.config.settings import Settings
 from streams.contract import signatures
 from streams.engine.transactional import EngineConfig, Stage, Watchdog, run
-from streams.kafka import applied, credentials
+from streams.kafka import applied, credentials, lifecycle
 from streams.kafka.admin import BrokerUnreachable
 from streams.kafka.serde import RegistryCodec, RegistryUnreachable, registry_client
 from streams.model.topology import Topology, TopologyError
@@ -76,7 +76,12 @@ def build(
             return keys[department]
 
         return LedgerStage(
-            topology, codec, settings.bootstrap, topology.kafka.partitions, receipt_key
+            topology,
+            codec,
+            settings.bootstrap,
+            topology.kafka.partitions,
+            receipt_key,
+            keys=lifecycle.keys_dir(settings),
         )
     raise ValueError(f"no stage {name!r}; the stages are {', '.join(STAGES)}")
 
@@ -108,7 +113,7 @@ def serve(
     name: str,
     settings: Settings,
     topology: Topology,
-    applied_sha256: str | None,
+    version: str,
     client_id: str,
     stop: threading.Event,
 ) -> None:
@@ -121,7 +126,7 @@ def serve(
         threads.append(
             threading.Thread(
                 target=_follow_topology,
-                args=(settings.bootstrap, stage, applied_sha256, stop),
+                args=(settings, stage, version, stop),
                 name="topology",
                 daemon=True,
             )
@@ -143,25 +148,26 @@ def serve(
 
 
 def _follow_topology(
-    bootstrap: str,
+    settings: Settings,
     stage: RouteStage | LedgerStage,
-    sha256: str | None,
+    version: str,
     stop: threading.Event,
 ) -> None:
-    """Take each newly applied topology: subscription changes (approval, fields, masks,
-    new subscriptions) in place; changed sources or entities by restarting every stage."""
-    for current in applied.follow(bootstrap, stop, TOPOLOGY_POLL_S):
-        if current.sha256 == sha256:
+    """Take each new topology in force (an apply, or the data authority's decision):
+    subscription changes (approval, fields, masks, new subscriptions) in place; changed
+    sources or entities by restarting every stage."""
+    for current in applied.follow(settings, stop, TOPOLOGY_POLL_S):
+        if current.version == version:
             continue
         try:
-            stage.reload(current.topology())
+            stage.reload(current.topology)
         except TopologyError as exc:
-            log.error("ignoring an invalid applied topology %s: %s", current.sha256[:12], exc)
+            log.error("ignoring an invalid topology in force %s: %s", current.version[:12], exc)
         except ReloadRefused as exc:
-            _end(EXIT_RESTART_ALL, f"the applied topology {current.sha256[:12]} changed {exc}")
+            _end(EXIT_RESTART_ALL, f"the topology in force {current.version[:12]} changed {exc}")
         else:
-            log.info("now serving the topology applied at %s", current.applied_at.isoformat())
-        sha256 = current.sha256
+            log.info("now serving the topology in force as %s", current.version[:12])
+        version = current.version
 
 
 def _end(code: int, reason: str) -> NoReturn:
@@ -199,5 +205,4 @@ def main(name: str) -> None:
     except (BrokerUnreachable, RegistryUnreachable, applied.NotApplied) as exc:
         log.error("%s", exc)
         sys.exit(3)
-    sha256 = current.applied.sha256 if current.applied else None
-    serve(name, settings, current.topology, sha256, os.environ[CLIENT_ID_ENV], stop)
+    serve(name, settings, current.topology, current.version, os.environ[CLIENT_ID_ENV], stop)

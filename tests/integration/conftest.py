@@ -78,7 +78,10 @@ def stack() -> Iterator[Stack]:
     settings = Settings.from_env()
     embedded.up(settings)
     topology = load_topology(settings.topology)
-    embedded.apply_topology(topology, settings, settings.topology.read_text(encoding="utf-8"))
+    # This one-machine node holds every key: the suite applies as the data authority.
+    embedded.apply_topology(
+        topology, settings, settings.topology.read_text(encoding="utf-8"), as_authority=True
+    )
     start_worker(settings)
     for department in SINKS:
         start_app_process(settings, process_name(department), ["sink", department])

@@ -49,7 +49,7 @@ def tax(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply(path: Path) -> None:
-    result = govsync("topology", "apply", "--file", str(path), "--json")
+    result = govsync("topology", "apply", "--as-authority", "--file", str(path), "--json")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -120,7 +120,9 @@ def test_each_chain_has_one_writer_while_a_delivery_topic_appears(
     caplog.set_level(logging.INFO, logger="govsync.worker")
     audit_from = stack.offsets(AUDIT_TOPIC)
     try:
-        applied = govsync("topology", "apply", "--file", str(edited(tmp_path, NEW_SUBSCRIPTION)))
+        applied = govsync(
+            "topology", "apply", "--as-authority", "--file", str(edited(tmp_path, NEW_SUBSCRIPTION))
+        )
         assert applied.returncode == 0, applied.stderr
         _serving_new_subscription(stack)
         companies = [new_company() for _ in range(COMPANIES)]
@@ -144,7 +146,7 @@ def test_each_chain_has_one_writer_while_a_delivery_topic_appears(
 
         trail = stack.read_until(audit_from, audited, timeout=600)
     finally:
-        assert govsync("topology", "apply").returncode == 0
+        assert govsync("topology", "apply", "--as-authority").returncode == 0
     # Whether the members disagreed long enough for one to hold partitions: for the record.
     held = [r.getMessage() for r in caplog.records if "until the next rebalance" in r.getMessage()]
 

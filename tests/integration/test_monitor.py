@@ -105,6 +105,11 @@ def test_state_has_every_department_the_dlq_accounting_and_the_pipeline(
     for d in accounted.values():
         assert d["account"] is not None and d["account"]["source"] == d["source"]
         assert 0 <= d["open"] <= d["total"]
+    # Error and objection rates per source (数据异议: test_objections raises some).
+    quality = {q["source"]: q for q in state["quality"]}
+    assert set(quality) == {s.id for s in topology.sources}
+    for q in quality.values():
+        assert 0 <= q["open"] <= q["objections"] and q["dead_lettered"] <= q["processed"]
     stages = {g["name"].split(" ")[0] for g in state["lag"]["pipeline"]}
     assert stages == {"normalize", "route", "ledger"}
     assert {r["subscription"] for r in state["receipts"]} == {s.id for s in topology.subscriptions}
@@ -131,6 +136,7 @@ def test_metrics_name_lag_like_kafka_exporter_and_carry_the_workers(monitor: str
         "govsync_consumergroup_lag_seconds{",
         'govsync_subscription_status{department="tax",subscription="tax.enterprise"}',
         "govsync_dlq_open_records{",
+        "govsync_objections_open{",
         "govsync_receipts_overdue{",
     ):
         assert any(line.startswith(name) for line in lines), name

@@ -112,7 +112,7 @@ def test_a_new_department_gets_a_read_only_login_and_capture_survives_the_restar
     start = stack.offsets(TAX)
     try:
         applying = subprocess.Popen(
-            [str(GOVSYNC), "topology", "apply", "--file", str(wider), "--json"],
+            [str(GOVSYNC), "topology", "apply", "--as-authority", "--file", str(wider), "--json"],
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             text=True,
@@ -132,7 +132,7 @@ def test_a_new_department_gets_a_read_only_login_and_capture_survives_the_restar
         for name in debezium.render(stack.topology, stack.settings):
             assert debezium.is_running(stack.settings, name), name
     finally:
-        restored = govsync("topology", "apply", "--json")
+        restored = govsync("topology", "apply", "--as-authority", "--json")
         assert restored.returncode == 0, restored.stderr
     gone = httpx.get(
         f"{stack.settings.registry_url}/subjects",

@@ -131,7 +131,9 @@ def test_a_new_subscription_is_backfilled_with_the_current_state_then_every_chan
     before_others = stack.offsets(*others)
     stop, made = threading.Event(), []
     try:
-        applied = govsync("topology", "apply", "--file", str(with_civil_affairs(tmp_path)))
+        applied = govsync(
+            "topology", "apply", "--as-authority", "--file", str(with_civil_affairs(tmp_path))
+        )
         assert applied.returncode == 0, applied.stderr
         wait_for(lambda: serves_new_subscription(stack), "the worker to serve the new subscription")
         # Enterprises in master only: market regulation also holds companies with invalid
@@ -186,7 +188,7 @@ def test_a_new_subscription_is_backfilled_with_the_current_state_then_every_chan
         )
     finally:
         stop.set()
-        restored = govsync("topology", "apply")
+        restored = govsync("topology", "apply", "--as-authority")
         assert restored.returncode == 0, restored.stderr
 
     def audited() -> bool:

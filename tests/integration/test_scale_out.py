@@ -74,7 +74,7 @@ def test_three_workers_a_kill_a_fourth_and_a_new_topic_lose_and_double_nothing(
         added = background.add_worker(stack.settings)  # a fourth: the lowest id not configured
         assert added.instance >= WORKERS and added.pid is not None, added
         thread.progress.wait_for(APPLY_AT)
-        applied = govsync("topology", "apply", "--file", str(new_topology))
+        applied = govsync("topology", "apply", "--as-authority", "--file", str(new_topology))
         assert applied.returncode == 0, applied.stderr
         thread.finish()
         report = load.check(stack, usccs, run_id, TOTAL, timeout=600)
@@ -84,7 +84,7 @@ def test_three_workers_a_kill_a_fourth_and_a_new_topic_lose_and_double_nothing(
         load.run_load(stack, usccs, AFTER, after_id)
         after = load.check(stack, usccs, after_id, AFTER, start=after_start, topics=topics)
     finally:
-        assert govsync("topology", "apply").returncode == 0
+        assert govsync("topology", "apply", "--as-authority").returncode == 0
     print(f"\n{report}")
     assert report.complete, str(report)
     broken = [str(report[t]) for t in load.DELIVERIES if not report[t].exactly_once_in_order]

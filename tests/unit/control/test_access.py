@@ -13,12 +13,21 @@ from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceTyp
 from govsync.control.access import grants, principals
 from govsync.stack import registry
 from streams.config.settings import Settings
-from streams.contract.topics import RECEIPTS_TOPIC
+from streams.contract.topics import (
+    APPROVALS_TOPIC,
+    OBJECTIONS_PREFIX,
+    READER_GROUP,
+    RECEIPTS_TOPIC,
+    REQUESTS_TOPIC,
+    TOPOLOGY_TOPIC,
+    objections_topic,
+)
 from streams.kafka import credentials
 from tests.unit.examples import TOPOLOGY
 
 DURING = datetime(2026, 12, 1, tzinfo=UTC)  # every example subscription is active
 AFTER = datetime(2099, 1, 1, tzinfo=UTC)  # every one has expired
+AUTHORITY_READS = (TOPOLOGY_TOPIC, REQUESTS_TOPIC, APPROVALS_TOPIC)
 
 
 def test_every_department_and_service_gets_a_principal() -> None:
@@ -42,15 +51,33 @@ def test_a_department_reads_only_the_topics_of_its_active_subscriptions() -> Non
             if kind == ResourceType.TOPIC and op == AclOperation.READ
         }
         active = [s for s in TOPOLOGY.subscriptions if s.department == department]
-        assert topics_read == {
+        authority = department == TOPOLOGY.authority
+        reviewed = (
+            {(t, ResourcePatternType.LITERAL) for t in AUTHORITY_READS} if authority else set()
+        )
+        sources = {s.department for s in TOPOLOGY.sources}
+        findings = {(objections_topic(department), ResourcePatternType.LITERAL)}
+        assert topics_read == reviewed | (findings if department in sources else set()) | {
             (f"deliver.{department}.{s.entity}", ResourcePatternType.LITERAL) for s in active
         }
         written = {
             name for _, kind, name, _, op in mine if op in (AclOperation.WRITE, AclOperation.ALL)
         }
-        assert written == {RECEIPTS_TOPIC}
+        decides = {APPROVALS_TOPIC} if authority else set()
+        assert written == {RECEIPTS_TOPIC, REQUESTS_TOPIC, OBJECTIONS_PREFIX} | decides
         groups = {name for _, kind, name, _, _ in mine if kind == ResourceType.GROUP}
-        assert groups == ({f"{department}-"} if active else set())
+        assert groups == ({f"{department}-"} if active else set()) | (
+            {READER_GROUP} if authority or department in sources else set()
+        )
+
+
+def test_only_the_data_authority_writes_decisions() -> None:
+    writers = {
+        who
+        for who, kind, name, _, op in grants(TOPOLOGY, DURING)
+        if name == APPROVALS_TOPIC and op in (AclOperation.WRITE, AclOperation.ALL)
+    }
+    assert TOPOLOGY.authority is not None and writers == {TOPOLOGY.authority}
 
 
 @pytest.mark.parametrize(
@@ -110,7 +137,7 @@ def test_only_the_ledger_writes_the_trail() -> None:
     assert trail_writers == {"ledger"}
 
 
-def test_the_indexer_only_reads_the_trail_the_queue_changes_and_master() -> None:
+def test_the_indexer_only_reads_the_trail_the_queue_changes_master_and_objections() -> None:
     indexer = {(kind, name, op) for who, kind, name, _, op in grants(TOPOLOGY) if who == "indexer"}
     assert indexer == {
         (ResourceType.TOPIC, topic, op)
@@ -121,17 +148,21 @@ def test_the_indexer_only_reads_the_trail_the_queue_changes_and_master() -> None
         (ResourceType.TOPIC, "changes.", AclOperation.DESCRIBE),
         (ResourceType.TOPIC, "master.", AclOperation.READ),
         (ResourceType.TOPIC, "master.", AclOperation.DESCRIBE),
+        (ResourceType.TOPIC, "govsync.objections.", AclOperation.READ),
+        (ResourceType.TOPIC, "govsync.objections.", AclOperation.DESCRIBE),
         (ResourceType.GROUP, "govsync-index", AclOperation.READ),
     }
 
 
-def test_the_api_writes_only_query_records_and_reads_only_the_applied_topology() -> None:
+def test_the_api_writes_only_query_records_and_reads_only_the_topology_in_force() -> None:
     api = {(kind, name, op) for who, kind, name, _, op in grants(TOPOLOGY) if who == "api"}
     assert api == {
         (ResourceType.TOPIC, "govsync.queries", AclOperation.WRITE),
         (ResourceType.TOPIC, "govsync.queries", AclOperation.DESCRIBE),
         (ResourceType.TOPIC, "govsync.topology", AclOperation.READ),
         (ResourceType.TOPIC, "govsync.topology", AclOperation.DESCRIBE),
+        (ResourceType.TOPIC, "govsync.approvals", AclOperation.READ),
+        (ResourceType.TOPIC, "govsync.approvals", AclOperation.DESCRIBE),
         (ResourceType.GROUP, "govsync-reader", AclOperation.READ),
         (ResourceType.BROKER, "kafka-cluster", AclOperation.IDEMPOTENT_WRITE),
     }

@@ -357,7 +357,9 @@ def test_the_real_topology_loads() -> None:
         "district_services",
         "public_security",
         "medical_insurance",
+        "data_resource_bureau",
     ]
+    assert topology.authority == "data_resource_bureau"
     assert [s.id for s in topology.sources_for("enterprise")] == [
         "market_regulation.enterprise",
         "district_services.enterprise",
