@@ -57,6 +57,9 @@ RESTORE_PREFETCH = {"queued.min.messages": 10_000, "queued.max.messages.kbytes":
 
 
 RETRIABLE_FOR_S = 30.0
+# A partition without a leader yet (a topic just created, a broker taking its partitions
+# back): librdkafka does not flag these retriable on a watermark query, but they pass.
+_SETTLING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
 
 
 def end_offsets(bootstrap: str, topics: Iterable[str]) -> Offsets:
@@ -95,7 +98,8 @@ def watermarks(
                 }
             except KafkaException as exc:
                 error = exc.args[0]
-                if not error.retriable() or time.monotonic() > deadline:
+                settling = error.retriable() or error.code() in _SETTLING
+                if not settling or time.monotonic() > deadline:
                     raise BrokerUnreachable(f"Kafka is not reachable: {error}") from exc
                 time.sleep(1)
     finally:
