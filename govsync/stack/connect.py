@@ -65,7 +65,11 @@ def start(settings: Settings) -> None:
             "org.apache.kafka.connect.cli.ConnectDistributed",
             heap=settings.connect_heap,
             cp=jvm.classpath(settings.dist_dir / "kafka" / "libs"),
-            system_properties={"java.security.auth.login.config": str(_rest_login(settings))},
+            system_properties={
+                "java.security.auth.login.config": str(_rest_login(settings)),
+                # Debezium's converter reaches the registry over HTTPS with GOVSYNC_REGISTRY_TLS.
+                **tls.jvm_trust(settings),
+            },
             args=[config],
         ),
         log=settings.path("logs", "connect.log"),

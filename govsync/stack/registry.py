@@ -14,8 +14,10 @@ import httpx
 
 from govsync.control import access
 from govsync.stack import jvm, supervision
+from govsync.stack import tls as certificates
 from govsync.stack.postgres import REGISTRY_DATABASE
 from govsync.stack.process import require_free_port
+from streams.config import tls
 from streams.config.secrets import write_private
 from streams.config.settings import Settings
 from streams.kafka import credentials
@@ -26,7 +28,9 @@ USERS_FILE = "registry-users.properties"
 
 
 def users_config(settings: Settings, topology: Topology) -> str:
+    """The registry's private config: its users and, with TLS, its keystore."""
     lines = ["quarkus.security.users.embedded.plain-text=true"]
+    lines += [f"{name}={value}" for name, value in tls.registry_ssl(settings).items()]
     for principal in (credentials.ADMIN, *access.principals(topology)):
         secret = credentials.registry_password(settings, principal)
         lines.append(f"quarkus.security.users.embedded.users.{principal}={secret}")
@@ -55,6 +59,8 @@ def start(settings: Settings, topology: Topology) -> None:
     if supervision.is_running(settings, NAME):
         return
     require_free_port(settings.host, settings.registry_port, "Apicurio Registry", "registry_port")
+    if settings.registry_tls:
+        certificates.ensure_certificates(settings)
     users = write_private(settings.path("secrets", USERS_FILE), users_config(settings, topology))
     jdbc = f"jdbc:postgresql://{settings.host}:{settings.pg_port}/{REGISTRY_DATABASE}"
     program = supervision.Program(
@@ -65,7 +71,8 @@ def start(settings: Settings, topology: Topology) -> None:
             jar=jvm.registry_jar(settings.dist_dir),
             system_properties={
                 "quarkus.http.host": settings.host,
-                "quarkus.http.port": str(settings.registry_port),
+                # With TLS the port is HTTPS only (its config file says so).
+                "quarkus.http.port": "0" if settings.registry_tls else str(settings.registry_port),
                 "apicurio.storage.kind": "sql",
                 "apicurio.storage.sql.kind": "postgresql",
                 "apicurio.datasource.url": jdbc,
@@ -97,8 +104,8 @@ def start(settings: Settings, topology: Topology) -> None:
 
 
 def version(settings: Settings) -> str | None:
-    url = f"http://{settings.host}:{settings.registry_port}/apis/registry/v3/system/info"
+    url = f"{settings.registry_base_url}/apis/registry/v3/system/info"
     try:
-        return httpx.get(url, timeout=2).json()["version"]
+        return httpx.get(url, timeout=2, verify=tls.http_verify(settings)).json()["version"]
     except (httpx.HTTPError, ValueError, KeyError):
         return None

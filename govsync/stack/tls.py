@@ -1,9 +1,12 @@
-"""TLS for the Kafka client listener, when ``GOVSYNC_KAFKA_TLS`` is set: making the certificate.
+"""TLS for the Kafka client listener (``GOVSYNC_KAFKA_TLS``) and the schema registry
+(``GOVSYNC_REGISTRY_TLS``): making the certificate.
 
 The embedded stack listens on loopback only, so SASL over plain TCP is its default; TLS
 is there for setups that cross a network. A self-signed certificate for the stack's
-host is made once with the JDK's keytool: the broker's keystore, a truststore for Java
-clients (Connect), and the certificate as PEM for librdkafka.
+host is made once with the JDK's keytool: the keystore (the broker's and the registry's),
+a truststore for Java clients (Connect), a public one without a secret for JVMs that trust
+it by default (Connect's registry client), and the certificate as PEM for librdkafka and
+Python's HTTP clients.
 """
 
 from __future__ import annotations
@@ -12,13 +15,31 @@ import subprocess
 
 from govsync.stack.process import StackError
 from streams.config.settings import Settings
-from streams.config.tls import ca_pem, directory, keystore, store_password, truststore
+from streams.config.tls import (
+    PUBLIC_TRUSTSTORE_PASSWORD,
+    ca_pem,
+    directory,
+    keystore,
+    public_truststore,
+    store_password,
+    truststore,
+)
 
 VALIDITY_DAYS = 3650
 
 
 def ensure_certificates(settings: Settings) -> None:
-    """Create the broker's key pair and the trust files once."""
+    """Create the key pair and the trust files once."""
+    _ensure_key_pair(settings)
+    if not public_truststore(settings).exists():
+        _keytool(
+            "-importcert", "-noprompt", "-alias", "govsync", "-file", str(ca_pem(settings)),
+            "-keystore", str(public_truststore(settings)), "-storetype", "PKCS12",
+            "-storepass", PUBLIC_TRUSTSTORE_PASSWORD,
+        )  # fmt: skip
+
+
+def _ensure_key_pair(settings: Settings) -> None:
     if truststore(settings).exists():
         return
     directory(settings).mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -40,6 +40,8 @@ class Settings(BaseModel, frozen=True):
     kafka_principal: str = "admin"
     # SASL over TLS on the client listener instead of over plain TCP (loopback default).
     kafka_tls: bool = False
+    # The schema registry over HTTPS only, with the same generated certificate.
+    registry_tls: bool = False
 
     @property
     def kafka_protocol(self) -> str:
@@ -70,12 +72,17 @@ class Settings(BaseModel, frozen=True):
     @property
     def registry_url(self) -> str:
         """The Confluent-compatible base URL, what confluent_kafka.schema_registry expects."""
-        return f"http://{self.host}:{self.registry_port}/apis/ccompat/v7"
+        return f"{self.registry_base_url}/apis/ccompat/v7"
 
     @property
     def registry_native_url(self) -> str:
         """Apicurio's own v2 API, used by the Connect converter."""
-        return f"http://{self.host}:{self.registry_port}/apis/registry/v2"
+        return f"{self.registry_base_url}/apis/registry/v2"
+
+    @property
+    def registry_base_url(self) -> str:
+        scheme = "https" if self.registry_tls else "http"
+        return f"{scheme}://{self.host}:{self.registry_port}"
 
     def pg_conninfo(self, database: str) -> str:
         return f"host={self.host} port={self.pg_port} user={self.pg_user} dbname={database}"

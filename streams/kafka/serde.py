@@ -34,6 +34,7 @@ from confluent_kafka.schema_registry import (
 from confluent_kafka.serialization import SerializationError
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
+from streams.config import tls
 from streams.config.settings import Settings
 from streams.kafka import credentials
 
@@ -50,8 +51,13 @@ class SchemaRejected(RuntimeError):
 
 def registry_client(settings: Settings, principal: str | None = None) -> SchemaRegistryClient:
     """A registry client logged in as ``principal`` (default: this process's principal)."""
+    trust = {"ssl.ca.location": str(tls.ca_pem(settings))} if settings.registry_tls else {}
     return SchemaRegistryClient(
-        {"url": settings.registry_url, **credentials.registry_basic_auth(settings, principal)}
+        {
+            "url": settings.registry_url,
+            **credentials.registry_basic_auth(settings, principal),
+            **trust,
+        }
     )
 
 
@@ -86,7 +92,9 @@ def ensure_reachable(settings: Settings) -> None:
     url, who = settings.registry_url, settings.kafka_principal
     login = (who, credentials.registry_password(settings, who))
     try:
-        httpx.get(f"{url}/subjects", auth=login, timeout=5).raise_for_status()
+        httpx.get(
+            f"{url}/subjects", auth=login, timeout=5, verify=tls.http_verify(settings)
+        ).raise_for_status()
     except httpx.HTTPError as exc:
         raise RegistryUnreachable(f"the schema registry at {url} is unreachable: {exc}") from exc
 
