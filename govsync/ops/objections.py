@@ -7,6 +7,7 @@ index's audit entries).
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -66,7 +67,8 @@ def raise_objection(
         reason=reason,
         principal=department,
         at=datetime.now(UTC),
-        record=_plain(record),
+        # As JSON keeps it: decimals and dates as text.
+        record=json.loads(json.dumps(record, default=str)),
         position=hop.position,
     )
     lifecycle.publish(settings, objection, department)
@@ -152,14 +154,3 @@ def _at(settings: Settings, topic: str, partition: int, offset: int) -> Message:
     raise OperationFailed(
         f"{topic}[{partition}]@{offset} could not be read as {settings.kafka_principal}"
     )
-
-
-def _plain(value: Any) -> Any:
-    """The decoded record as JSON keeps it (decimals and dates as text)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)

@@ -308,7 +308,7 @@ def _transact(
         raise
     stage.committed(produced)
     metrics.TRANSACTIONS.labels(stage.name, "committed").inc()
-    return NOTHING
+    return {}  # committed: nothing was sought back
 
 
 def _produce(

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -108,8 +108,7 @@ def in_force(settings: Settings) -> InForce:
     judges by rules the worker is not running: editing topology.yaml is not applying it."""
     current = latest(settings.bootstrap)
     wired = current.topology() if current is not None else load_topology(settings.topology)
-    decided = lifecycle.decisions(settings, wired)
-    return InForce(topology=approvals.effective(wired, decided), applied=current, decisions=decided)
+    return _laid_over(wired, current, lifecycle.decisions(settings, wired))
 
 
 def follow(settings: Settings, stop: threading.Event, poll_s: float = 1.0) -> Iterator[InForce]:
@@ -138,7 +137,10 @@ def follow(settings: Settings, stop: threading.Event, poll_s: float = 1.0) -> It
             elif error is not None and error.code() == KafkaError._PARTITION_EOF:
                 caught_up.add(message.topic())
                 if changed and current is not None and caught_up >= tails:
-                    yield _laid_over(settings, current, decisions.values())
+                    wired = current.topology()
+                    keys = lifecycle.keys_dir(settings)
+                    decided = lifecycle.verified_decisions(decisions.values(), keys, wired)
+                    yield _laid_over(wired, current, decided)
                     changed = False
             elif error is not None:
                 log.warning("reading %s: %s", message.topic(), error.str())
@@ -146,18 +148,7 @@ def follow(settings: Settings, stop: threading.Event, poll_s: float = 1.0) -> It
         consumer.close()
 
 
-def _laid_over(settings: Settings, current: Applied, records: Iterable[Message]) -> InForce:
-    wired = current.topology()
-    decided: dict[str, Decision] = {}
-    for record in records:
-        if not record.value():
-            continue
-        try:
-            decision = lifecycle.verify_decision(record, lifecycle.keys_dir(settings), wired)
-        except lifecycle.Unproven as exc:
-            log.warning("ignoring %s", exc)
-            continue
-        decided[decision.subscription] = decision
+def _laid_over(wired: Topology, current: Applied | None, decided: dict[str, Decision]) -> InForce:
     return InForce(topology=approvals.effective(wired, decided), applied=current, decisions=decided)
 
 

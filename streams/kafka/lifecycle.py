@@ -12,6 +12,7 @@ the ledger.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -95,10 +96,20 @@ def _parse(model: type[M], message: Message) -> M:
 
 def decisions(settings: Settings, topology: Topology) -> dict[str, Decision]:
     """The latest verified decision on each subscription (one record each: compacted)."""
+    return verified_decisions(_all(settings, APPROVALS_TOPIC), keys_dir(settings), topology)
+
+
+def verified_decisions(
+    messages: Iterable[Message], keys: Path, topology: Topology
+) -> dict[str, Decision]:
+    """The latest of ``messages`` on each subscription that proves to be the authority's;
+    tombstones and the unproven are skipped (the ledger refuses the latter on the trail)."""
     found: dict[str, Decision] = {}
-    for message in _all(settings, APPROVALS_TOPIC):
+    for message in messages:
+        if not message.value():
+            continue
         try:
-            decision = verify_decision(message, keys_dir(settings), topology)
+            decision = verify_decision(message, keys, topology)
         except Unproven as exc:
             log.warning("ignoring %s", exc)
             continue
