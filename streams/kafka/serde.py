@@ -189,6 +189,12 @@ class ValueDeserializer:
 
     key = __call__  # keys (Debezium's) are framed Avro too
 
+    def writer(self, topic: str, data: bytes) -> tuple[int, Any]:
+        """(schema id, parsed writer schema) of a framed payload."""
+        schema_id, _ = unframe(topic, data)
+        parsed = self._parsed.get(schema_id)
+        return schema_id, parsed if parsed is not None else self._fetch(schema_id)
+
     def _fetch(self, schema_id: int) -> Any:
         with self._lock:
             if schema_id not in self._parsed:
@@ -215,6 +221,11 @@ class Codec(Protocol):
 
     def decode_key(self, topic: str, data: bytes | None) -> dict[str, Any] | None: ...
 
+    def writer(self, topic: str, data: bytes) -> tuple[int, Any]:
+        """(schema id, parsed writer schema) of a framed payload: what a value's bytes do
+        not say by themselves, such as the unit of a Debezium timestamp."""
+        ...
+
 
 class RegistryCodec:
     """Avro in the Confluent wire format, schemas looked up in the registry once each."""
@@ -233,6 +244,10 @@ class RegistryCodec:
     def decode_key(self, topic: str, data: bytes | None) -> dict[str, Any] | None:
         with _undecodable(topic):
             return self._values.key(topic, data)
+
+    def writer(self, topic: str, data: bytes) -> tuple[int, Any]:
+        with _undecodable(topic):
+            return self._values.writer(topic, data)
 
 
 @contextmanager

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from confluent_kafka import Message, TopicPartition
 from confluent_kafka.serialization import SerializationError
@@ -19,6 +19,7 @@ from streams.engine import metrics
 from streams.engine.transactional import NOTHING, Output, Produced
 from streams.kafka.serde import Codec
 from streams.model.topology import Source, Topology
+from streams.transform import temporal
 from streams.transform.normalize import NormalizeError, Normalizer
 
 
@@ -52,6 +53,7 @@ class NormalizeStage:
         }
         self.tally = metrics.Tally()
         self._codec = codec
+        self._wall_clock: dict[int, Mapping[str, temporal.WallClock]] = {}  # by schema id
         self._serializers = {
             entity: codec.serializer(
                 changes_topic(entity), schemas.change_event_schema(topology, entity)
@@ -67,9 +69,11 @@ class NormalizeStage:
         """
         source = self._sources[topic]
         envelope = self._codec.decode(topic, value)
-        if envelope is None:
+        if envelope is None or value is None:
             raise NormalizeError("tombstone", "record has no value")
-        change = self._normalizers[topic](envelope, self._codec.decode_key(topic, key))
+        change = self._normalizers[topic](
+            envelope, self._codec.decode_key(topic, key), self._wall_clock_of(topic, value)
+        )
         out = Output(
             changes_topic(source.entity),
             change["key"].encode(),
@@ -77,6 +81,15 @@ class NormalizeStage:
             headers.for_change(change, "normalize"),
         )
         return change, out
+
+    def _wall_clock_of(self, topic: str, value: bytes) -> Mapping[str, temporal.WallClock]:
+        """How to read the zone-less time columns of ``value``'s writer schema, worked out
+        once per schema id."""
+        schema_id, writer = self._codec.writer(topic, value)
+        found = self._wall_clock.get(schema_id)
+        if found is None:
+            found = self._wall_clock[schema_id] = temporal.wall_clock_columns(writer)
+        return found
 
     def process(self, message: Message) -> list[Output]:
         source = self._sources[message.topic()]

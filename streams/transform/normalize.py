@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -19,6 +19,7 @@ from typing import Any
 
 from streams.model import standards
 from streams.model.topology import Entity, Field, Source
+from streams.transform import temporal
 
 # Fixed namespace: the same source position yields the same event_id on every machine.
 EVENT_ID_NAMESPACE = uuid.UUID("7d3c2c52-5f1e-4d8a-9a0e-3f6f0b6c1a11")
@@ -35,7 +36,7 @@ class NormalizeError(ValueError):
 
 
 def event_id(envelope: dict[str, Any], key: dict[str, Any] | None) -> str:
-    """Deterministic id from the source position: connector, LSN, transaction, table, primary key.
+    """Deterministic id from the source position: connector, log position, table, primary key.
 
     A change re-emitted after a connector restart carries the same position, hence the
     same id, which is what lets every stage downstream recognise it. Snapshot reads have
@@ -44,15 +45,31 @@ def event_id(envelope: dict[str, Any], key: dict[str, Any] | None) -> str:
     same id, and only rows that changed since are new events.
     """
     source = envelope["source"]
-    table = f"{source.get('schema')}.{source.get('table')}"
     primary_key = json.dumps(key, sort_keys=True, default=str)
     if envelope.get("op") == "r":
         row = json.dumps(envelope.get("after"), sort_keys=True, default=str)
         content = hashlib.sha256(row.encode()).hexdigest()
-        parts = ["snapshot", source.get("name"), table, primary_key, content]
-    else:
-        parts = [source.get("name"), source.get("lsn"), source.get("txId"), table, primary_key]
+        parts = ["snapshot", source.get("name"), table_of(source), primary_key, content]
+    elif "lsn" in source:  # PostgreSQL: the WAL position and the transaction
+        parts = [source.get("name"), source.get("lsn"), source.get("txId")]
+        parts += [table_of(source), primary_key]
+    else:  # MariaDB / MySQL: the binlog file, the event's offset in it, the row within it
+        parts = [source.get("name"), source.get("file"), source.get("pos"), source.get("row")]
+        parts += [table_of(source), primary_key]
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, "|".join(str(p) for p in parts)))
+
+
+def table_of(source: dict[str, Any]) -> str:
+    """``schema.table`` (PostgreSQL) or ``database.table`` (MariaDB, which has no schemas):
+    how the topology names a source's table."""
+    return f"{source.get('schema') or source.get('db')}.{source.get('table')}"
+
+
+def position_of(source: dict[str, Any]) -> str:
+    """The change's place in the source's log, as people read it."""
+    if "lsn" in source:
+        return f"lsn={source.get('lsn')};txid={source.get('txId')}"
+    return f"binlog={source.get('file')}:{source.get('pos')};row={source.get('row')}"
 
 
 Convert = Callable[[Any], Any]
@@ -144,8 +161,11 @@ class Normalizer:
             for name, mapping in source.columns.items()
         ]
 
-    def map_row(self, row: dict[str, Any] | None) -> dict[str, Any] | None:
-        """Source row -> canonical state (every entity field; unmapped ones are None)."""
+    def map_row(
+        self, row: dict[str, Any] | None, wall_clock: Mapping[str, temporal.WallClock] = {}
+    ) -> dict[str, Any] | None:
+        """Source row -> canonical state (every entity field; unmapped ones are None).
+        ``wall_clock``: how to read the row's zone-less time columns (temporal.py)."""
         if row is None:
             return None
         state: dict[str, Any] = dict.fromkeys(self.entity.fields)
@@ -157,6 +177,8 @@ class Normalizer:
                     f"source {self.source.id} has no column {column!r} (field {mapped.field})",
                 )
             value = row[column]
+            if wall_clock and column in wall_clock and value is not None:
+                value = temporal.read(value, wall_clock[column])
             if value is not None and mapped.codes:
                 code = str(value).strip()
                 if code not in mapped.codes:
@@ -169,7 +191,12 @@ class Normalizer:
             state[mapped.field] = mapped.convert(value)
         return state
 
-    def __call__(self, envelope: dict[str, Any], key: dict[str, Any] | None) -> dict[str, Any]:
+    def __call__(
+        self,
+        envelope: dict[str, Any],
+        key: dict[str, Any] | None,
+        wall_clock: Mapping[str, temporal.WallClock] = {},
+    ) -> dict[str, Any]:
         """The canonical change event (the shape of schemas.change_event_schema)."""
         source, entity = self.source, self.entity
         # Any Avro value decodes, not only records: a value of another shape must be
@@ -182,13 +209,13 @@ class Normalizer:
                 "unsupported_operation", f"Debezium operation {op!r} is not a row change"
             )
         position = envelope["source"]
-        table = f"{position.get('schema')}.{position.get('table')}"
+        table = table_of(position)
         if table != source.table:
             raise NormalizeError(
                 "unknown_table", f"{table} is not a table of source {source.id} ({source.table})"
             )
-        before = self.map_row(envelope.get("before"))
-        after = self.map_row(envelope.get("after"))
+        before = self.map_row(envelope.get("before"), wall_clock)
+        after = self.map_row(envelope.get("after"), wall_clock)
         current = after if after is not None else before
         entity_key = current.get(entity.key) if current else None
         if not entity_key:
@@ -203,7 +230,7 @@ class Normalizer:
             "changed_fields": changed_fields(before, after),
             "source": source.id,
             "source_ts_ms": int(position.get("ts_ms") or 0),
-            "source_position": f"lsn={position.get('lsn')};txid={position.get('txId')}",
+            "source_position": position_of(position),
         }
 
 

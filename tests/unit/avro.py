@@ -68,6 +68,12 @@ class MemoryCodec:
     def decode_key(self, topic: str, data: bytes | None) -> Any:
         return self.decode(topic, data)
 
+    def writer(self, topic: str, data: bytes) -> tuple[int, Any]:
+        schema_id, _ = unframe(topic, data)
+        if schema_id not in self.schemas:
+            raise SerializationError(f"unknown schema id {schema_id} on {topic}")
+        return schema_id, self.schemas[schema_id]
+
     def cdc(self, source: Source, row: Sequence[Schema]) -> Cdc:
         """Debezium's serializers for ``source``'s cdc topic, with ``row`` as the table's
         columns (Avro fields) and the source's primary key columns as the key."""
