@@ -135,7 +135,6 @@ class ColumnMapping(_Model):
 
     column: str
     codes: dict[str, str] | None = None
-    code_table: str | None = None
 
     @pydantic.field_validator("codes", mode="before")
     @classmethod

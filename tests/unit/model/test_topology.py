@@ -383,7 +383,7 @@ def test_source_queries() -> None:
     assert source.cdc_topic == "cdc.market_regulation.public.enterprise"
     assert source.columns["name"].column == "ent_name"
     status = source.columns["status"]
-    assert (status.column, status.code_table) == ("reg_status", "reg_status_code")
+    assert status.column == "reg_status"
     assert status.codes == {"1": "active", "2": "suspended", "3": "revoked", "4": "deregistered"}
     assert "legal_rep_phone" not in source.columns
 
