@@ -27,7 +27,9 @@ integration: install
 
 install: install-system $(STAMP)
 
-# Java, Maven and PostgreSQL 15 from Debian packages; Chromium and CJK fonts for the
+# Java, Maven, PostgreSQL 15 and MariaDB 10.11 (for departments whose database is MariaDB;
+# govsync runs its own server, the package's service is never started) from Debian
+# packages; Chromium and CJK fonts for the
 # monitor's browser test (Chinese department names must render); wrk for bench/api.py.
 # Skipped when present.
 install-system:
@@ -35,6 +37,7 @@ install-system:
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	test -x /usr/lib/postgresql/15/bin/postgres || missing="$$missing postgresql-15"; \
+	test -x /usr/sbin/mariadbd || missing="$$missing mariadb-server"; \
 	command -v runuser >/dev/null || missing="$$missing util-linux"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	fc-list :lang=zh 2>/dev/null | grep -q . || missing="$$missing fonts-noto-cjk"; \
@@ -42,6 +45,7 @@ install-system:
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  systemctl disable --now mariadb >/dev/null 2>&1 || true; \
 	fi
 
 $(STAMP): pyproject.toml

@@ -1,7 +1,8 @@
-"""Debezium PostgreSQL connectors rendered from the topology and applied through Connect's REST API.
+"""Debezium connectors rendered from the topology and applied through Connect's REST API.
 
-One connector per source database (one replication slot, one publication), capturing
-every table the topology's sources name in it. Records use the Apicurio Avro converter
+One connector per source database, capturing every table the topology's sources name in
+it: PostgreSQL's through a replication slot and publication of its own, MariaDB's as a
+binlog replica with a server id of its own. Records use the Apicurio Avro converter
 in Confluent wire format (magic byte + 4-byte content id), so any Confluent-compatible
 client, including Python's confluent_kafka.schema_registry, reads them.
 """
@@ -16,12 +17,16 @@ from typing import Literal
 
 import httpx
 
+from streams.config import mariadb, tls
 from streams.config.settings import Settings
+from streams.contract.topics import CONNECT_PREFIX, schema_history_topic
 from streams.kafka import credentials
 from streams.model.topology import Source, Topology
 
-# The prefix of the logical decoding messages heartbeats write (see render).
+# The prefix of the logical decoding messages heartbeats write (see _postgres).
 HEARTBEAT_PREFIX = "govsync-heartbeat"
+# MariaDB connectors' replica server ids: the server's own is 1 (govsync/stack/mariadb.py).
+MARIADB_SERVER_IDS = 5400
 
 ConnectorAction = Literal["created", "updated", "unchanged", "restarted failed tasks"]
 
@@ -62,32 +67,31 @@ def _converter(prefix: str, settings: Settings) -> dict[str, str]:
 
 
 def render(topology: Topology, settings: Settings) -> dict[str, dict[str, str]]:
-    """Connector name -> Connect config, for every PostgreSQL source database."""
-    by_database: dict[str, list[Source]] = defaultdict(list)
+    """Connector name -> Connect config, for every source database."""
+    by_database: dict[tuple[str, str], list[Source]] = defaultdict(list)
     for source in topology.sources:
-        if source.database.kind == "postgres":
-            by_database[source.database.name].append(source)
+        by_database[source.database.kind, source.database.name].append(source)
     configs: dict[str, dict[str, str]] = {}
-    for database, sources in sorted(by_database.items()):
+    mariadb_databases = 0
+    for (kind, database), sources in sorted(by_database.items()):
         departments = {source.department for source in sources}
         if len(departments) != 1:
             raise ConnectError(
                 f"database {database} is claimed by departments {sorted(departments)}"
             )
-        slot = f"govsync_{database}"
+        department = departments.pop()
+        if kind == "postgres":
+            config = _postgres(database, settings)
+        else:
+            # Each MariaDB connector joins the server as a replica: its id must be unique.
+            config = _mariadb(database, MARIADB_SERVER_IDS + mariadb_databases, settings)
+            mariadb_databases += 1
         configs[connector_name(database)] = {
-            "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+            **config,
             "tasks.max": "1",
-            "plugin.name": "pgoutput",
             "database.hostname": settings.host,
-            "database.port": str(settings.pg_port),
-            "database.user": settings.pg_user,
-            "database.dbname": database,
-            "topic.prefix": f"cdc.{departments.pop()}",
+            "topic.prefix": f"cdc.{department}",
             "table.include.list": ",".join(sorted(source.table for source in sources)),
-            "slot.name": slot,
-            "publication.name": slot,
-            "publication.autocreate.mode": "filtered",
             "snapshot.mode": "initial",
             # Hand captured changes to Connect every 100 ms instead of the default 500 ms.
             "poll.interval.ms": "100",
@@ -95,27 +99,81 @@ def render(topology: Topology, settings: Settings) -> dict[str, dict[str, str]]:
             "decimal.handling.mode": "string",
             "time.precision.mode": "adaptive_time_microseconds",
             "tombstones.on.delete": "false",
-            # Every source database shares one PostgreSQL cluster, and so one WAL, with the
-            # others and with the index database. Debezium confirms a slot's position only
-            # with an event of its own, so the slot of a quiet database held every byte of
-            # WAL the busy ones wrote (24 GB in a day here, until the disk filled). Each
-            # heartbeat therefore writes a logical decoding message into the source
-            # database; Debezium captures it (to cdc.<department>.message, which nothing
-            # reads) and confirms the position with its offset. (The driver's keepalive
-            # flush, lsn.flush.mode connector_and_driver, moves the slot but not the
-            # offset, and the connector then refuses to start again.)
-            "heartbeat.interval.ms": "10000",
-            "heartbeat.action.query": (
-                f"SELECT pg_logical_emit_message(true, '{HEARTBEAT_PREFIX}', '')"
-            ),
-            "message.prefix.include.list": HEARTBEAT_PREFIX,
-            # Lets Connect create the heartbeat topic; cdc topics already exist (apply made them).
-            "topic.creation.default.replication.factor": "1",
-            "topic.creation.default.partitions": "1",
             **_converter("key.converter", settings),
             **_converter("value.converter", settings),
         }
     return configs
+
+
+def _postgres(database: str, settings: Settings) -> dict[str, str]:
+    slot = f"govsync_{database}"
+    return {
+        "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+        "plugin.name": "pgoutput",
+        "database.port": str(settings.pg_port),
+        "database.user": settings.pg_user,
+        "database.dbname": database,
+        "slot.name": slot,
+        "publication.name": slot,
+        "publication.autocreate.mode": "filtered",
+        # Every source database shares one PostgreSQL cluster, and so one WAL, with the
+        # others and with the index database. Debezium confirms a slot's position only
+        # with an event of its own, so the slot of a quiet database held every byte of
+        # WAL the busy ones wrote (24 GB in a day here, until the disk filled). Each
+        # heartbeat therefore writes a logical decoding message into the source
+        # database; Debezium captures it (to cdc.<department>.message, which nothing
+        # reads) and confirms the position with its offset. (The driver's keepalive
+        # flush, lsn.flush.mode connector_and_driver, moves the slot but not the
+        # offset, and the connector then refuses to start again.)
+        "heartbeat.interval.ms": "10000",
+        "heartbeat.action.query": (
+            f"SELECT pg_logical_emit_message(true, '{HEARTBEAT_PREFIX}', '')"
+        ),
+        "message.prefix.include.list": HEARTBEAT_PREFIX,
+        # Lets Connect create the heartbeat topic; cdc topics already exist (apply made them).
+        "topic.creation.default.replication.factor": "1",
+        "topic.creation.default.partitions": "1",
+    }
+
+
+def _mariadb(database: str, server_id: int, settings: Settings) -> dict[str, str]:
+    """The binlog has no slot to hold back, so no heartbeats: a quiet database costs
+    nothing. The connector keeps the tables' DDL on its schema history topic, which it
+    reads and writes with clients of its own, logged in as Connect's principal."""
+    history = {
+        "schema.history.internal.kafka.bootstrap.servers": settings.bootstrap,
+        "schema.history.internal.kafka.topic": schema_history_topic(database),
+        # Under Connect's prefix, the groups its principal may use.
+        "schema.history.internal.consumer.group.id": f"{CONNECT_PREFIX}-schema-history-{database}",
+    }
+    for client in ("producer", "consumer"):
+        prefix = f"schema.history.internal.{client}."
+        history |= {
+            f"{prefix}security.protocol": settings.kafka_protocol,
+            f"{prefix}sasl.mechanism": credentials.MECHANISM,
+            f"{prefix}sasl.jaas.config": credentials.client_property_reference(
+                settings, credentials.CONNECT, "sasl.jaas.config"
+            ),
+        }
+        if settings.kafka_tls:
+            history |= {
+                f"{prefix}ssl.truststore.type": "PKCS12",
+                f"{prefix}ssl.truststore.location": str(tls.truststore(settings)),
+                f"{prefix}ssl.truststore.password": credentials.client_property_reference(
+                    settings, credentials.CONNECT, "ssl.truststore.password"
+                ),
+            }
+    return {
+        "connector.class": "io.debezium.connector.mariadb.MariaDbConnector",
+        "database.port": str(settings.mariadb_port),
+        "database.user": mariadb.CAPTURE_USER,
+        "database.password": mariadb.capture_password_reference(settings),
+        "database.server.id": str(server_id),
+        "database.include.list": database,
+        # DDL goes to the schema history only, not to a cdc.<department> topic of its own.
+        "include.schema.changes": "false",
+        **history,
+    }
 
 
 def apply(

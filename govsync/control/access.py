@@ -52,6 +52,7 @@ from streams.contract.topics import (
     RECEIPTS_TOPIC,
     REQUESTS_TOPIC,
     ROUTE,
+    SCHEMA_HISTORY_PREFIX,
     STAGE_PREFIX,
     TOPOLOGY_CHANGES_TOPIC,
     TOPOLOGY_TOPIC,
@@ -165,7 +166,9 @@ def grants(topology: Topology, at: datetime | None = None) -> set[_Grant]:
         (api, _GROUP, READER_GROUP, _LITERAL, read),
         (api, ResourceType.BROKER, "kafka-cluster", _LITERAL, AclOperation.IDEMPOTENT_WRITE),
     }
-    for prefix in (f"{CONNECT_PREFIX}-", "__debezium-heartbeat."):
+    # Its own topics, Debezium's heartbeats and the MariaDB connector's schema history
+    # (apply creates those; Debezium would create a missing one itself).
+    for prefix in (f"{CONNECT_PREFIX}-", "__debezium-heartbeat.", SCHEMA_HISTORY_PREFIX):
         wanted.add((connect, _TOPIC, prefix, _PREFIXED, AclOperation.ALL))
     wanted |= {
         (connect, _TOPIC, CDC_PREFIX, _PREFIXED, op)

@@ -8,12 +8,18 @@ import httpx
 
 from govsync.stack import jvm, supervision
 from govsync.stack.process import require_free_port
-from streams.config import tls
+from streams.config import mariadb, tls
 from streams.config.secrets import write_private
 from streams.config.settings import Settings
 from streams.kafka import credentials
 
 NAME = "connect"
+# The Debezium connectors dist/plugins holds (deploy/local/pom.xml): Connect is ready once
+# it has loaded both.
+CONNECTORS = {
+    "io.debezium.connector.postgresql.PostgresConnector",
+    "io.debezium.connector.mariadb.MariaDbConnector",
+}
 
 
 def _rest_login(settings: Settings) -> Path:
@@ -35,6 +41,10 @@ def _render_config(settings: Settings) -> str:
     write_private(
         credentials.registry_login_file(settings),
         f"password={credentials.registry_password(settings, credentials.CONNECT)}\n",
+    )
+    write_private(
+        mariadb.capture_login_file(settings),
+        f"password={mariadb.password(settings, mariadb.CAPTURE_USER)}\n",
     )
     return jvm.render_config(
         "connect-distributed.properties",
@@ -93,9 +103,9 @@ def _plugins_loaded(settings: Settings) -> bool:
         )
     except httpx.HTTPError:
         return False
-    return response.status_code == 200 and any(
-        plugin["class"].endswith("PostgresConnector") for plugin in response.json()
-    )
+    if response.status_code != 200:
+        return False
+    return CONNECTORS.issubset(plugin["class"] for plugin in response.json())
 
 
 def version(settings: Settings) -> str | None:

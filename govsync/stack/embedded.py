@@ -15,7 +15,18 @@ from govsync.control import access, provisioning
 from govsync.index import store as index_store
 from govsync.index import witness
 from govsync.ops import instances as advertised
-from govsync.stack import background, connect, jvm, kafka, postgres, registry, seed, supervision
+from govsync.stack import (
+    background,
+    connect,
+    jvm,
+    kafka,
+    mariadb,
+    postgres,
+    registry,
+    seed,
+    supervision,
+)
+from streams.config import mariadb as mariadb_logins
 from streams.config.settings import Settings
 from streams.kafka import admin, applied
 from streams.kafka.admin import AdminError
@@ -33,7 +44,7 @@ APP_PROCESSES = (
     *(process_name(department) for department in SINKS),
 )
 # The stack's own programs, in the order `down` stops them.
-STACK_PROCESSES = (connect.NAME, registry.NAME, kafka.NAME, postgres.NAME)
+STACK_PROCESSES = (connect.NAME, registry.NAME, kafka.NAME, mariadb.NAME, postgres.NAME)
 
 
 class Supervised(BaseModel):
@@ -45,6 +56,17 @@ class Supervised(BaseModel):
 
 
 class PostgresStatus(Supervised):
+    state: State
+    host: str
+    port: int
+    user: str
+    version: str | None = None
+    pid: int | None = None
+
+
+class MariadbStatus(Supervised):
+    """Down is normal when no source of the topology in force is a MariaDB database."""
+
     state: State
     host: str
     port: int
@@ -125,6 +147,7 @@ class ApiStatus(Supervised):
 
 class Components(BaseModel):
     postgres: PostgresStatus
+    mariadb: MariadbStatus
     kafka: KafkaStatus
     connect: ConnectStatus
     registry: RegistryStatus
@@ -168,6 +191,7 @@ def up(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> 
     # Who may log in and do what follows the topology in force (the file only before the
     # first apply): an edited, unapplied file grants nothing.
     topology = applied.in_force(settings).topology
+    start_mariadb(settings, topology, progress)
     progress("creating Kafka users and ACLs")
     access.apply(admin.admin_client(settings.bootstrap), settings, topology)
     background.start_acl(settings)  # ACLs follow approvals and expiry from now on
@@ -181,6 +205,24 @@ def up(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> 
     background.start_api(settings)
 
 
+def start_mariadb(
+    settings: Settings, topology: Topology, progress: Callable[[str], None] = lambda _: None
+) -> None:
+    """Start MariaDB, with its source databases and their seed, when ``topology`` has a
+    MariaDB source; otherwise leave it be."""
+    databases = source_databases(topology, "mariadb")
+    if not databases:
+        return
+    progress("starting MariaDB")
+    mariadb.start(settings)
+    mariadb.ensure_databases(settings, databases)
+    data = seed.generate()
+    for department in sorted(set(databases) & set(seed.seeded_mariadb_departments())):
+        seed.prepare_mariadb_department(
+            department, mariadb_logins.connection_args(settings, department), data
+        )
+
+
 def apply_topology(
     topology: Topology,
     settings: Settings,
@@ -189,7 +231,10 @@ def apply_topology(
     as_authority: bool = False,
 ) -> provisioning.ApplyReport:
     """Apply ``topology`` here: control's apply, with the stack's own registry restarted
-    when new principals need a login."""
+    when new principals need a login, and MariaDB started first when a source of
+    ``topology`` is one (its connector must reach it)."""
+    if not dry_run:
+        start_mariadb(settings, topology)
     return provisioning.apply(
         topology,
         settings,
@@ -201,8 +246,13 @@ def apply_topology(
 
 
 def department_databases(topology: Topology) -> list[str]:
-    """One database per department, plus any source database named otherwise."""
-    return sorted(set(topology.departments) | {s.database.name for s in topology.sources})
+    """One PostgreSQL database per department, plus any PostgreSQL source database named
+    otherwise."""
+    return sorted(set(topology.departments) | set(source_databases(topology, "postgres")))
+
+
+def source_databases(topology: Topology, kind: Literal["postgres", "mariadb"]) -> list[str]:
+    return sorted({s.database.name for s in topology.sources if s.database.kind == kind})
 
 
 def down(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> list[str]:
@@ -267,6 +317,7 @@ def status(settings: Settings) -> StackStatus:
         return name in programs and programs[name].running
 
     pg_version = postgres.version(settings)
+    mariadb_version = mariadb.version(settings) if running(mariadb.NAME) else None
     kafka_up = running(kafka.NAME) and kafka.is_up(settings)
     connect_version = connect.version(settings)
     registry_version = registry.version(settings)
@@ -282,6 +333,14 @@ def status(settings: Settings) -> StackStatus:
                 user=settings.pg_user,
                 version=pg_version,
                 **supervised(postgres.NAME),
+            ),
+            mariadb=MariadbStatus(
+                state=state(mariadb_version is not None),
+                host=settings.host,
+                port=settings.mariadb_port,
+                user=settings.mariadb_user,
+                version=mariadb_version,
+                **supervised(mariadb.NAME),
             ),
             kafka=KafkaStatus(
                 state=state(kafka_up),

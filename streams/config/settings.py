@@ -21,6 +21,10 @@ class Settings(BaseModel, frozen=True):
     host: str = "127.0.0.1"
     pg_port: int = 55432
     pg_user: str = "govsync"
+    # The MariaDB server of departments whose databases are MariaDB (started only when a
+    # source in the topology in force is one); its administrator login.
+    mariadb_port: int = 53306
+    mariadb_user: str = "govsync"
     kafka_port: int = 19092
     controller_port: int = 19093
     connect_port: int = 18083

@@ -22,8 +22,8 @@ DELIVERIES_PATTERN = r"^deliver\..*"
 
 
 def capture_heartbeat_topic(department: str) -> str:
-    """Where a department's connector writes its heartbeat messages (Debezium names a
-    connector's logical-decoding-message topic ``<topic.prefix>.message``)."""
+    """Where a PostgreSQL source department's connector writes its heartbeat messages
+    (Debezium names a connector's logical-decoding-message topic ``<topic.prefix>.message``)."""
     return f"{CDC_PREFIX}{department}.message"
 
 
@@ -70,6 +70,15 @@ OBJECTIONS_PATTERN = r"^govsync\.objections\..*"
 
 def objections_topic(source_department: str) -> str:
     return f"{OBJECTIONS_PREFIX}{source_department}"
+
+
+# Debezium's MariaDB connector keeps the DDL it has seen here, one topic per database, to
+# know each table's columns at any binlog position (PostgreSQL's WAL carries them).
+SCHEMA_HISTORY_PREFIX = "govsync.schema-history."
+
+
+def schema_history_topic(database: str) -> str:
+    return f"{SCHEMA_HISTORY_PREFIX}{database}"
 
 
 def stage_changelog_prefix(stage: str) -> str:
@@ -150,7 +159,21 @@ def topic_specs(topology: Topology) -> list[TopicSpec]:
             kafka.replication_factor,
             {"cleanup.policy": "delete", "retention.ms": _ms(24 * 3600)},
         )
-        for department in sorted({source.department for source in topology.sources})
+        for department in sorted(
+            {s.department for s in topology.sources if s.database.kind == "postgres"}
+        )
+    ]
+    specs += [
+        # One partition, kept forever: the connector replays all of it at every start.
+        TopicSpec(
+            schema_history_topic(database),
+            1,
+            kafka.replication_factor,
+            {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
+        )
+        for database in sorted(
+            {s.database.name for s in topology.sources if s.database.kind == "mariadb"}
+        )
     ]
     for entity in sorted({source.entity for source in topology.sources}):
         specs.append(

@@ -74,11 +74,22 @@ def java_client_properties(settings: Settings, principal: str) -> str:
     )
 
 
+def client_properties_file(settings: Settings, principal: str) -> Path:
+    return settings.path(f"client-{principal}.properties")
+
+
 def write_client_properties(settings: Settings, principal: str) -> None:
     write_private(
-        settings.path(f"client-{principal}.properties"),
+        client_properties_file(settings, principal),
         java_client_properties(settings, principal),
     )
+
+
+def client_property_reference(settings: Settings, principal: str, key: str) -> str:
+    """What a connector config says instead of a secret of ``principal``'s client
+    properties (its JAAS line, its truststore password), resolved by Connect's
+    FileConfigProvider, so Connect's REST API never shows it."""
+    return f"${{file:{client_properties_file(settings, principal)}:{key}}}"
 
 
 def login_digest(secret: str, salt: bytes) -> str:

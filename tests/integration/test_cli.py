@@ -42,6 +42,10 @@ def test_status_json_reports_every_component_without_secrets(stack: Stack) -> No
     assert postgres["port"] == stack.settings.pg_port
     assert postgres["user"] == stack.settings.pg_user
     assert postgres["version"].startswith("15")
+    mariadb = components["mariadb"]  # the topology has a MariaDB source (health.birth)
+    assert mariadb["state"] == "up"
+    assert (mariadb["host"], mariadb["port"]) == (stack.settings.host, stack.settings.mariadb_port)
+    assert mariadb["version"].startswith("10.11")
     kafka = components["kafka"]
     assert kafka["bootstrap"] == stack.settings.bootstrap
     assert re.match(r"\d+\.\d+", kafka["version"])

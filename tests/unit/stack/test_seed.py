@@ -7,7 +7,13 @@ from collections import Counter
 
 import pytest
 
-from govsync.stack.seed import DIVISIONS, SeedData, generate, prepare_department
+from govsync.stack.seed import (
+    DIVISIONS,
+    SeedData,
+    generate,
+    prepare_department,
+    prepare_mariadb_department,
+)
 from streams.model.standards import (
     normalize_resident_id,
     normalize_uscc,
@@ -132,7 +138,27 @@ def test_unknown_department_is_refused_before_connecting(data: SeedData) -> None
         "social_security, tax"
     )
     with pytest.raises(ValueError, match=known):
-        prepare_department("health", "host=invalid.invalid", data)
+        prepare_department("civil_affairs", "host=invalid.invalid", data)
+
+
+def test_birth_certificates_name_registered_parents(data: SeedData) -> None:
+    births = data.birth_certificates
+    assert len(births) == 12
+    assert len({b.certificate_no for b in births}) == len(births)
+    households = {person.id_no for person in data.households}
+    for birth in births:
+        assert {birth.mother_id, birth.father_id} <= households
+        assert normalize_resident_id(birth.mother_id) == birth.mother_id
+        assert int(birth.mother_id[16]) % 2 == 0  # GB 11643: even for women
+        assert int(birth.father_id[16]) % 2 == 1
+        assert birth.sex in ("1", "2")
+        assert birth.born_at < birth.issued_at
+        assert birth.born_at.tzinfo is None and birth.issued_at.tzinfo is None  # CST clocks
+
+
+def test_unknown_mariadb_department_is_refused_before_connecting(data: SeedData) -> None:
+    with pytest.raises(ValueError, match="known: health"):
+        prepare_mariadb_department("tax", {"host": "invalid.invalid"}, data)
 
 
 def test_households_have_valid_unique_18_digit_ids(data: SeedData) -> None:
