@@ -117,6 +117,8 @@ def state_of(entity: str, key: str, k: int) -> dict[str, Any]:
         "address": f"人民路{k % 997}号",
         "established_on": "2020-01-01",
         "contact_phone": f"010{k % 100_000_000:08d}",
+        "enterprise_type": "limited_company",
+        "industry": "CFIK"[k % 4],
     }
 
 

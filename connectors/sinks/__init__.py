@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from connectors.sinks import medical_insurance, social_security, tax
+from connectors.sinks import (
+    disease_control,
+    medical_insurance,
+    public_security,
+    social_security,
+    tax,
+)
 from connectors.subscriber import Handler
 
 SINKS: dict[str, Mapping[str, Handler]] = {
     "tax": tax.HANDLERS,
     "social_security": social_security.HANDLERS,
     "medical_insurance": medical_insurance.HANDLERS,
+    "public_security": public_security.HANDLERS,
+    "disease_control": disease_control.HANDLERS,
 }
 
 

@@ -9,15 +9,17 @@ from one seeded random generator, so a seed always yields the same data.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import astuple, dataclass, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import astuple, dataclass, fields, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from operator import attrgetter
 from zoneinfo import ZoneInfo
 
 import psycopg
+import pymysql
 from psycopg import sql
+from pymysql.constants import CLIENT
 
 from streams.config.settings import REPO_ROOT
 from streams.model.standards import (
@@ -75,28 +77,33 @@ DIVISIONS = (
 
 _TRADE_NAME_FIRST = "华恒瑞鑫博创联宏盛天中金嘉立远安泰新汇德益通美晟启卓明正云海"
 _TRADE_NAME_SECOND = "信达兴源科诚和丰辉邦腾拓智森光峰成润祥弘"
-_INDUSTRIES = (
-    "科技",
-    "信息技术",
-    "网络科技",
-    "贸易",
-    "商贸",
-    "餐饮管理",
-    "建筑工程",
-    "装饰工程",
-    "文化传媒",
-    "物流",
-    "供应链管理",
-    "医药",
-    "电子",
-    "机械设备",
-    "环保科技",
-    "教育咨询",
-    "企业管理咨询",
-    "食品",
-    "新能源科技",
-    "生物科技",
-)
+# The industry word of a company name -> its GB/T 4754-2017 section.
+_INDUSTRIES = {
+    "科技": "M",
+    "信息技术": "I",
+    "网络科技": "I",
+    "贸易": "F",
+    "商贸": "F",
+    "餐饮管理": "H",
+    "建筑工程": "E",
+    "装饰工程": "E",
+    "文化传媒": "R",
+    "物流": "G",
+    "供应链管理": "L",
+    "医药": "C",
+    "电子": "C",
+    "机械设备": "C",
+    "环保科技": "N",
+    "教育咨询": "P",
+    "企业管理咨询": "L",
+    "食品": "C",
+    "新能源科技": "D",
+    "生物科技": "M",
+    "房地产开发": "K",
+    "矿业": "B",
+}
+# market_regulation.enterprise.ent_type: the register's legal-form codes (topology.yaml maps them).
+ENT_TYPE_LIMITED, ENT_TYPE_JOINT_STOCK = "1", "2"
 _ROADS = ("人民路", "中山路", "解放路", "建设路", "长江路", "学府路", "文化路", "新华路", "和平路")
 _SURNAMES = (
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林高罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏"
@@ -168,6 +175,8 @@ class Enterprise:
     reg_capital: Decimal
     address: str
     established_on: date
+    ent_type: str
+    industry_code: str
 
 
 @dataclass(frozen=True)
@@ -247,6 +256,21 @@ class InsuredMember:
 
 
 @dataclass(frozen=True)
+class BirthCertificate:
+    """A row of health.birth_certificate (MariaDB): times are China Standard Time wall
+    clocks, the server's time zone."""
+
+    certificate_no: str
+    child_name: str
+    sex: str
+    born_at: datetime
+    mother_id: str
+    father_id: str
+    hospital: str
+    issued_at: datetime
+
+
+@dataclass(frozen=True)
 class SeedData:
     """The rows of every department, in load order; a department loads only its own."""
 
@@ -258,6 +282,7 @@ class SeedData:
     households: tuple[Household, ...] = ()
     insured_persons: tuple[InsuredPerson, ...] = ()
     insured_members: tuple[InsuredMember, ...] = ()
+    birth_certificates: tuple[BirthCertificate, ...] = ()
 
 
 def _random_date(rng: random.Random, first: date, last: date) -> date:
@@ -300,11 +325,11 @@ def _shuffled_statuses(rng: random.Random, count: int) -> list[str]:
     return statuses
 
 
-def _company_name(rng: random.Random, division: Division, *, shares: bool) -> str:
+def _company_name(rng: random.Random, division: Division, industry: str, *, shares: bool) -> str:
     """City + trade name + industry + legal form, as the naming regulations prescribe."""
     trade = rng.choice(_TRADE_NAME_FIRST) + rng.choice(_TRADE_NAME_SECOND)
     form = "股份有限公司" if shares else "有限公司"
-    return f"{division.city.removesuffix('市')}{trade}{rng.choice(_INDUSTRIES)}{form}"
+    return f"{division.city.removesuffix('市')}{trade}{industry}{form}"
 
 
 def _enterprise(
@@ -320,9 +345,10 @@ def _enterprise(
     while code in taken:
         code = _credit_code(rng, division, established_on)
     shares = rng.random() < 0.1
-    name = _company_name(rng, division, shares=shares)
+    industry = rng.choice(list(_INDUSTRIES))
+    name = _company_name(rng, division, industry, shares=shares)
     while name in taken:
-        name = _company_name(rng, division, shares=shares)
+        name = _company_name(rng, division, industry, shares=shares)
     taken.update((code, name))
     capital = rng.choice((1000, 3000, 5000, 10000, 20000) if shares else (10, 50, 100, 500, 1000))
     street = f"{rng.choice(_ROADS)}{rng.randint(1, 999)}号"
@@ -335,7 +361,16 @@ def _enterprise(
         reg_capital=Decimal(capital * 10_000).quantize(Decimal("0.01")),  # 万元 → 元
         address=f"{division.city}{division.district}{street}",
         established_on=established_on,
+        ent_type=ENT_TYPE_JOINT_STOCK if shares else ENT_TYPE_LIMITED,
+        industry_code=_INDUSTRIES[industry],
     )
+
+
+def new_enterprise(rng: random.Random) -> Enterprise:
+    """An active company founded today, as a registration would add it (company
+    registration in `govsync demo registration`)."""
+    company = _enterprise(rng, rng.choice(DIVISIONS), "1", legacy_id=False, taken=set())
+    return replace(company, established_on=date.today())
 
 
 def _reminders(rng: random.Random, uscc: str) -> list[TaxReminder]:
@@ -416,6 +451,7 @@ def generate(count: int = 1000, seed: int = 20261123) -> SeedData:
         households=people,
         insured_persons=_insured_persons(random.Random(seed + 3), people),
         insured_members=_insured_members(random.Random(seed + 4), people),
+        birth_certificates=_birth_certificates(random.Random(seed + 5), people),
     )
 
 
@@ -499,6 +535,61 @@ def _insured_members(rng: random.Random, people: Sequence[Household]) -> tuple[I
     )
 
 
+_HOSPITALS = (
+    "北京大学第三医院",
+    "首都医科大学附属北京妇产医院",
+    "上海市第一妇婴保健院",
+    "广州市妇女儿童医疗中心",
+    "深圳市妇幼保健院",
+    "杭州市妇产科医院",
+    "四川大学华西第二医院",
+)
+_BIRTHS = 12
+# Parents of this year's newborns: among the registered residents born then.
+_PARENTS_BORN = (date(1980, 1, 1), date(1998, 12, 31))
+
+
+def _birth_certificates(
+    rng: random.Random, people: Sequence[Household]
+) -> tuple[BirthCertificate, ...]:
+    """This year's birth certificates, both parents registered residents (18-digit IDs
+    that public security holds), so a birth joins master.person on either."""
+    parents = [p for p in people if _PARENTS_BORN[0] <= p.birth_date <= _PARENTS_BORN[1]]
+    # GB 11643: the sequence number's last digit is odd for men, even for women.
+    mothers = [p for p in parents if int(p.id_no[16]) % 2 == 0]
+    fathers = [p for p in parents if int(p.id_no[16]) % 2 == 1]
+    count = min(_BIRTHS, len(mothers), len(fathers))
+    births = []
+    for mother, father, number in zip(
+        rng.sample(mothers, count),
+        rng.sample(fathers, count),
+        rng.sample(range(10**9), count),
+        strict=True,
+    ):
+        male = rng.random() < 0.5
+        day = _random_date(rng, date(_TODAY.year, 1, 1), _TODAY - timedelta(days=14))
+        born_at = datetime.combine(day, time(rng.randrange(24), rng.randrange(60)))
+        born_at += timedelta(milliseconds=rng.randrange(60_000))
+        issued_at = datetime.combine(
+            day + timedelta(days=rng.randint(1, 10)),
+            time(rng.randint(9, 16), rng.randrange(60), rng.randrange(60), rng.randrange(10**6)),
+        )
+        given = rng.choice(_MALE_GIVEN if male else _FEMALE_GIVEN)
+        births.append(
+            BirthCertificate(
+                certificate_no=f"Q{number:09d}",
+                child_name=father.full_name[0] + given,
+                sex="1" if male else "2",
+                born_at=born_at,
+                mother_id=mother.id_no,
+                father_id=father.id_no,
+                hospital=rng.choice(_HOSPITALS),
+                issued_at=issued_at,
+            )
+        )
+    return tuple(births)
+
+
 @dataclass(frozen=True)
 class _Table:
     name: str
@@ -522,12 +613,24 @@ _DEPARTMENTS: dict[str, tuple[_Table, ...]] = {
     ),
     "public_security": (_Table("household_registration", Household, attrgetter("households")),),
     "medical_insurance": (_Table("insured_member", InsuredMember, attrgetter("insured_members")),),
+    "disease_control": (),  # its tables fill from births (connectors/sinks/disease_control.py)
+}
+
+
+# Departments whose database is MariaDB (deploy/local/seed/<department>.sql in its dialect).
+_MARIADB_DEPARTMENTS: dict[str, tuple[_Table, ...]] = {
+    "health": (_Table("birth_certificate", BirthCertificate, attrgetter("birth_certificates")),),
 }
 
 
 def seeded_departments() -> list[str]:
-    """Departments this module has demo data for."""
+    """Departments this module has PostgreSQL demo data for."""
     return sorted(_DEPARTMENTS)
+
+
+def seeded_mariadb_departments() -> list[str]:
+    """Departments this module has MariaDB demo data for."""
+    return sorted(_MARIADB_DEPARTMENTS)
 
 
 def prepare_department(department: str, conninfo: str, data: SeedData) -> int:
@@ -562,5 +665,44 @@ def prepare_department(department: str, conninfo: str, data: SeedData) -> int:
             with cursor.copy(statement) as copy:
                 for record in rows:
                     copy.write_row(astuple(record))
+            loaded += len(rows)
+    return loaded
+
+
+def prepare_mariadb_department(
+    department: str, connection_args: Mapping[str, object], data: SeedData
+) -> int:
+    """``prepare_department`` for a MariaDB database (``connection_args`` for
+    ``pymysql.connect``, the department's database selected): the same idempotent DDL and
+    load into empty tables only. MariaDB commits each DDL statement by itself, so only
+    the rows of a table load all or nothing."""
+    tables = _MARIADB_DEPARTMENTS.get(department)
+    if tables is None:
+        raise ValueError(
+            f"unknown MariaDB department {department!r}; known: "
+            f"{', '.join(sorted(_MARIADB_DEPARTMENTS))}"
+        )
+    ddl = (SEED_SQL / f"{department}.sql").read_text(encoding="utf-8")
+    loaded = 0
+    with (
+        pymysql.connect(**connection_args, client_flag=CLIENT.MULTI_STATEMENTS) as conn,
+        conn.cursor() as cursor,
+    ):
+        cursor.execute(ddl)
+        while cursor.nextset():
+            pass
+        for table in tables:
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM `{table.name}`)")
+            row = cursor.fetchone()
+            if row is not None and row[0]:
+                continue
+            columns = [field.name for field in fields(table.row_type)]
+            rows = table.rows(data)
+            cursor.executemany(
+                f"INSERT INTO `{table.name}` ({', '.join(f'`{c}`' for c in columns)}) "
+                f"VALUES ({', '.join(['%s'] * len(columns))})",
+                [astuple(record) for record in rows],
+            )
+            conn.commit()
             loaded += len(rows)
     return loaded

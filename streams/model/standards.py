@@ -234,6 +234,20 @@ def to_utc_iso(value: datetime | str, *, assume_tz: str = "Asia/Shanghai") -> st
     return utc.replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
 
 
+def local_day(utc_iso: str, tz: str = "Asia/Shanghai") -> date:
+    """The calendar day an instant (as :func:`to_utc_iso` writes it) falls on in ``tz``: a
+    birth at 23:30 in Beijing is on that day, not on the UTC one."""
+    try:
+        moment = datetime.fromisoformat(utc_iso.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise StandardViolation(
+            "bad_timestamp", f"{utc_iso!r} is not an ISO 8601 timestamp"
+        ) from None
+    if moment.utcoffset() is None:
+        raise StandardViolation("bad_timestamp", f"{utc_iso!r} has no zone")
+    return moment.astimezone(ZoneInfo(tz)).date()
+
+
 def to_iso_date(value: date | str | int) -> str:
     """A calendar date as ``YYYY-MM-DD``.
 

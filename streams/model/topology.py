@@ -126,7 +126,10 @@ class Entity(_Model):
 
 
 class Database(_Model):
-    kind: Literal["postgres"]
+    """A PostgreSQL database (tables ``<schema>.<table>``) or a MariaDB one (tables
+    ``<database>.<table>``: MariaDB has no schemas within a database)."""
+
+    kind: Literal["postgres", "mariadb"]
     name: str
 
 
@@ -162,7 +165,8 @@ class Source(_Model):
 
     @property
     def cdc_topic(self) -> str:
-        """Debezium's topic for the table, with the connector's prefix ``cdc.<department>``."""
+        """Debezium's topic for the table, with the connector's prefix ``cdc.<department>``
+        (``cdc.<department>.<schema>.<table>``; for MariaDB the database is the schema)."""
         return f"cdc.{self.department}.{self.table}"
 
 
@@ -535,7 +539,16 @@ def _source_problems(topology: Topology) -> Iterator[Problem]:
                 (*at, "department"),
                 _unknown("department", source.department, topology.departments),
             )
-        if not _QUALIFIED_TABLE.fullmatch(source.table):
+        if source.database.kind == "mariadb" and not (
+            _QUALIFIED_TABLE.fullmatch(source.table)
+            and source.table.partition(".")[0] == source.database.name
+        ):
+            yield _problem(
+                (*at, "table"),
+                f"must be {source.database.name}.<table>: MariaDB qualifies a table by its "
+                "database",
+            )
+        elif not _QUALIFIED_TABLE.fullmatch(source.table):
             yield _problem((*at, "table"), "must be schema-qualified, e.g. public.enterprise")
         elif source.cdc_topic in topics:
             yield _problem(

@@ -40,6 +40,12 @@ SOCIAL = "deliver.social_security.enterprise"
 DELIVERIES = (TAX, SOCIAL)
 SUBSCRIPTION_OF = {TAX: "tax.enterprise", SOCIAL: "social_security.enterprise"}
 STATUS = {"1": "active", "2": "suspended", "3": "revoked", "4": "deregistered"}
+ENTERPRISE_TYPE = {
+    "1": "limited_company",
+    "2": "joint_stock_company",
+    "3": "partnership",
+    "4": "sole_proprietorship",
+}
 TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01")
 WAIT = 60.0  # seconds; generous, the worker may be restarted by someone else meanwhile
 
@@ -120,6 +126,8 @@ def new_company(**overrides: Any) -> Enterprise:
         reg_capital=Decimal(_rng.choice([10, 50, 100, 500]) * 10_000).quantize(Decimal("0.01")),
         address=f"北京市海淀区学府路{_rng.randint(1, 999)}号",
         established_on=date(2020, _rng.randint(1, 12), _rng.randint(1, 28)),
+        ent_type="1",
+        industry_code=_rng.choice("CFIM"),
     )
     return replace(company, **overrides)
 
@@ -136,7 +144,8 @@ def insert_many(stack: Stack, companies: list[Enterprise]) -> None:
     ):
         cursor.executemany(
             "INSERT INTO enterprise (credit_code, ent_name, reg_status, rep_name, rep_id_no,"
-            " reg_capital, address, established_on) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            " reg_capital, address, established_on, ent_type, industry_code)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [
                 (
                     c.credit_code,
@@ -147,6 +156,8 @@ def insert_many(stack: Stack, companies: list[Enterprise]) -> None:
                     c.reg_capital,
                     c.address,
                     c.established_on,
+                    c.ent_type,
+                    c.industry_code,
                 )
                 for c in companies
             ],

@@ -34,6 +34,7 @@ from tests.integration.companies import (
     CDC_TOPIC,
     CHANGES,
     DELIVERIES,
+    ENTERPRISE_TYPE,
     MASTER,
     SOCIAL,
     SOURCE_ID,
@@ -74,6 +75,8 @@ def expected_state(company: Enterprise) -> dict[str, Any]:
         "address": company.address,
         "established_on": company.established_on.isoformat(),
         "contact_phone": None,  # owned by the district source, which has no row for it
+        "enterprise_type": ENTERPRISE_TYPE[company.ent_type],
+        "industry": company.industry_code,
     }
 
 

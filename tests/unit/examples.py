@@ -28,6 +28,8 @@ STATE: dict[str, Any] = {
     "address": "上海市浦东新区示例路1号",
     "established_on": "2015-06-01",
     "contact_phone": None,
+    "enterprise_type": "limited_company",
+    "industry": "F",
 }
 
 # A deregistration as normalize emits it on changes.enterprise.
@@ -66,6 +68,8 @@ ROW: dict[str, Any] = {
     "address": "福州市鼓楼区",
     "established_on": 18263,  # Debezium's days since the epoch: 2020-01-02
     "updated_at": "2026-11-23T02:00:00Z",
+    "ent_type": "2",
+    "industry_code": "K",
 }
 
 

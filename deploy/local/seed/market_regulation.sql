@@ -26,5 +26,11 @@ CREATE TABLE IF NOT EXISTS enterprise (
     updated_at     timestamptz   NOT NULL DEFAULT now()
 );
 
+-- The legal form (1 有限责任公司, 2 股份有限公司, 3 合伙企业, 4 个人独资企业) and the
+-- industry (GB/T 4754 section letter), from which the tax bureau's tax types follow.
+-- Added after the first release, hence ALTER ... IF NOT EXISTS.
+ALTER TABLE enterprise ADD COLUMN IF NOT EXISTS ent_type char(1) NOT NULL DEFAULT '1';
+ALTER TABLE enterprise ADD COLUMN IF NOT EXISTS industry_code char(1) NOT NULL DEFAULT 'F';
+
 -- Debezium needs the full before-image to compute which fields changed.
 ALTER TABLE enterprise REPLICA IDENTITY FULL;

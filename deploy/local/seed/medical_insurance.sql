@@ -12,3 +12,9 @@ CREATE TABLE IF NOT EXISTS insured_member (
     terminated_on    date,
     terminate_reason text
 );
+
+-- Enrolments of newly registered residents (govsync's sink), numbered apart from the
+-- register's own; event_id names the household registration's change that caused it.
+CREATE SEQUENCE IF NOT EXISTS insured_member_no;
+ALTER TABLE insured_member ADD COLUMN IF NOT EXISTS event_id uuid;
+ALTER TABLE insured_member ADD COLUMN IF NOT EXISTS enrolled_at timestamptz NOT NULL DEFAULT now();

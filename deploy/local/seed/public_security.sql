@@ -25,3 +25,12 @@ CREATE TABLE IF NOT EXISTS household_registration (
 
 -- Debezium needs the full before-image to compute which fields changed.
 ALTER TABLE household_registration REPLICA IDENTITY FULL;
+
+-- 出生登记: a newborn registered from a birth certificate (govsync's public-security sink)
+-- names it, so one certificate never registers two people. Added after the first release.
+ALTER TABLE household_registration ADD COLUMN IF NOT EXISTS birth_certificate_no text UNIQUE;
+
+-- When the registration was made, on the office's clock (timestamp without time zone:
+-- a Beijing wall-clock reading, which govsync turns into UTC).
+ALTER TABLE household_registration ADD COLUMN IF NOT EXISTS registered_at timestamp(6)
+    NOT NULL DEFAULT (now() AT TIME ZONE 'Asia/Shanghai');

@@ -27,3 +27,16 @@ CREATE TABLE IF NOT EXISTS insured_person (
 );
 
 ALTER TABLE insured_person REPLICA IDENTITY FULL;
+
+-- Employer accounts opened from a company's registration (参保登记) are numbered here;
+-- the prefix SBN never collides with the register's older SB + 10 digits.
+CREATE SEQUENCE IF NOT EXISTS employer_account_no;
+
+-- 社保卡申领: a card applied for on a resident's registration (govsync's sink).
+CREATE TABLE IF NOT EXISTS card_application (
+    id_no      char(18)    PRIMARY KEY,
+    status     text        NOT NULL CHECK (status IN ('applied', 'issued')),
+    applied_on date        NOT NULL,
+    event_id   uuid,
+    created_at timestamptz NOT NULL DEFAULT now()
+);

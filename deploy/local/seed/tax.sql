@@ -24,3 +24,30 @@ CREATE TABLE IF NOT EXISTS tax_reminder (
     cancelled_reason text,
     updated_at       timestamptz NOT NULL DEFAULT now()
 );
+
+-- What the bureau learns of a company at registration: its legal form and industry
+-- (GB/T 4754 section), from which its tax types follow. Added after the first release,
+-- hence ALTER ... IF NOT EXISTS.
+ALTER TABLE taxpayer ADD COLUMN IF NOT EXISTS enterprise_type text;
+ALTER TABLE taxpayer ADD COLUMN IF NOT EXISTS industry text;
+
+-- 税种认定: the taxes a taxpayer must file, assigned when it registers. `basis` says which
+-- rule assigned it (every business, its legal form, or its industry).
+CREATE TABLE IF NOT EXISTS taxpayer_tax_type (
+    uscc     char(18) NOT NULL REFERENCES taxpayer (uscc),
+    tax_type text     NOT NULL,
+    basis    text     NOT NULL,
+    since    date     NOT NULL,
+    event_id uuid,
+    PRIMARY KEY (uscc, tax_type)
+);
+
+-- 3岁以下婴幼儿照护专项附加扣除, pre-filled for both parents from a birth certificate.
+CREATE TABLE IF NOT EXISTS infant_care_deduction (
+    parent_id      char(18) NOT NULL,
+    certificate_no text     NOT NULL,
+    monthly_amount integer  NOT NULL,
+    since          date     NOT NULL,
+    event_id       uuid,
+    PRIMARY KEY (parent_id, certificate_no)
+);

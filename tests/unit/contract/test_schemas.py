@@ -34,6 +34,7 @@ PERSON = {
     "status": "registered",
     "death_date": None,
     "address": "北京市东城区示例胡同1号",
+    "registered_at": "1990-03-20T01:30:00Z",
 }
 PERSON_CHANGE = {
     **CHANGE,
@@ -45,7 +46,28 @@ PERSON_CHANGE = {
     "changed_fields": ["status", "death_date"],
     "source": "public_security.person",
 }
-CHANGES = {"enterprise": CHANGE, "person": PERSON_CHANGE}
+BIRTH = {
+    "certificate_no": "Q110000012345",
+    "child_name": "李小明",
+    "sex": "male",
+    "born_at": "2026-12-01T16:30:00.250000Z",
+    "mother_id": "110101199003074522",
+    "father_id": "110101198805123411",
+    "hospital": "北京妇产医院",
+    "issued_at": "2026-12-02T01:00:00Z",
+}
+BIRTH_CHANGE = {
+    **CHANGE,
+    "event_id": "7f1c2a3e-0000-5000-8000-000000000003",
+    "kind": "registered",
+    "entity": "birth",
+    "key": BIRTH["certificate_no"],
+    "before": None,
+    "after": BIRTH,
+    "changed_fields": list(BIRTH),
+    "source": "health.birth",
+}
+CHANGES = {"enterprise": CHANGE, "person": PERSON_CHANGE, "birth": BIRTH_CHANGE}
 
 
 def _round_trip(schema: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
@@ -126,6 +148,8 @@ def test_tax_delivery_schema_holds_exactly_tax_fields() -> None:
         "registered_capital",
         "address",
         "contact_phone",
+        "enterprise_type",
+        "industry",
     ]
     assert state["uscc"]["type"] == "string"
     assert all(state[name]["type"][0] == "null" for name in state if name != "uscc")

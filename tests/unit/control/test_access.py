@@ -19,10 +19,12 @@ from streams.contract.topics import (
     READER_GROUP,
     RECEIPTS_TOPIC,
     REQUESTS_TOPIC,
+    SCHEMA_HISTORY_PREFIX,
     TOPOLOGY_TOPIC,
     objections_topic,
 )
 from streams.kafka import credentials
+from streams.model.topology import Subscription
 from tests.unit.examples import TOPOLOGY
 
 DURING = datetime(2026, 12, 1, tzinfo=UTC)  # every example subscription is active
@@ -86,11 +88,16 @@ def test_only_the_data_authority_writes_decisions() -> None:
 )
 def test_a_subscription_not_active_grants_no_read(state: str, at: datetime) -> None:
     """Suspended, revoked, not yet approved, or expired (the day after ``expires``): the
-    department neither reads the topic nor joins its groups."""
-    tax = next(s for s in TOPOLOGY.subscriptions if s.id == "tax.enterprise")
-    changed = tax.model_copy(update={"approval": tax.approval.model_copy(update={"state": state})})
+    department (each of its subscriptions so) neither reads the topics nor joins its
+    groups."""
+
+    def changed(s: Subscription) -> Subscription:
+        if s.department != "tax":
+            return s
+        return s.model_copy(update={"approval": s.approval.model_copy(update={"state": state})})
+
     topology = TOPOLOGY.model_copy(
-        update={"subscriptions": [changed if s is tax else s for s in TOPOLOGY.subscriptions]}
+        update={"subscriptions": [changed(s) for s in TOPOLOGY.subscriptions]}
     )
     reads = {
         (kind, name)
@@ -201,3 +208,15 @@ def test_the_api_keeps_digests_of_the_department_logins_not_the_passwords(
     assert credentials.login_digest(tax + "0", salt) != logins["tax"]["sha256"]
     other = bytes.fromhex(logins["social_security"]["salt"])
     assert salt != other  # one salt per login
+
+
+def test_only_connect_keeps_the_mariadb_schema_history() -> None:
+    """Debezium's MariaDB connector reads and writes its schema history as Connect."""
+    holders = {
+        (principal, op)
+        for principal, kind, name, pattern, op in grants(TOPOLOGY, DURING)
+        if kind == ResourceType.TOPIC
+        and name.startswith(SCHEMA_HISTORY_PREFIX)
+        and op != AclOperation.DESCRIBE
+    }
+    assert holders == {("connect", AclOperation.ALL)}

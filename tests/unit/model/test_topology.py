@@ -57,6 +57,10 @@ def _source(data: dict[str, Any]) -> dict[str, Any]:
     return data["sources"][0]
 
 
+def _health(data: dict[str, Any]) -> dict[str, Any]:
+    return next(source for source in data["sources"] if source["id"] == "health.birth")
+
+
 def _tax(data: dict[str, Any]) -> dict[str, Any]:
     return data["subscriptions"][0]
 
@@ -76,13 +80,13 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], object], str, str]] = [
     (
         "duplicate source id",
         lambda d: d["sources"].append(copy.deepcopy(_source(d))),
-        "sources[4].id",
+        "sources[5].id",
         "duplicate source id 'market_regulation.enterprise'",
     ),
     (
         "duplicate subscription id",
         lambda d: d["subscriptions"].append(copy.deepcopy(_tax(d))),
-        "subscriptions[4].id",
+        "subscriptions[7].id",
         "duplicate subscription id 'tax.enterprise'",
     ),
     (
@@ -130,7 +134,7 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], object], str, str]] = [
     (
         "unknown field in authoritative",
         lambda d: _source(d)["authoritative"].append("phone"),
-        "sources[0].authoritative[8]",
+        "sources[0].authoritative[10]",
         "unknown enterprise field 'phone'",
     ),
     (
@@ -152,6 +156,24 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], object], str, str]] = [
         "schema-qualified",
     ),
     (
+        "MariaDB table qualified by another database",
+        lambda d: _health(d).update(table="public.birth_certificate"),
+        "sources[4].table",
+        "must be health.<table>: MariaDB qualifies a table by its database",
+    ),
+    (
+        "MariaDB table not qualified",
+        lambda d: _health(d).update(table="birth_certificate"),
+        "sources[4].table",
+        "must be health.<table>",
+    ),
+    (
+        "unknown database kind",
+        lambda d: _health(d)["database"].update(kind="oracle"),
+        "sources[4].database.kind",
+        "'postgres' or 'mariadb'",
+    ),
+    (
         "unknown field in subscription",
         lambda d: _social(d)["fields"].__setitem__(2, "stauts"),
         "subscriptions[1].fields[2]",
@@ -160,7 +182,7 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], object], str, str]] = [
     (
         "field listed twice",
         lambda d: _tax(d)["fields"].append("name"),
-        "subscriptions[0].fields[6]",
+        "subscriptions[0].fields[8]",
         "name is listed twice",
     ),
     (
@@ -262,13 +284,13 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], object], str, str]] = [
     (
         "two authoritative sources",
         _second_source,
-        "sources[4].authoritative[1]",
+        "sources[5].authoritative[1]",
         "enterprise.name already has the authoritative source market_regulation.enterprise",
     ),
     (
         "database shared by two departments",
         lambda d: (_second_source(d), d["sources"][-1].update(authoritative=[])),
-        "sources[4].database.name",
+        "sources[5].database.name",
         "database market_regulation already belongs to market_regulation (sources[0])",
     ),
     (
@@ -282,7 +304,7 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], object], str, str]] = [
                 "authoritative": [],
             }
         ),
-        "sources[4].database.name",
+        "sources[5].database.name",
         "market_regulation already captures from database market_regulation",
     ),
     (
@@ -358,6 +380,8 @@ def test_the_real_topology_loads() -> None:
         "public_security",
         "medical_insurance",
         "data_resource_bureau",
+        "health",
+        "disease_control",
     ]
     assert topology.authority == "data_resource_bureau"
     assert [s.id for s in topology.sources_for("enterprise")] == [
@@ -368,6 +392,8 @@ def test_the_real_topology_loads() -> None:
         "public_security.person",
         "social_security.person",
     ]
+    assert [s.id for s in topology.sources_for("birth")] == ["health.birth"]
+    assert topology.source("health.birth").cdc_topic == "cdc.health.health.birth_certificate"
     assert topology.source("district_services.enterprise").authoritative == ["contact_phone"]
     assert topology.source("social_security.person").authoritative == []
     assert [s.id for s in topology.subscriptions] == [
@@ -375,6 +401,9 @@ def test_the_real_topology_loads() -> None:
         "social_security.enterprise",
         "social_security.person",
         "medical_insurance.person",
+        "public_security.birth",
+        "disease_control.birth",
+        "tax.birth",
     ]
 
 
@@ -491,7 +520,9 @@ def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
     _assert_reported(problems, "subscriptions[0].fields[5]", "above tax's clearance public")
     _assert_reported(problems, "subscriptions[1].fields[5]", "never_share")
     _assert_reported(problems, 'sources[0].columns.status.codes."5"', "'closed'")
-    assert len(problems) == 4
+    # tax.birth (subscriptions[6]) receives sensitive fields, all above "public" too.
+    _assert_reported(problems, "subscriptions[6].fields[1]", "above tax's clearance public")
+    assert len([p for p in problems if not p.path.startswith("subscriptions[6]")]) == 4
 
 
 def test_all_structure_problems_are_reported_at_once(tmp_path: Path) -> None:

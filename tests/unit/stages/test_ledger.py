@@ -230,7 +230,15 @@ def test_a_delivery_is_a_lineage_hop_and_a_sealed_audit_record(
         department="tax",
         subscription=TAX.id,
         # What tax received with a value: its contact_phone is unknown, so not listed.
-        fields=["address", "name", "registered_capital", "status", "uscc"],
+        fields=[
+            "address",
+            "enterprise_type",
+            "industry",
+            "name",
+            "registered_capital",
+            "status",
+            "uscc",
+        ],
         approval=approval_of(TAX),
         detail={"kind": CHANGE["kind"], "position": f"deliver.tax.enterprise[{PARTITION}]@20"},
         prev_sha256=GENESIS,  # the chain was empty

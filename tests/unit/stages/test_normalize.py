@@ -32,6 +32,8 @@ COLUMNS: list[Schema] = [
     {"name": "address", "type": ["null", "string"], "default": None},
     {"name": "established_on", "type": ["null", "int"], "default": None},  # io.debezium.time.Date
     {"name": "updated_at", "type": ["null", "string"], "default": None},  # ZonedTimestamp
+    {"name": "ent_type", "type": ["null", "string"], "default": None},
+    {"name": "industry_code", "type": ["null", "string"], "default": None},
 ]
 
 

@@ -32,6 +32,8 @@ def test_insert_is_a_registration_with_every_mapped_field_converted() -> None:
         "address": "福州市鼓楼区",
         "established_on": "2020-01-02",
         "contact_phone": None,  # owned by district_services; no column here either
+        "enterprise_type": "joint_stock_company",
+        "industry": "K",
     }
     assert event["source"] == "market_regulation.enterprise"
     assert event["source_ts_ms"] == 1795400000000

@@ -49,6 +49,8 @@ def test_deregistration_reaches_tax_with_only_tax_fields() -> None:
             "registered_capital": "1000000.00",
             "address": STATE["address"],
             "contact_phone": None,
+            "enterprise_type": "limited_company",
+            "industry": "F",
         },
         "after": {
             "uscc": STATE["uscc"],
@@ -57,6 +59,8 @@ def test_deregistration_reaches_tax_with_only_tax_fields() -> None:
             "registered_capital": "1000000.00",
             "address": STATE["address"],
             "contact_phone": None,
+            "enterprise_type": "limited_company",
+            "industry": "F",
         },
         "changed_fields": ["status"],
         "subscription": "tax.enterprise",
