@@ -317,7 +317,18 @@ def test_update_of_an_unsubscribed_field_is_not_delivered(stack: Stack) -> None:
     # would sit between the registration and the name change.
     tax = [r.value for r in of(records, TAX, key) if r.value]
     assert [(v["kind"], v["changed_fields"]) for v in tax] == [
-        ("registered", ["uscc", "name", "status", "registered_capital", "address"]),
+        (
+            "registered",
+            [
+                "uscc",
+                "name",
+                "status",
+                "registered_capital",
+                "address",
+                "enterprise_type",
+                "industry",
+            ],
+        ),
         ("updated", ["name"]),
     ]
     assert tax[1]["after"]["name"] == new_name
@@ -560,6 +571,7 @@ def test_tax_sink_applies_a_delivery_once(stack: Stack) -> None:
             with conn.transaction():
                 conn.execute("DELETE FROM govsync_inbox WHERE entity_key = %s", (key,))
                 conn.execute("DELETE FROM tax_reminder WHERE uscc = %s", (key,))
+                conn.execute("DELETE FROM taxpayer_tax_type WHERE uscc = %s", (key,))
                 conn.execute("DELETE FROM taxpayer WHERE uscc = %s", (key,))
 
 
@@ -645,6 +657,7 @@ def test_a_delivery_the_handler_refuses_is_rejected_with_its_reason(stack: Stack
         finally:
             with conn.transaction():
                 conn.execute("DELETE FROM govsync_inbox WHERE entity_key = %s", (key,))
+                conn.execute("DELETE FROM taxpayer_tax_type WHERE uscc = %s", (key,))
                 conn.execute("DELETE FROM taxpayer WHERE uscc = %s", (key,))
 
 
@@ -712,4 +725,5 @@ def test_a_batch_applies_together_and_leaves_out_only_what_is_refused(stack: Sta
         finally:
             with conn.transaction():
                 conn.execute("DELETE FROM govsync_inbox WHERE entity_key = ANY(%s)", (keys,))
+                conn.execute("DELETE FROM taxpayer_tax_type WHERE uscc = ANY(%s)", (keys,))
                 conn.execute("DELETE FROM taxpayer WHERE uscc = ANY(%s)", (keys,))

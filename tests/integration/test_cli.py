@@ -74,7 +74,7 @@ def test_topology_validate_names_the_yaml_path_of_a_bad_subscription_field(
     """A subscription asking for a field the entity does not have is invalid input (exit 2),
     and the error names where in the YAML it is."""
     text = (REPO_ROOT / "topology.yaml").read_text(encoding="utf-8")
-    good = "fields: [uscc, name, status, address, registered_capital, contact_phone]"
+    good = "contact_phone,\n             enterprise_type, industry]"
     assert text.count(good) == 1, "the tax subscription's field list moved; update this test"
     broken = tmp_path / "topology.yaml"
     broken.write_text(
@@ -84,7 +84,7 @@ def test_topology_validate_names_the_yaml_path_of_a_bad_subscription_field(
 
     result = govsync("topology", "validate", "--file", str(broken))
     assert result.returncode == EXIT_INVALID, result.stdout + result.stderr
-    assert "subscriptions[0].fields[6]" in result.stderr
+    assert "subscriptions[0].fields[8]" in result.stderr
     assert "no_such" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -42,6 +42,8 @@ _ROW_FIELDS: list[dict[str, Any]] = [
     {"name": "reg_capital", "type": ["null", "string", "boolean"], "default": None},
     {"name": "address", "type": ["null", "string"], "default": None},
     {"name": "established_on", "type": ["null", "int", "string"], "default": None},
+    {"name": "ent_type", "type": ["null", "string"], "default": None},
+    {"name": "industry_code", "type": ["null", "string"], "default": None},
 ]
 
 
@@ -81,6 +83,8 @@ def _row(**changes: Any) -> dict[str, Any]:
         "reg_capital": "100.00",
         "address": "测试路1号",
         "established_on": 18263,
+        "ent_type": "1",
+        "industry_code": "F",
     }
     row.update(changes)
     return row

@@ -104,6 +104,7 @@ def test_a_death_stops_the_pension_and_ends_medical_insurance(stack: Stack) -> N
             **named,
             "status": "deceased",
             "death_date": "2026-11-20",
+            "birth_date": birth_date(id18).isoformat(),
         }
         assert delivery["source"] == HOUSEHOLD
 
