@@ -55,7 +55,7 @@ class Supervised(BaseModel):
     last_exit: str | None = None
 
 
-class PostgresStatus(Supervised):
+class DatabaseStatus(Supervised):
     state: State
     host: str
     port: int
@@ -64,15 +64,12 @@ class PostgresStatus(Supervised):
     pid: int | None = None
 
 
-class MariadbStatus(Supervised):
+class PostgresStatus(DatabaseStatus):
+    pass
+
+
+class MariadbStatus(DatabaseStatus):
     """Down is normal when no source of the topology in force is a MariaDB database."""
-
-    state: State
-    host: str
-    port: int
-    user: str
-    version: str | None = None
-    pid: int | None = None
 
 
 class KafkaStatus(Supervised):
