@@ -1,4 +1,5 @@
-"""Public security's sink: ``deliver.public_security.birth`` -> household registration.
+"""Public security's sink: ``deliver.public_security.birth`` -> household registration,
+``deliver.public_security.title`` -> the titles residents hold (for 落户).
 
 出生登记: a newborn's birth certificate becomes a household registration under a newly
 issued resident ID, in the mother's household. The new row is itself captured (public
@@ -16,6 +17,7 @@ from connectors.subscriber import Delivery, Rejected
 from streams.model.standards import local_day, resident_id_check_digit
 
 BIRTH_TOPIC = "deliver.public_security.birth"
+TITLE_TOPIC = "deliver.public_security.title"
 
 
 def issue_resident_id(conn: psycopg.Connection, division: str, born_on: date, sex: str) -> str:
@@ -69,4 +71,25 @@ def apply_birth(conn: psycopg.Connection, delivery: Delivery) -> None:
     )
 
 
-HANDLERS = {BIRTH_TOPIC: apply_birth}
+def apply_title(conn: psycopg.Connection, delivery: Delivery) -> None:
+    """Who holds which title, at its version (an older version never overwrites a newer)."""
+    after = delivery.after
+    if not after:
+        return
+    conn.execute(
+        "INSERT INTO residence_property (title_no, owner_id, owner_name, address, version)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (title_no) DO UPDATE SET"
+        "  owner_id = EXCLUDED.owner_id, owner_name = EXCLUDED.owner_name,"
+        "  address = EXCLUDED.address, version = EXCLUDED.version"
+        " WHERE residence_property.version < EXCLUDED.version",
+        (
+            delivery.key,
+            after.get("owner_id"),
+            after.get("owner_name"),
+            after.get("address"),
+            after.get("version"),
+        ),
+    )
+
+
+HANDLERS = {BIRTH_TOPIC: apply_birth, TITLE_TOPIC: apply_title}

@@ -2,10 +2,14 @@
 
 A registered company becomes a taxpayer with its tax types (税种认定), chosen by its legal
 form and industry; a deregistered company's taxpayer row is marked deregistered and its
-pending tax reminders are cancelled. Both scenarios close in a real database.
+pending tax reminders are cancelled. ``deliver.tax.birth`` pre-fills the parents'
+infant-care deduction; ``deliver.tax.title`` keeps the property tax source at the title's
+version and ``deliver.tax.transfer`` assesses deed tax on a registered transfer.
 """
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 import psycopg
 
@@ -17,6 +21,9 @@ BIRTH_TOPIC = "deliver.tax.birth"
 # 3岁以下婴幼儿照护专项附加扣除: 2,000 yuan a month per child, pre-filled half for each
 # parent (they may move it all to one of them).
 INFANT_CARE_MONTHLY = 2000
+TITLE_TOPIC = "deliver.tax.title"
+TRANSFER_TOPIC = "deliver.tax.transfer"
+DEED_TAX_RATE = Decimal("0.03")  # 契税法: 3%-5% by province; reliefs (first home) apply on claim
 NEW_TAXPAYER_OFFICE = "待分配"  # assigned by the bureau after registration
 
 # 税种认定, simplified from the bureau's rules: what every business files, what its legal
@@ -121,4 +128,53 @@ def apply_birth(conn: psycopg.Connection, delivery: Delivery) -> None:
         )
 
 
-HANDLERS = {TOPIC: apply_enterprise, BIRTH_TOPIC: apply_birth}
+def apply_title(conn: psycopg.Connection, delivery: Delivery) -> None:
+    """The property tax source follows the title; a version older than the one held (a
+    replay of history) never overwrites a newer one."""
+    after = delivery.after
+    if not after:
+        return
+    conn.execute(
+        "INSERT INTO property_register (title_no, owner_id, address, area_m2, version)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (title_no) DO UPDATE SET"
+        "  owner_id = EXCLUDED.owner_id, address = EXCLUDED.address,"
+        "  area_m2 = EXCLUDED.area_m2, version = EXCLUDED.version"
+        " WHERE property_register.version < EXCLUDED.version",
+        (
+            delivery.key,
+            after.get("owner_id"),
+            after.get("address"),
+            after.get("area"),
+            after.get("version"),
+        ),
+    )
+
+
+def apply_transfer(conn: psycopg.Connection, delivery: Delivery) -> None:
+    """A registered transfer is assessed deed tax on its price; a refused one owes none
+    (its delivery is still received, so the refusal's trace ends here too)."""
+    after = delivery.after or {}
+    if after.get("outcome") != "registered" or after.get("price") is None:
+        return
+    price = Decimal(after["price"])
+    conn.execute(
+        "INSERT INTO deed_tax (application_no, title_no, buyer_id, price, rate, amount, event_id)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (application_no) DO NOTHING",
+        (
+            delivery.key,
+            after.get("title_no"),
+            after.get("buyer_id"),
+            price,
+            DEED_TAX_RATE,
+            (price * DEED_TAX_RATE).quantize(Decimal("0.01")),
+            delivery.event_id,
+        ),
+    )
+
+
+HANDLERS = {
+    TOPIC: apply_enterprise,
+    BIRTH_TOPIC: apply_birth,
+    TITLE_TOPIC: apply_title,
+    TRANSFER_TOPIC: apply_transfer,
+}

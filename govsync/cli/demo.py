@@ -16,7 +16,8 @@ app = typer.Typer()
 def demo(
     scenario: str = typer.Argument(
         "deregistration",
-        help="deregistration (企业注销), registration (企业开办)",
+        help="deregistration (企业注销), registration (企业开办), newborn (出生一件事),"
+        " house-transfer (二手房转移登记)",
     ),
 ) -> None:
     """Start everything and run a scenario end to end; leaves the stack running."""

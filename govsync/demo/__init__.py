@@ -7,11 +7,13 @@ from collections.abc import Callable
 
 from rich.console import Console
 
-from govsync.demo import deregistration, registration
+from govsync.demo import deregistration, house_transfer, newborn, registration
 from streams.config.settings import Settings
 
 SCENARIOS: dict[str, Callable[[Settings, Console], bool]] = {
     "deregistration": deregistration.run,
     "registration": registration.run,
+    "newborn": newborn.run,
+    "house-transfer": house_transfer.run,
 }
 DEFAULT = "deregistration"

@@ -271,6 +271,17 @@ class BirthCertificate:
 
 
 @dataclass(frozen=True)
+class PropertyTitle:
+    """A row of real_estate.property_title (a title never transferred yet: version 1)."""
+
+    title_no: str
+    address: str
+    area_m2: Decimal
+    owner_id_no: str
+    owner_name: str
+
+
+@dataclass(frozen=True)
 class SeedData:
     """The rows of every department, in load order; a department loads only its own."""
 
@@ -283,6 +294,7 @@ class SeedData:
     insured_persons: tuple[InsuredPerson, ...] = ()
     insured_members: tuple[InsuredMember, ...] = ()
     birth_certificates: tuple[BirthCertificate, ...] = ()
+    property_titles: tuple[PropertyTitle, ...] = ()
 
 
 def _random_date(rng: random.Random, first: date, last: date) -> date:
@@ -452,6 +464,7 @@ def generate(count: int = 1000, seed: int = 20261123) -> SeedData:
         insured_persons=_insured_persons(random.Random(seed + 3), people),
         insured_members=_insured_members(random.Random(seed + 4), people),
         birth_certificates=_birth_certificates(random.Random(seed + 5), people),
+        property_titles=_property_titles(random.Random(seed + 6), people),
     )
 
 
@@ -549,6 +562,48 @@ _BIRTHS = 12
 _PARENTS_BORN = (date(1980, 1, 1), date(1998, 12, 31))
 
 
+_TITLED_SHARE = 0.6  # residents who own their home
+# The province's abbreviation that opens a title number (京(2020)朝阳区不动产权第…号).
+_PROVINCE_ABBREVIATION = {
+    "北京市": "京",
+    "上海市": "沪",
+    "天津市": "津",
+    "重庆市": "渝",
+    "南京市": "苏",
+    "苏州市": "苏",
+    "杭州市": "浙",
+    "福州市": "闽",
+    "厦门市": "闽",
+    "广州市": "粤",
+    "深圳市": "粤",
+    "成都市": "川",
+    "武汉市": "鄂",
+    "西安市": "陕",
+    "郑州市": "豫",
+    "长沙市": "湘",
+    "青岛市": "鲁",
+}
+
+
+def _property_titles(rng: random.Random, people: Sequence[Household]) -> tuple[PropertyTitle, ...]:
+    """Homes of most residents, at their domicile, numbered as the registries print them."""
+    titles = []
+    for number, owner in enumerate(p for p in people if rng.random() < _TITLED_SHARE):
+        division = next(d for d in DIVISIONS if d.code == owner.id_no[:6])
+        year = rng.randint(2016, 2025)
+        province = _PROVINCE_ABBREVIATION[division.city]
+        titles.append(
+            PropertyTitle(
+                title_no=f"{province}({year}){division.district}不动产权第{number + 1:07d}号",
+                address=owner.domicile,
+                area_m2=Decimal(rng.randint(4500, 16000)) / 100,
+                owner_id_no=owner.id_no,
+                owner_name=owner.full_name,
+            )
+        )
+    return tuple(titles)
+
+
 def _birth_certificates(
     rng: random.Random, people: Sequence[Household]
 ) -> tuple[BirthCertificate, ...]:
@@ -614,6 +669,7 @@ _DEPARTMENTS: dict[str, tuple[_Table, ...]] = {
     "public_security": (_Table("household_registration", Household, attrgetter("households")),),
     "medical_insurance": (_Table("insured_member", InsuredMember, attrgetter("insured_members")),),
     "disease_control": (),  # its tables fill from births (connectors/sinks/disease_control.py)
+    "real_estate": (_Table("property_title", PropertyTitle, attrgetter("property_titles")),),
 }
 
 

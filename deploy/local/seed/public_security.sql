@@ -34,3 +34,12 @@ ALTER TABLE household_registration ADD COLUMN IF NOT EXISTS birth_certificate_no
 -- a Beijing wall-clock reading, which govsync turns into UTC).
 ALTER TABLE household_registration ADD COLUMN IF NOT EXISTS registered_at timestamp(6)
     NOT NULL DEFAULT (now() AT TIME ZONE 'Asia/Shanghai');
+
+-- Titles held by residents (合法稳定住所 for 落户), kept at the title's version.
+CREATE TABLE IF NOT EXISTS residence_property (
+    title_no   text     PRIMARY KEY,
+    owner_id   char(18) NOT NULL,
+    owner_name text,
+    address    text,
+    version    integer  NOT NULL
+);

@@ -51,3 +51,23 @@ CREATE TABLE IF NOT EXISTS infant_care_deduction (
     event_id       uuid,
     PRIMARY KEY (parent_id, certificate_no)
 );
+
+-- Property tax sources (房产税源), kept at the title's version, and the deed tax (契税)
+-- assessed on each registered transfer.
+CREATE TABLE IF NOT EXISTS property_register (
+    title_no text          PRIMARY KEY,
+    owner_id char(18)      NOT NULL,
+    address  text,
+    area_m2  numeric(10, 2),
+    version  integer       NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS deed_tax (
+    application_no text          PRIMARY KEY,
+    title_no       text          NOT NULL,
+    buyer_id       char(18)      NOT NULL,
+    price          numeric(14, 2) NOT NULL,
+    rate           numeric(5, 4) NOT NULL,
+    amount         numeric(14, 2) NOT NULL,
+    event_id       uuid
+);

@@ -67,7 +67,49 @@ BIRTH_CHANGE = {
     "changed_fields": list(BIRTH),
     "source": "health.birth",
 }
-CHANGES = {"enterprise": CHANGE, "person": PERSON_CHANGE, "birth": BIRTH_CHANGE}
+TITLE = {
+    "title_no": "京(2020)朝阳区不动产权第0000001号",
+    "address": "北京市朝阳区解放路692号",
+    "area": "70.74",
+    "owner_id": "110101199003074514",
+    "owner_name": "张三",
+    "version": 2,
+    "transferred_at": "2026-12-01T02:00:00Z",
+}
+TRANSFER = {
+    "application_no": "ZY2026120100001",
+    "title_no": TITLE["title_no"],
+    "seller_id": "110101198805123411",
+    "buyer_id": "110101199003074514",
+    "price": "3200000.00",
+    "from_version": 1,
+    "outcome": "registered",
+    "reason": None,
+    "decided_at": "2026-12-01T02:00:00Z",
+}
+
+
+def _registered(entity: str, source: str, state: dict[str, Any], number: int) -> dict[str, Any]:
+    return {
+        **CHANGE,
+        "event_id": f"7f1c2a3e-0000-5000-8000-00000000000{number}",
+        "kind": "registered",
+        "entity": entity,
+        "key": next(iter(state.values())),
+        "before": None,
+        "after": state,
+        "changed_fields": list(state),
+        "source": source,
+    }
+
+
+CHANGES = {
+    "enterprise": CHANGE,
+    "person": PERSON_CHANGE,
+    "birth": BIRTH_CHANGE,
+    "title": _registered("title", "real_estate.title", TITLE, 4),
+    "transfer": _registered("transfer", "real_estate.transfer", TRANSFER, 5),
+}
 
 
 def _round_trip(schema: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from streams.model.standards import (
     DIGITS,
     USCC_CHARSET,
     StandardViolation,
+    local_day,
     normalize_resident_id,
     normalize_uscc,
     organization_code_check_character,
@@ -306,3 +307,10 @@ def test_every_date_form_agrees(day: date) -> None:
     assert to_iso_date(expected) == expected
     assert to_iso_date(day.strftime("%Y%m%d").zfill(8)) == expected
     assert to_iso_date((day - date(1970, 1, 1)).days) == expected
+
+
+def test_local_day_is_the_calendar_day_in_china_standard_time() -> None:
+    assert local_day("2026-12-01T16:30:00.250000Z") == date(2026, 12, 2)
+    assert local_day("2026-12-01T15:59:59Z") == date(2026, 12, 1)
+    with pytest.raises(StandardViolation, match="has no zone"):
+        local_day("2026-12-01T16:30:00")

@@ -80,13 +80,13 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], object], str, str]] = [
     (
         "duplicate source id",
         lambda d: d["sources"].append(copy.deepcopy(_source(d))),
-        "sources[5].id",
+        "sources[7].id",
         "duplicate source id 'market_regulation.enterprise'",
     ),
     (
         "duplicate subscription id",
         lambda d: d["subscriptions"].append(copy.deepcopy(_tax(d))),
-        "subscriptions[7].id",
+        "subscriptions[10].id",
         "duplicate subscription id 'tax.enterprise'",
     ),
     (
@@ -284,13 +284,13 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], object], str, str]] = [
     (
         "two authoritative sources",
         _second_source,
-        "sources[5].authoritative[1]",
+        "sources[7].authoritative[1]",
         "enterprise.name already has the authoritative source market_regulation.enterprise",
     ),
     (
         "database shared by two departments",
         lambda d: (_second_source(d), d["sources"][-1].update(authoritative=[])),
-        "sources[5].database.name",
+        "sources[7].database.name",
         "database market_regulation already belongs to market_regulation (sources[0])",
     ),
     (
@@ -304,7 +304,7 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], object], str, str]] = [
                 "authoritative": [],
             }
         ),
-        "sources[5].database.name",
+        "sources[7].database.name",
         "market_regulation already captures from database market_regulation",
     ),
     (
@@ -382,6 +382,7 @@ def test_the_real_topology_loads() -> None:
         "data_resource_bureau",
         "health",
         "disease_control",
+        "real_estate",
     ]
     assert topology.authority == "data_resource_bureau"
     assert [s.id for s in topology.sources_for("enterprise")] == [
@@ -404,6 +405,9 @@ def test_the_real_topology_loads() -> None:
         "public_security.birth",
         "disease_control.birth",
         "tax.birth",
+        "tax.title",
+        "tax.transfer",
+        "public_security.title",
     ]
 
 
@@ -520,9 +524,11 @@ def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
     _assert_reported(problems, "subscriptions[0].fields[5]", "above tax's clearance public")
     _assert_reported(problems, "subscriptions[1].fields[5]", "never_share")
     _assert_reported(problems, 'sources[0].columns.status.codes."5"', "'closed'")
-    # tax.birth (subscriptions[6]) receives sensitive fields, all above "public" too.
+    # tax.birth (subscriptions[6]) receives sensitive fields, all above "public" too, as do
+    # tax.title and tax.transfer.
     _assert_reported(problems, "subscriptions[6].fields[1]", "above tax's clearance public")
-    assert len([p for p in problems if not p.path.startswith("subscriptions[6]")]) == 4
+    enterprise = ("subscriptions[0]", "subscriptions[1]", "sources[0]")
+    assert len([p for p in problems if p.path.startswith(enterprise)]) == 4
 
 
 def test_all_structure_problems_are_reported_at_once(tmp_path: Path) -> None:
