@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from govsync.cli.output import JsonFlag, console, errors, print_json
+from govsync.cli.output import EXIT_INVALID, JsonFlag, console, errors, print_json
 from streams.config.settings import Settings
 from streams.contract.topics import TOPOLOGY_CHANGES_TOPIC
 
@@ -168,3 +168,33 @@ def topology_show(file: TopologyFile = None, as_json: JsonFlag = False) -> None:
             "yes" if sub.is_active(now) else "no",
         )
     console.print(table)
+
+
+TARGETS = ("strimzi",)
+
+
+@app.command("render")
+def topology_render(
+    target: Annotated[str, typer.Option(help="What to render for: strimzi (Kubernetes).")],
+    file: TopologyFile = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Directory to write (default: deploy/kubernetes/strimzi/)."),
+    ] = None,
+) -> None:
+    """Write the topology as Kubernetes resources for the Strimzi operator, one YAML file
+    per kind: Kafka, Connect and the connectors, topics, users and ACLs, govsync's processes."""
+    from connectors.sinks import SINKS
+    from govsync.control import strimzi
+    from streams.model.topology import load_topology
+
+    if target not in TARGETS:
+        console.print(f"[red]unknown target {target!r}[/]; known: {', '.join(TARGETS)}")
+        raise typer.Exit(EXIT_INVALID)
+    with errors():
+        topology = load_topology(file or Settings.from_env().topology)
+    # The defaults, not this shell's GOVSYNC_* variables: the files are committed and
+    # must not depend on who rendered them.
+    resources = strimzi.render(topology, Settings(), sinks=SINKS)
+    written = strimzi.write(resources, output or strimzi.OUTPUT_DIR)
+    console.print(f"wrote {len(written)} files to {output or strimzi.OUTPUT_DIR}")
