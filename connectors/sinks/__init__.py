@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from connectors.sinks import (
     disease_control,
+    education,
     medical_insurance,
     public_security,
     social_security,
@@ -19,6 +20,7 @@ SINKS: dict[str, Mapping[str, Handler]] = {
     "medical_insurance": medical_insurance.HANDLERS,
     "public_security": public_security.HANDLERS,
     "disease_control": disease_control.HANDLERS,
+    "education": education.HANDLERS,
 }
 
 

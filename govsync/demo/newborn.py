@@ -2,7 +2,8 @@
 MariaDB database); public security registers the child under a new resident ID; that
 registration enrols the child at medical insurance and applies for its social security
 card; disease control opens its vaccination card; tax pre-fills the parents' infant-care
-deduction. Seven departments, nobody queues at a counter."""
+deduction; education expects a pupil six years on. Eight departments with the data
+authority, and nobody queues at a counter."""
 
 from __future__ import annotations
 
@@ -122,6 +123,11 @@ def run(settings: Settings, console: Console) -> bool:
         "disease control: vaccinations due": (
             "disease_control",
             "SELECT count(*) FROM vaccination_due WHERE certificate_no = %s",
+            certificate,
+        ),
+        "education: pupils expected": (
+            "education",
+            "SELECT count(*) FROM expected_pupil WHERE certificate_no = %s",
             certificate,
         ),
         "tax: parents' infant-care deductions": (

@@ -669,6 +669,7 @@ _DEPARTMENTS: dict[str, tuple[_Table, ...]] = {
     "public_security": (_Table("household_registration", Household, attrgetter("households")),),
     "medical_insurance": (_Table("insured_member", InsuredMember, attrgetter("insured_members")),),
     "disease_control": (),  # its tables fill from births (connectors/sinks/disease_control.py)
+    "education": (),  # likewise (connectors/sinks/education.py)
     "real_estate": (_Table("property_title", PropertyTitle, attrgetter("property_titles")),),
 }
 

@@ -2,7 +2,8 @@
 security, which registers the child under a newly issued resident ID; that registration,
 captured as the authoritative person change, enrols the child at medical insurance and
 applies for its social security card; disease control opens its vaccination card and tax
-pre-fills the parents' infant-care deduction. Seven departments, one certificate."""
+pre-fills the parents' infant-care deduction; education expects a pupil in six years.
+Eight departments with the data authority, one certificate."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ BIRTH_DELIVERIES = (
     "deliver.public_security.birth",
     "deliver.disease_control.birth",
     "deliver.tax.birth",
+    "deliver.education.birth",
 )
 PERSON_DELIVERIES = ("deliver.medical_insurance.person", "deliver.social_security.person")
 
@@ -146,6 +148,16 @@ def test_a_birth_certificate_registers_the_child_and_reaches_every_department(
             )
         )
 
+    def expected() -> list[tuple]:
+        return stack.sql(
+            "education",
+            "SELECT entry_year, sex FROM expected_pupil WHERE certificate_no = %s",
+            (certificate,),
+        )
+
+    # Born 2 December 2026 (Beijing): six on 2 December 2032, after the 31 August cutoff.
+    wait_for(lambda: bool(expected()), f"education to expect {certificate}'s pupil")
+    assert expected() == [(2033, "male")]
     wait_for(lambda: len(deductions()) == 2, "tax to pre-fill both parents' deductions")
     assert deductions() == {mother: INFANT_CARE_MONTHLY // 2, father: INFANT_CARE_MONTHLY // 2}
 

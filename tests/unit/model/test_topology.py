@@ -86,7 +86,7 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], object], str, str]] = [
     (
         "duplicate subscription id",
         lambda d: d["subscriptions"].append(copy.deepcopy(_tax(d))),
-        "subscriptions[10].id",
+        "subscriptions[11].id",
         "duplicate subscription id 'tax.enterprise'",
     ),
     (
@@ -383,6 +383,7 @@ def test_the_real_topology_loads() -> None:
         "health",
         "disease_control",
         "real_estate",
+        "education",
     ]
     assert topology.authority == "data_resource_bureau"
     assert [s.id for s in topology.sources_for("enterprise")] == [
@@ -405,6 +406,7 @@ def test_the_real_topology_loads() -> None:
         "public_security.birth",
         "disease_control.birth",
         "tax.birth",
+        "education.birth",
         "tax.title",
         "tax.transfer",
         "public_security.title",

@@ -134,7 +134,7 @@ def test_out_of_range_counts_are_refused() -> None:
 
 def test_unknown_department_is_refused_before_connecting(data: SeedData) -> None:
     known = (
-        "disease_control, district_services, market_regulation, medical_insurance, "
+        "disease_control, district_services, education, market_regulation, medical_insurance, "
         "public_security, real_estate, social_security, tax"
     )
     with pytest.raises(ValueError, match=known):
