@@ -17,7 +17,7 @@ from streams.config.settings import REPO_ROOT
 from tests.integration.conftest import Stack
 
 PROBE = """
-import json
+import json, time
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.cimpl import KafkaException
 from streams.kafka import clients
@@ -30,7 +30,12 @@ try:
     config = clients.config(settings.bootstrap, log_level=0)
     client = AdminClient(config)
     client.create_topics([NewTopic("tls-probe", 1, 1)])["tls-probe"].result(30)
-    listed = "tls-probe" in client.list_topics(timeout=10).topics
+    # The controller has the topic; the broker's metadata may learn of it a moment later.
+    deadline = time.monotonic() + 15
+    listed = False
+    while not listed and time.monotonic() < deadline:
+        listed = "tls-probe" in client.list_topics(timeout=10).topics
+        time.sleep(0 if listed else 0.5)
     plain = AdminClient({**config, "security.protocol": "SASL_PLAINTEXT"})
     try:
         plain.list_topics(timeout=5)
