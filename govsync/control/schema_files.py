@@ -10,6 +10,7 @@ import re
 import sys
 from pathlib import Path
 
+from govsync.control import generated
 from streams.config.settings import REPO_ROOT, Settings
 from streams.contract.schemas import schema_files
 from streams.model.topology import Topology, TopologyError, load_topology
@@ -26,18 +27,7 @@ _GENERATED_NAME = re.compile(
 def write_schema_files(topology: Topology, directory: Path | str) -> list[Path]:
     """Write the generated files and delete generated-looking files the topology no longer
     produces (e.g. of a removed subscription). Returns the paths written."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    files = schema_files(topology)
-    for path in directory.iterdir():
-        if _GENERATED_NAME.fullmatch(path.name) and path.name not in files:
-            path.unlink()
-    written = []
-    for name, text in files.items():
-        path = directory / name
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
+    return generated.write(directory, schema_files(topology), _GENERATED_NAME)
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import yaml
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 
 from connectors.sources import debezium
-from govsync.control import access
+from govsync.control import access, generated
 from streams.config.settings import REPO_ROOT, Settings
 from streams.contract.topics import CONNECT_PREFIX, topic_specs
 from streams.kafka import credentials
@@ -547,19 +547,9 @@ _GENERATED_NAME = re.compile(r"[a-z]+\.yaml")
 
 def write(resources: list[dict], directory: Path | str = OUTPUT_DIR) -> list[Path]:
     """Write ``files(resources)`` and delete generated files of kinds no longer rendered."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    wanted = files(resources)
-    for path in directory.iterdir():
-        if (
-            _GENERATED_NAME.fullmatch(path.name)
-            and path.name not in wanted
-            and path.read_text(encoding="utf-8").startswith(HEADER)
-        ):
-            path.unlink()
-    written = []
-    for name, text in wanted.items():
-        path = directory / name
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
+    return generated.write(
+        directory,
+        files(resources),
+        _GENERATED_NAME,
+        ours=lambda path: path.read_text(encoding="utf-8").startswith(HEADER),
+    )
