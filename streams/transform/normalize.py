@@ -50,13 +50,17 @@ def event_id(envelope: dict[str, Any], key: dict[str, Any] | None) -> str:
         row = json.dumps(envelope.get("after"), sort_keys=True, default=str)
         content = hashlib.sha256(row.encode()).hexdigest()
         parts = ["snapshot", source.get("name"), table_of(source), primary_key, content]
-    elif "lsn" in source:  # PostgreSQL: the WAL position and the transaction
-        parts = [source.get("name"), source.get("lsn"), source.get("txId")]
-        parts += [table_of(source), primary_key]
-    else:  # MariaDB / MySQL: the binlog file, the event's offset in it, the row within it
-        parts = [source.get("name"), source.get("file"), source.get("pos"), source.get("row")]
-        parts += [table_of(source), primary_key]
+    else:
+        parts = [source.get("name"), *_log_position(source), table_of(source), primary_key]
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, "|".join(str(p) for p in parts)))
+
+
+def _log_position(source: dict[str, Any]) -> tuple[Any, ...]:
+    """PostgreSQL: the WAL position and the transaction. MariaDB: the binlog file, the
+    event's offset in it, and the row within the event."""
+    if "lsn" in source:
+        return source.get("lsn"), source.get("txId")
+    return source.get("file"), source.get("pos"), source.get("row")
 
 
 def table_of(source: dict[str, Any]) -> str:
