@@ -215,6 +215,10 @@ def grants(topology: Topology, at: datetime | None = None) -> set[_Grant]:
             (department, _TOPIC, topic, _LITERAL, read),
             (department, _TOPIC, topic, _LITERAL, describe),
             (department, _GROUP, department_group_prefix(department), _PREFIXED, read),
+            # Reading one of its deliveries by position (`objection raise`) goes through
+            # topic_reader, whose consumer names this group; librdkafka asks for its
+            # coordinator now and then, and without the grant that read fails.
+            (department, _GROUP, READER_GROUP, _LITERAL, read),
         }
     return wanted
 

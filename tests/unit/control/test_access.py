@@ -69,7 +69,7 @@ def test_a_department_reads_only_the_topics_of_its_active_subscriptions() -> Non
         assert written == {RECEIPTS_TOPIC, REQUESTS_TOPIC, OBJECTIONS_PREFIX} | decides
         groups = {name for _, kind, name, _, _ in mine if kind == ResourceType.GROUP}
         assert groups == ({f"{department}-"} if active else set()) | (
-            {READER_GROUP} if authority or department in sources else set()
+            {READER_GROUP} if authority or department in sources or active else set()
         )
 
 
