@@ -131,7 +131,8 @@ def _postgres(database: str, settings: Settings) -> dict[str, str]:
         ),
         "message.prefix.include.list": HEARTBEAT_PREFIX,
         # Lets Connect create the heartbeat topic; cdc topics already exist (apply made them).
-        "topic.creation.default.replication.factor": "1",
+        # -1: the brokers' default.replication.factor, as for every topic of the cluster.
+        "topic.creation.default.replication.factor": "-1",
         "topic.creation.default.partitions": "1",
     }
 
@@ -145,6 +146,9 @@ def _mariadb(database: str, server_id: int, settings: Settings) -> dict[str, str
         "schema.history.internal.kafka.topic": schema_history_topic(database),
         # Under Connect's prefix, the groups its principal may use.
         "schema.history.internal.consumer.group.id": f"{CONNECT_PREFIX}-schema-history-{database}",
+        # Debezium's default is acks=1: a DDL record the leader took could die with it, and
+        # the connector would then read rows with the wrong columns. All in-sync replicas.
+        "schema.history.internal.producer.acks": "all",
     }
     for client in ("producer", "consumer"):
         prefix = f"schema.history.internal.{client}."

@@ -53,8 +53,8 @@ def status(as_json: JsonFlag = False) -> None:
 
 
 def _status_table(report: StackStatus) -> None:
-    """One row per component, one per worker instance (`worker/<id>`); `up` and `status`
-    show the same table."""
+    """One row per component, one per worker instance (`worker/<id>`) and, with several,
+    per Kafka node (`kafka/<id>`, at its own port); `up` and `status` show the same table."""
     table = Table(title=f"govsync stack ({report.state_dir})")
     for column in ("component", "state", "address", "version", "pid", "restarts", "last exit"):
         table.add_column(column)
@@ -66,13 +66,17 @@ def _status_table(report: StackStatus) -> None:
             or (f"{data['host']}:{data['port']}" if "host" in data else "")
             or (f"database {data['database']}" if "database" in data else "")
         )
-        rows = [(f"{name}/{i['id']}", i) for i in data.get("instances") or []] or [(name, data)]
+        parts = data.get("instances") or [
+            b for b in data.get("brokers") or [] if len(data["brokers"]) > 1
+        ]
+        rows = [(f"{name}/{part['id']}", part) for part in parts] or [(name, data)]
         for label, row in rows:
             colour = "green" if row["state"] == "up" else "red"
+            own = f"{address.split(':')[0]}:{row['port']}" if "program" in row else None
             table.add_row(
                 label,
                 f"[{colour}]{row['state']}[/{colour}]",
-                address or row.get("metrics_url") or "",
+                own or address or row.get("metrics_url") or "",
                 data.get("version") or "",
                 str(row.get("pid") or ""),
                 str(row.get("restarts") or 0),

@@ -84,6 +84,7 @@ def principals(topology: Topology) -> list[str]:
         credentials.INDEXER,
         credentials.API,
         credentials.CONNECT,
+        credentials.MIRROR,
         *sorted(topology.departments),
     ]
 
@@ -179,6 +180,7 @@ def grants(topology: Topology, at: datetime | None = None) -> set[_Grant]:
         (connect, ResourceType.BROKER, "kafka-cluster", _LITERAL, AclOperation.IDEMPOTENT_WRITE),
         (connect, ResourceType.BROKER, "kafka-cluster", _LITERAL, describe),
     }
+    wanted |= _federation_grants(topology)
     for department in topology.departments:
         # Its receipts, its subscription requests, objections to any source's data and
         # answers to its own (all signed: signatures, not these ACLs, prove the author).
@@ -219,6 +221,31 @@ def grants(topology: Topology, at: datetime | None = None) -> set[_Grant]:
             # topic_reader, whose consumer names this group; librdkafka asks for its
             # coordinator now and then, and without the grant that read fails.
             (department, _GROUP, READER_GROUP, _LITERAL, read),
+        }
+    return wanted
+
+
+def _federation_grants(topology: Topology) -> set[_Grant]:
+    """MirrorMaker writes what upstream nodes deliver here under ``<upstream>.`` and keeps
+    its Connect worker's topics (``mm2-*``) and group (``<upstream>-mm2``); normalize
+    reads the mirrored deliveries. (At an upstream, the department standing for this node
+    needs nothing beyond a department's grants: it reads its delivery topics.)"""
+    if topology.federation is None:
+        return set()
+    mirror, worker = credentials.MIRROR, credentials.WORKER
+    wanted: set[_Grant] = {
+        (mirror, _TOPIC, "mm2-", _PREFIXED, AclOperation.ALL),
+        (mirror, ResourceType.BROKER, "kafka-cluster", _LITERAL, AclOperation.IDEMPOTENT_WRITE),
+        (mirror, ResourceType.BROKER, "kafka-cluster", _LITERAL, AclOperation.DESCRIBE),
+    }
+    for upstream in topology.federation.upstreams:
+        wanted |= {
+            (mirror, _TOPIC, f"{upstream.node}.", _PREFIXED, AclOperation.ALL),
+            (mirror, _GROUP, f"{upstream.node}-mm2", _LITERAL, AclOperation.READ),
+        }
+        wanted |= {
+            (worker, _TOPIC, f"{upstream.node}.{DELIVERY_PREFIX}", _PREFIXED, op)
+            for op in (AclOperation.READ, AclOperation.DESCRIBE)
         }
     return wanted
 

@@ -352,18 +352,25 @@ def _closure(batch: Batch, message: Message) -> None:
 
 
 def _counted(batch: Batch, message: Message) -> None:
-    """A change event counts for the cdc record normalize made it from (its ``captured``
-    header). Control records and reprocessed held records are not counted: the latter
-    are closures of dead letters, counted there."""
-    captured = None
+    """A change event counts for the record normalize made it from: the cdc record its
+    ``captured`` header names, or for a change from an upstream node the mirrored record
+    its ``upstream`` header names (``captured`` there is the upstream's own). Control
+    records and reprocessed held records are not counted: the latter are closures of dead
+    letters, counted there."""
+    captured = upstream = None
     for name, value in message.headers() or []:
         if name in (headers.CONTROL, headers.REPROCESSED):
             return
         if name == headers.CAPTURED:
             captured = headers.parse_captured(value.decode() if value else None)
-    if captured is None:
+        elif name == headers.UPSTREAM:
+            upstream = headers.parse_upstream(value.decode() if value else None)
+    if upstream is not None:
+        _, topic, partition, offset, _ = upstream
+    elif captured is not None:
+        topic, partition, offset, _ = captured
+    else:
         raise ValueError("a change event without the captured header naming its cdc record")
-    topic, partition, offset, _ = captured
     counted = batch.normalized.setdefault((topic, partition), [0, offset])
     counted[0] += 1
     counted[1] = min(counted[1], offset)

@@ -39,7 +39,12 @@ from streams.contract.topics import (
 )
 from streams.engine.transactional import Output
 from streams.kafka import clients, topic_reader
-from streams.kafka.serde import RegistryCodec, ValueDeserializer, registry_client
+from streams.kafka.serde import (
+    RegistryCodec,
+    ValueDeserializer,
+    registry_client,
+    upstream_codecs,
+)
 from streams.model.topology import Topology
 from streams.stages.normalize import NormalizeStage
 from streams.transform.normalize import NormalizeError
@@ -114,7 +119,7 @@ def accounting(
     before = _committed(settings, list(marks))
     index = store.LIVE
     with store.reading(settings) as conn:
-        changes = tuple(sorted({changes_topic(s.entity) for s in topology.sources}))
+        changes = tuple(changes_topic(entity) for entity in topology.changed_entities)
         behind = indexer.wait_for(settings, conn, wait, topics=(*index.dead_letters, *changes))
         counted = queries.outcomes(conn, cdc)
     after = _committed(settings, list(marks))
@@ -210,7 +215,11 @@ def reprocess(
         indexer.wait_for(settings, conn, CURRENT_WITHIN_S, topics=store.LIVE.dead_letters)
         todo = queries.held(conn, positions=wanted)
         raw = _originals(settings, todo)
-        stage = NormalizeStage(topology, RegistryCodec(registry_client(settings)))
+        stage = NormalizeStage(
+            topology,
+            RegistryCodec(registry_client(settings)),
+            upstream_codecs(settings, topology),
+        )
         converted: list[tuple[HeldRecord, dict, Output] | tuple[HeldRecord, str]] = []
         for record in todo:
             message = raw[record.position]

@@ -45,6 +45,7 @@ from streams.contract.topics import (
     changes_topic,
     delivery_topic,
     department_group_prefix,
+    normalize_inputs,
     stage_group,
 )
 from streams.kafka import clients
@@ -369,9 +370,9 @@ def report(admin: AdminClient, bootstrap: str, topology: Topology) -> LagReport:
         for group in existing:
             if group.startswith(prefix):
                 wanted.setdefault(group, []).append(delivery_topic(subscription))
-    changes = sorted({changes_topic(s.entity) for s in topology.sources})
+    changes = [changes_topic(entity) for entity in topology.changed_entities]
     stage_topics = {
-        stage_group(NORMALIZE): [s.cdc_topic for s in topology.sources],
+        stage_group(NORMALIZE): normalize_inputs(topology),
         stage_group(ROUTE): changes,
         stage_group(LEDGER): [
             *changes,

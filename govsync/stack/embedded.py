@@ -21,6 +21,7 @@ from govsync.stack import (
     jvm,
     kafka,
     mariadb,
+    mirror,
     postgres,
     registry,
     seed,
@@ -41,10 +42,18 @@ APP_PROCESSES = (
     background.INDEXER_PROGRAM,
     background.API_PROGRAM,
     background.ACL_PROGRAM,
+    mirror.NAME,
     *(process_name(department) for department in SINKS),
 )
-# The stack's own programs, in the order `down` stops them.
-STACK_PROCESSES = (connect.NAME, registry.NAME, kafka.NAME, mariadb.NAME, postgres.NAME)
+# The stack's own programs, in the order `down` stops them, each step's together (Kafka's
+# nodes: the last of three stopped alone would wait for a quorum that is gone).
+STACK_PROCESSES = (
+    (connect.NAME,),
+    (registry.NAME,),
+    kafka.PROGRAMS,
+    (mariadb.NAME,),
+    (postgres.NAME,),
+)
 
 
 class Supervised(BaseModel):
@@ -72,11 +81,27 @@ class MariadbStatus(DatabaseStatus):
     """Down is normal when no source of the topology in force is a MariaDB database."""
 
 
+class BrokerStatus(Supervised):
+    """One KRaft node (broker and controller): up when its program runs and the cluster
+    lists it as alive."""
+
+    id: int
+    program: str
+    host: str
+    port: int
+    state: State
+    pid: int | None = None
+
+
 class KafkaStatus(Supervised):
+    """Up when the cluster answers (through any broker); ``pid``, ``restarts`` and
+    ``last_exit`` are node 1's, ``brokers`` every node's."""
+
     state: State
     bootstrap: str
     version: str | None = None
     pid: int | None = None
+    brokers: list[BrokerStatus] = []
 
 
 class ConnectStatus(Supervised):
@@ -134,6 +159,15 @@ class AclStatus(Supervised):
     pid: int | None = None
 
 
+class MirrorStatus(Supervised):
+    """MirrorMaker 2 (govsync/stack/mirror.py): down is normal when the topology in force
+    names no upstream node; ``upstreams`` are the nodes it copies from."""
+
+    state: State
+    upstreams: list[str] = []
+    pid: int | None = None
+
+
 class ApiStatus(Supervised):
     """The query API (govsync/api): ``url`` is its base, ``/openapi.json`` its document."""
 
@@ -153,6 +187,7 @@ class Components(BaseModel):
     indexer: IndexerStatus
     api: ApiStatus
     acl: AclStatus
+    mirror: MirrorStatus
 
 
 class StackStatus(BaseModel):
@@ -200,6 +235,9 @@ def up(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> 
     background.start_indexer(settings)
     progress("starting the query API")
     background.start_api(settings)
+    if mirror.render(settings, topology) is not None:
+        progress("starting MirrorMaker for the upstream nodes")
+    mirror.ensure(settings, topology)
 
 
 def start_mariadb(
@@ -232,7 +270,7 @@ def apply_topology(
     ``topology`` is one (its connector must reach it)."""
     if not dry_run:
         start_mariadb(settings, topology)
-    return provisioning.apply(
+    report = provisioning.apply(
         topology,
         settings,
         text,
@@ -240,6 +278,9 @@ def apply_topology(
         dry_run=dry_run,
         as_authority=as_authority,
     )
+    if not dry_run:
+        mirror.ensure(settings, topology)  # its topics exist now, and its ACLs
+    return report
 
 
 def department_databases(topology: Topology) -> list[str]:
@@ -257,10 +298,9 @@ def down(settings: Settings, progress: Callable[[str], None] = lambda _: None) -
     running."""
     workers = [background.worker_name(i) for i in sorted(background.worker_instances(settings))]
     stopped = [name for name in (*APP_PROCESSES, *workers) if supervision.stop(settings, name)]
-    for name in STACK_PROCESSES:
-        progress(f"stopping {name}")
-        if supervision.stop(settings, name):
-            stopped.append(name)
+    for names in STACK_PROCESSES:
+        progress(f"stopping {names[0]}")
+        stopped += supervision.stop_together(settings, names)
     progress("stopping supervisord")
     supervision.shutdown(settings)
     return stopped
@@ -315,7 +355,9 @@ def status(settings: Settings) -> StackStatus:
 
     pg_version = postgres.version(settings)
     mariadb_version = mariadb.version(settings) if running(mariadb.NAME) else None
-    kafka_up = running(kafka.NAME) and kafka.is_up(settings)
+    nodes = kafka.nodes(settings)
+    alive = kafka.registered(settings) if any(running(n.name) for n in nodes) else set()
+    kafka_up = bool(alive)
     connect_version = connect.version(settings)
     registry_version = registry.version(settings)
     instances = _worker_instances(settings, background.worker_instances(settings), kafka_up)
@@ -344,6 +386,17 @@ def status(settings: Settings) -> StackStatus:
                 bootstrap=settings.bootstrap,
                 version=kafka.version(settings) if kafka_up else None,
                 **supervised(kafka.NAME),
+                brokers=[
+                    BrokerStatus(
+                        id=node.id,
+                        program=node.name,
+                        host=settings.host,
+                        port=node.port,
+                        state=state(running(node.name) and node.id in alive),
+                        **supervised(node.name),
+                    )
+                    for node in nodes
+                ],
             ),
             connect=ConnectStatus(
                 state=state(connect_version is not None),
@@ -380,6 +433,11 @@ def status(settings: Settings) -> StackStatus:
             acl=AclStatus(
                 state=state(running(background.ACL_PROGRAM)),
                 **supervised(background.ACL_PROGRAM),
+            ),
+            mirror=MirrorStatus(
+                state=state(running(mirror.NAME)),
+                upstreams=mirror.upstreams(settings),
+                **supervised(mirror.NAME),
             ),
         ),
     )

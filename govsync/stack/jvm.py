@@ -26,6 +26,7 @@ def java_binary() -> str:
 def _dist_is_complete(dist: Path) -> bool:
     return (
         any((dist / "kafka" / "libs").glob("kafka_2.13-*.jar"))
+        and any((dist / "kafka" / "libs").glob("connect-mirror-*.jar"))
         and (dist / "plugins" / "debezium-connector-postgres").is_dir()
         and (dist / "plugins" / "debezium-connector-mariadb").is_dir()
         and any((dist / "plugins" / "apicurio-converter").glob("*.jar"))

@@ -19,11 +19,12 @@ import contextlib
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import xmlrpc.client
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -281,6 +282,49 @@ def stop(settings: Settings, name: str) -> bool:
     with contextlib.suppress(xmlrpc.client.Fault):  # it ended meanwhile
         _proxy(settings).supervisor.stopProcess(name, True)
     return True
+
+
+def stop_together(settings: Settings, names: Iterable[str], timeout: float = 90.0) -> list[str]:
+    """Stop several programs at once and wait until all have ended (each gets its stop
+    signal, then SIGKILL after its stopwaitsecs); the names of those that were running."""
+    running_now = [name for name in names if is_running(settings, name)]
+    for name in running_now:
+        with contextlib.suppress(xmlrpc.client.Fault):  # it ended meanwhile
+            _proxy(settings).supervisor.stopProcess(name, False)
+    wait_until(
+        lambda: not any(_still_running(settings, name) for name in running_now),
+        what=f"stopping {', '.join(running_now)}",
+        timeout=timeout,
+    )
+    return running_now
+
+
+def _still_running(settings: Settings, name: str) -> bool:
+    current = status(settings, name)
+    return current is not None and current.state in (*RUNNING_STATES, "STOPPING")
+
+
+def kill(settings: Settings, name: str, *, hold: bool = False) -> int:
+    """SIGKILL ``name``'s process, as a crash would (no shutdown hook runs); its pid.
+    supervisord starts it again, unless ``hold``: then it is left stopped, until `start`
+    (stopping it right after the kill catches it either before supervisord notices, or
+    as the new process is just spawned)."""
+    current = status(settings, name)
+    if current is None or current.pid is None or current.state != "RUNNING":
+        raise StackError(f"{name} is not running")
+    os.kill(current.pid, signal.SIGKILL)
+    if hold:
+        wait_until(lambda: _stopped(settings, name), what=f"holding {name} down", timeout=90)
+    return current.pid
+
+
+def _stopped(settings: Settings, name: str) -> bool:
+    """Stop ``name`` if supervisord is (re)starting it; whether it is stopped."""
+    if not _still_running(settings, name):
+        return True
+    with contextlib.suppress(xmlrpc.client.Fault):  # not running, or already stopping
+        _proxy(settings).supervisor.stopProcess(name, True)
+    return not _still_running(settings, name)
 
 
 def gave_up(settings: Settings, name: str) -> bool:

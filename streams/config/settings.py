@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,6 +25,12 @@ class Settings(BaseModel, frozen=True):
     # source in the topology in force is one); its administrator login.
     mariadb_port: int = 53306
     mariadb_user: str = "govsync"
+    # Kafka's KRaft nodes, each a broker and a controller, on this machine: 1, or 3 for a
+    # cluster that loses none of its data, and keeps taking writes, when one of them dies
+    # (topics replicated three times, two copies in sync before a write counts). Node i
+    # (0-based) listens for clients on kafka_port + 2i and for controllers on
+    # controller_port + 2i.
+    kafka_brokers: int = 1
     kafka_port: int = 19092
     controller_port: int = 19093
     connect_port: int = 18083
@@ -55,6 +61,49 @@ class Settings(BaseModel, frozen=True):
     connect_heap: str = "768m"
     registry_heap: str = "512m"
 
+    @field_validator("kafka_brokers")
+    @classmethod
+    def _one_or_three_brokers(cls, brokers: int) -> int:
+        if brokers not in (1, 3):
+            raise ValueError(
+                f"GOVSYNC_KAFKA_BROKERS is {brokers}; it must be 1 or 3: a quorum of two"
+                " controllers stops when either stops, and more than three on one machine"
+                " share its disk and cores without surviving more"
+            )
+        return brokers
+
+    @model_validator(mode="after")
+    def _kafka_ports_apart(self) -> Settings:
+        """Nodes after the first take computed ports (+2 each), which no single setting
+        shows: refuse any that another node or component already has."""
+        others = {
+            self.pg_port,
+            self.mariadb_port,
+            self.connect_port,
+            self.registry_port,
+            self.worker_port,
+            self.monitor_port,
+            self.api_port,
+        }
+        kafka = [*self.kafka_ports, *self.controller_ports]
+        clashes = sorted({port for port in kafka if kafka.count(port) > 1 or port in others})
+        if clashes:
+            raise ValueError(
+                f"Kafka's ports {kafka} (GOVSYNC_KAFKA_PORT, GOVSYNC_CONTROLLER_PORT, each + 2"
+                f" per further broker) overlap each other or another port at {clashes}"
+            )
+        return self
+
+    @property
+    def kafka_ports(self) -> list[int]:
+        """Each broker's client port, node 1's first."""
+        return [self.kafka_port + 2 * node for node in range(self.kafka_brokers)]
+
+    @property
+    def controller_ports(self) -> list[int]:
+        """Each node's controller port, node 1's first."""
+        return [self.controller_port + 2 * node for node in range(self.kafka_brokers)]
+
     @classmethod
     def from_env(cls) -> Settings:
         """Read ``GOVSYNC_<FIELD>`` for every field (e.g. ``GOVSYNC_PG_PORT=5433``)."""
@@ -67,7 +116,8 @@ class Settings(BaseModel, frozen=True):
 
     @property
     def bootstrap(self) -> str:
-        return f"{self.host}:{self.kafka_port}"
+        """Every broker: a client reaches the cluster through whichever answers."""
+        return ",".join(f"{self.host}:{port}" for port in self.kafka_ports)
 
     @property
     def connect_url(self) -> str:

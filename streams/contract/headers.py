@@ -17,6 +17,9 @@ from typing import Any
 Headers = list[tuple[str, bytes]]
 
 CAPTURED = "captured"
+# On a change event that came from an upstream node (streams/transform/inbound.py): the
+# mirrored record it was made from, and when the upstream delivered it.
+UPSTREAM = "upstream"
 # On a change event made by `govsync dlq reprocess` from a held record: that run's id.
 REPROCESSED = "reprocess_id"
 # Control records share changes.* with change events (e.g. a snapshot request, which the
@@ -68,6 +71,23 @@ def parse_captured(value: str | None) -> tuple[str, int, int, int] | None:
     try:
         topic, partition, offset, timestamp_ms = (value or "").split("/")
         return topic, int(partition), int(offset), int(timestamp_ms)
+    except ValueError:
+        return None
+
+
+def upstream(
+    node: str, topic: str, partition: int, offset: int, timestamp_ms: int
+) -> tuple[str, bytes]:
+    """Where normalize read a change from an upstream node: the mirrored record's
+    position here, and its timestamp (MirrorMaker keeps it: the upstream's delivery)."""
+    return UPSTREAM, f"{node}/{topic}/{partition}/{offset}/{timestamp_ms}".encode()
+
+
+def parse_upstream(value: str | None) -> tuple[str, str, int, int, int] | None:
+    """The ``upstream`` header back as (node, topic, partition, offset, timestamp ms)."""
+    try:
+        node, topic, partition, offset, timestamp_ms = (value or "").split("/")
+        return node, topic, int(partition), int(offset), int(timestamp_ms)
     except ValueError:
         return None
 

@@ -12,7 +12,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-HopStage = Literal["captured", "normalized", "delivered", "receipt"]
+# ``sent``: an upstream node delivered the change to this one (federation).
+HopStage = Literal["captured", "sent", "normalized", "delivered", "receipt"]
 LINEAGE_STAGES: list[str] = list(get_args(HopStage))
 
 
@@ -65,6 +66,9 @@ AuditKind = Literal[
     # 使用—评价 (contract/objections.py): one step of an objection, raised or answered
     "objection",
     "signature_refused",
+    # Federation: a change this node received from an upstream node (what a node sends is
+    # a ``delivery`` to the department that stands for the receiving node)
+    "received",
 ]
 AUDIT_KINDS: list[str] = list(get_args(AuditKind))
 

@@ -333,7 +333,7 @@ def schema_files(topology: Topology) -> dict[str, str]:
 def value_schemas(topology: Topology) -> dict[str, dict]:
     """Topic -> value schema, for every topic govsync itself writes Avro to."""
     plan: dict[str, dict] = {}
-    for entity in sorted({source.entity for source in topology.sources}):
+    for entity in topology.changed_entities:
         plan[changes_topic(entity)] = change_event_schema(topology, entity)
         plan[master_topic(entity)] = entity_state_schema(topology, entity)
     for subscription in topology.subscriptions:

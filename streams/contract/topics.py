@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from streams.model.topology import Subscription, Topology
+from streams.model.topology import Inbound, Subscription, Topology
 
 # --- data path ----------------------------------------------------------------------------
 
@@ -44,6 +44,35 @@ def delivery_topic(subscription: Subscription) -> str:
 
 def department_delivery_prefix(department: str) -> str:
     return f"{DELIVERY_PREFIX}{department}."
+
+
+def normalize_inputs(topology: Topology) -> list[str]:
+    """What normalize reads: the sources' capture topics and the mirrored deliveries of
+    upstream nodes."""
+    return [
+        *(source.cdc_topic for source in topology.sources),
+        *(mirrored_topic(inbound) for inbound in topology.inbound),
+    ]
+
+
+def upstream_delivery_topic(inbound: Inbound) -> str:
+    """The upstream node's delivery topic to this node, as named there."""
+    return f"{DELIVERY_PREFIX}{inbound.upstream.login}.{inbound.entity}"
+
+
+def mirror_target_alias(node: str) -> str:
+    """What MirrorMaker calls this node's own cluster. Not the node's name: its default
+    replication policy takes every dot-separated part of a source topic for a cluster
+    alias and skips the topic as a cycle when one equals the target's, and this node's
+    department at the upstream is usually named like the node (``deliver.province.*``
+    mirrored to ``province``). A hyphen never occurs in a govsync topic's parts."""
+    return f"{node}-local"
+
+
+def mirrored_topic(inbound: Inbound) -> str:
+    """That topic mirrored here by MirrorMaker 2 (its default replication policy prefixes
+    the source cluster's alias): ``<node>.deliver.<login>.<entity>``."""
+    return f"{inbound.upstream.node}.{upstream_delivery_topic(inbound)}"
 
 
 # --- govsync's own topics -----------------------------------------------------------------
@@ -136,7 +165,7 @@ def sink_group(department: str) -> str:
 class TopicSpec:
     name: str
     partitions: int
-    replication_factor: int = 1
+    replication_factor: int | None = None  # None: the cluster's default.replication.factor
     config: dict[str, str] = field(default_factory=dict)
 
 
@@ -175,7 +204,12 @@ def topic_specs(topology: Topology) -> list[TopicSpec]:
             {s.database.name for s in topology.sources if s.database.kind == "mariadb"}
         )
     ]
-    for entity in sorted({source.entity for source in topology.sources}):
+    specs += [
+        # Created here, not by MirrorMaker, so normalize subscribes before the first record.
+        TopicSpec(mirrored_topic(inbound), kafka.partitions, kafka.replication_factor, retained)
+        for inbound in topology.inbound
+    ]
+    for entity in topology.changed_entities:
         specs.append(
             TopicSpec(changes_topic(entity), kafka.partitions, kafka.replication_factor, retained)
         )

@@ -32,6 +32,8 @@ class BrokerUnreachable(AdminError):
 
 
 TopicAction = Literal["created", "updated", "unchanged"]
+# CreateTopics' replication factor for "the broker's default.replication.factor" (KIP-464).
+CLUSTER_DEFAULT = -1
 
 
 def admin_client(bootstrap: str, extra: dict[str, str] | None = None) -> AdminClient:
@@ -72,13 +74,19 @@ def ensure_topics(
     actions: dict[str, TopicAction] = dict.fromkeys((s.name for s in specs), "unchanged")
     actions.update(dict.fromkeys((s.name for s in [*grow, *reconfigure]), "updated"))
     actions.update(dict.fromkeys((s.name for s in missing), "created"))
+    _refuse_unwritable(admin, missing)
     if dry_run:
         return actions
 
     if missing:
         futures = admin.create_topics(
             [
-                NewTopic(s.name, s.partitions, s.replication_factor, config=dict(s.config))
+                NewTopic(
+                    s.name,
+                    s.partitions,
+                    CLUSTER_DEFAULT if s.replication_factor is None else s.replication_factor,
+                    config=dict(s.config),
+                )
                 for s in missing
             ],
             operation_timeout=timeout,
@@ -101,6 +109,42 @@ def ensure_topics(
         for future in admin.incremental_alter_configs([resource]).values():
             _result(future, f"configuring topic {spec.name}")
     return actions
+
+
+def _refuse_unwritable(admin: AdminClient, specs: list[TopicSpec]) -> None:
+    """Refuse to create a topic with fewer replicas than a write needs in sync: every
+    acks=all write to it (all of govsync's) would fail with NOT_ENOUGH_REPLICAS. A
+    topology written for one broker (``replication_factor: 1``) applied to three is the
+    case this catches."""
+    explicit = [s for s in specs if s.replication_factor is not None]
+    if not explicit:
+        return
+    needed = min_insync_replicas(admin)
+    short = [
+        s.name
+        for s in explicit
+        if s.replication_factor is not None
+        and s.replication_factor < int(s.config.get("min.insync.replicas", needed))
+    ]
+    if short:
+        raise AdminError(
+            f"{len(short)} topics (e.g. {short[0]}) would have fewer replicas than the"
+            f" brokers' min.insync.replicas ({needed}), so no write with acks=all could"
+            " succeed: leave kafka.replication_factor out of the topology (each topic then"
+            " gets the cluster's default.replication.factor) or raise it"
+        )
+
+
+def min_insync_replicas(admin: AdminClient) -> int:
+    """The brokers' min.insync.replicas (one broker's, as the cluster configures them
+    alike)."""
+    try:
+        broker = min(admin.list_topics(timeout=5).brokers)
+    except (KafkaException, ValueError) as exc:
+        raise BrokerUnreachable("Kafka is not reachable: no broker answered") from exc
+    resource = ConfigResource(ConfigResource.Type.BROKER, str(broker))
+    described = _result(admin.describe_configs([resource])[resource], "reading broker configs")
+    return int(described["min.insync.replicas"].value)
 
 
 def _config_differs(admin: AdminClient, spec: TopicSpec) -> bool:

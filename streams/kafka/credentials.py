@@ -21,7 +21,7 @@ import json
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from streams.config import tls
 from streams.config.secrets import private_secret, write_private
@@ -31,6 +31,7 @@ ADMIN, WORKER, CONNECT, CONTROLLER = "admin", "worker", "connect", "controller"
 LEDGER = "ledger"  # the worker's lineage and audit stage: reads deliveries, writes the trail
 INDEXER = "indexer"  # reads the trail into the index database (govsync/index)
 API = "api"  # the query API (govsync/api): writes govsync.queries, reads the applied topology
+MIRROR = "mirror"  # MirrorMaker 2: writes what upstream nodes deliver to this one
 MECHANISM = "SCRAM-SHA-512"
 SCRAM_ITERATIONS = 8192
 
@@ -54,6 +55,30 @@ def librdkafka(settings: Settings, principal: str | None = None) -> dict[str, An
     if settings.kafka_tls:
         config["ssl.ca.location"] = str(tls.ca_pem(settings))
     return config
+
+
+class PeerLoginMissing(RuntimeError):
+    """An upstream node's login for this node has not been put in the state directory."""
+
+
+PeerService = Literal["kafka", "registry"]
+
+
+def peer_password_file(settings: Settings, node: str, service: PeerService) -> Path:
+    return settings.path("secrets", f"peer-{node}-{service}.password")
+
+
+def peer_password(settings: Settings, node: str, service: PeerService) -> str:
+    """This node's password at upstream ``node`` (its Kafka or its registry): issued
+    there, so never generated here; its operator hands it over (docs/federation.md)."""
+    path = peer_password_file(settings, node, service)
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        raise PeerLoginMissing(
+            f"no {service} password for upstream node {node}: put the one {node} issued to "
+            f"this node's department there in {path} (mode 0600)"
+        ) from None
 
 
 def jaas(principal: str, secret: str) -> str:

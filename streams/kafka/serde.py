@@ -37,6 +37,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from streams.config import tls
 from streams.config.settings import Settings
 from streams.kafka import credentials
+from streams.model.topology import Topology, Upstream
 
 COMPATIBILITY = ConfigCompatibilityLevel.BACKWARD
 
@@ -59,6 +60,24 @@ def registry_client(settings: Settings, principal: str | None = None) -> SchemaR
             **trust,
         }
     )
+
+
+def upstream_registry_client(settings: Settings, upstream: Upstream) -> SchemaRegistryClient:
+    """The registry of an upstream node, logged in as this node's department there: the
+    records mirrored from it carry its schema ids."""
+    return SchemaRegistryClient(
+        {
+            "url": f"{upstream.registry.rstrip('/')}/apis/ccompat/v7",
+            "basic.auth.user.info": f"{upstream.login}:"
+            f"{credentials.peer_password(settings, upstream.node, 'registry')}",
+        }
+    )
+
+
+def upstream_codecs(settings: Settings, topology: Topology) -> dict[str, RegistryCodec]:
+    """Per upstream node of ``topology``, the codec of its registry."""
+    upstreams = topology.federation.upstreams if topology.federation else []
+    return {u.node: RegistryCodec(upstream_registry_client(settings, u)) for u in upstreams}
 
 
 def value_subject(topic: str) -> str:

@@ -24,7 +24,16 @@ from pydantic_core import ErrorDetails
 
 # Department ids are Kafka principals; these belong to govsync itself
 # (streams/kafka/credentials.py).
-RESERVED_PRINCIPALS = ("admin", "worker", "ledger", "indexer", "api", "connect", "controller")
+RESERVED_PRINCIPALS = (
+    "admin",
+    "worker",
+    "ledger",
+    "indexer",
+    "api",
+    "connect",
+    "controller",
+    "mirror",
+)
 
 ROOT = "<root>"
 """Problem path for the document as a whole (unreadable, not YAML, not a mapping)."""
@@ -98,8 +107,12 @@ class _Model(BaseModel):
 
 
 class Department(_Model):
+    """A department, or another govsync node (``node: true``): a node subscribes like a
+    department, and its deliveries are what federation mirrors to it (docs/federation.md)."""
+
     name: str
     clearance: str
+    node: bool = False
 
 
 class Field(_Model):
@@ -234,11 +247,56 @@ class Subscription(_Model):
         return [name for name in entity.fields if name in self.fields]
 
 
+class Feed(_Model):
+    """What an upstream node sends of one entity: the fields of its subscription there,
+    and those it is the authority for here (default: all it sends)."""
+
+    fields: NonEmptyList
+    authoritative: list[str] | None = None
+
+    @property
+    def owned(self) -> list[str]:
+        return self.fields if self.authoritative is None else self.authoritative
+
+
+class Upstream(_Model):
+    """Another govsync node this one receives changes from: its deliveries to ``login``
+    (this node's department id there) are mirrored here by MirrorMaker 2 and enter
+    ``changes.<entity>`` as if from a source of this node."""
+
+    node: str
+    bootstrap: str
+    registry: str  # its Apicurio base URL: mirrored records name its schema ids
+    login: str
+    entities: dict[str, Feed]
+
+
+class Federation(_Model):
+    node: str  # this node's name: peers prefix what they mirror from it with it
+    upstreams: list[Upstream] = pydantic.Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One entity received from one upstream node: a source of this node's canonical
+    state like any database table, named ``<node>.<entity>``."""
+
+    upstream: Upstream
+    entity: str
+    feed: Feed
+
+    @property
+    def id(self) -> str:
+        return f"{self.upstream.node}.{self.entity}"
+
+
 class KafkaSettings(_Model):
     """Settings for the topics govsync creates (changes.*, deliver.*; master.* is compacted)."""
 
     partitions: PositiveInt = 6
-    replication_factor: PositiveInt = 1
+    # Copies of each topic; None: the cluster's default.replication.factor (the embedded
+    # stack's is one per Kafka node, 1 or 3; the Strimzi cluster's is 3).
+    replication_factor: PositiveInt | None = None
     retention: Duration = timedelta(days=7)
     dlq_retention: Duration = timedelta(days=30)
     # How long the route stage remembers an event_id to drop re-emitted copies of it.
@@ -256,6 +314,24 @@ class Topology(_Model):
     sources: list[Source] = pydantic.Field(default_factory=list)
     subscriptions: list[Subscription] = pydantic.Field(default_factory=list)
     kafka: KafkaSettings = KafkaSettings()
+    federation: Federation | None = None
+
+    @property
+    def inbound(self) -> list[Inbound]:
+        """What this node receives from upstream nodes, per entity."""
+        if self.federation is None:
+            return []
+        return [
+            Inbound(upstream, entity, feed)
+            for upstream in self.federation.upstreams
+            for entity, feed in upstream.entities.items()
+        ]
+
+    @property
+    def changed_entities(self) -> list[str]:
+        """The entities with a ``changes.<entity>`` topic: those a source or an upstream
+        node feeds."""
+        return sorted({s.entity for s in self.sources} | {i.entity for i in self.inbound})
 
     def entity(self, name: str) -> Entity:
         try:
@@ -277,6 +353,9 @@ class Topology(_Model):
 
     def sources_for(self, entity: str) -> list[Source]:
         return [source for source in self.sources if source.entity == entity]
+
+    def inbound_for(self, entity: str) -> list[Inbound]:
+        return [inbound for inbound in self.inbound if inbound.entity == entity]
 
     def active_subscriptions(self, entity: str, at: datetime) -> list[Subscription]:
         """The subscriptions that receive changes to ``entity`` at ``at``."""
@@ -448,6 +527,7 @@ def _cross_reference_problems(topology: Topology) -> Iterator[Problem]:
         )
     yield from _entity_problems(topology, ranks)
     yield from _source_problems(topology)
+    yield from _federation_problems(topology)
     yield from _subscription_problems(topology, ranks)
     for index, reference in enumerate(topology.never_share):
         entity_name, _, field_name = reference.partition(".")
@@ -622,6 +702,64 @@ def _source_problems(topology: Topology) -> Iterator[Problem]:
                     f"{source.entity}.{field_name} already has the authoritative source {owner} "
                     "(一数一源: one datum, one source)",
                 )
+
+
+def _federation_problems(topology: Topology) -> Iterator[Problem]:
+    if topology.federation is None:
+        return
+    owners = {
+        (source.entity, name): source.id
+        for source in topology.sources
+        for name in source.authoritative
+    }
+    if not _IDENTIFIER.fullmatch(topology.federation.node):
+        yield _problem(("federation", "node"), "must be lower_snake_case: it prefixes topics")
+    seen: dict[str, int] = {}
+    for index, upstream in enumerate(topology.federation.upstreams):
+        at: tuple[str | int, ...] = ("federation", "upstreams", index)
+        if not _IDENTIFIER.fullmatch(upstream.node):
+            yield _problem((*at, "node"), "must be lower_snake_case: it prefixes mirrored topics")
+        elif upstream.node == topology.federation.node:
+            yield _problem((*at, "node"), "is this node itself")
+        elif upstream.node in seen:
+            yield _problem((*at, "node"), f"also federation.upstreams[{seen[upstream.node]}]")
+        seen.setdefault(upstream.node, index)
+        if not _IDENTIFIER.fullmatch(upstream.login):
+            yield _problem((*at, "login"), "must be a department id (lower_snake_case)")
+        for entity_name, feed in upstream.entities.items():
+            feed_at = (*at, "entities", entity_name)
+            entity = topology.entities.get(entity_name)
+            if entity is None:
+                yield _problem(feed_at, _unknown("entity", entity_name, topology.entities))
+                continue
+            for part, names in (
+                ("fields", feed.fields),
+                ("authoritative", feed.authoritative or []),
+            ):
+                for position, name in enumerate(names):
+                    if name not in entity.fields:
+                        yield _problem(
+                            (*feed_at, part, position),
+                            _unknown(f"{entity_name} field", name, entity.fields),
+                        )
+                    elif part == "authoritative" and name not in feed.fields:
+                        yield _problem(
+                            (*feed_at, part, position), f"{name} is not among the fields it sends"
+                        )
+            if entity.key not in feed.fields:
+                yield _problem((*feed_at, "fields"), f"must include the entity key {entity.key}")
+            feed_id = f"{upstream.node}.{entity_name}"
+            owned_at = "fields" if feed.authoritative is None else "authoritative"
+            for position, name in enumerate(feed.owned):
+                if name not in entity.fields:
+                    continue
+                owner = owners.setdefault((entity_name, name), feed_id)
+                if owner != feed_id:
+                    yield _problem(
+                        (*feed_at, owned_at, position),
+                        f"{entity_name}.{name} already has the authoritative source {owner} "
+                        "(一数一源: one datum, one source)",
+                    )
 
 
 def _subscription_problems(topology: Topology, ranks: dict[str, int]) -> Iterator[Problem]:

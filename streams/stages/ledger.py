@@ -183,14 +183,19 @@ class LedgerStage:
 
     def _change(self, message: Message, change: dict[str, Any]) -> list[Output]:
         """A change on changes.<entity>: it was captured (the cdc record normalize read,
-        named in its ``captured`` header) and normalized (this record)."""
+        named in its ``captured`` header), sent by an upstream node if it came from one,
+        and normalized (this record)."""
         outputs = []
-        captured = headers.parse_captured(as_dict(message.headers()).get(headers.CAPTURED))
+        found = as_dict(message.headers())
+        captured = headers.parse_captured(found.get(headers.CAPTURED))
         if captured is not None:
             topic, partition, offset, at_ms = captured
             outputs.append(
                 self._output(self._lineage(change, "captured", topic, partition, offset, at_ms))
             )
+        upstream = headers.parse_upstream(found.get(headers.UPSTREAM))
+        if upstream is not None:
+            outputs += self._received(message, change, *upstream)
         outputs.append(
             self._output(
                 self._lineage(
@@ -204,6 +209,41 @@ class LedgerStage:
             )
         )
         return outputs
+
+    def _received(
+        self,
+        message: Message,
+        change: dict[str, Any],
+        node: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        at_ms: int,
+    ) -> list[Output]:
+        """A change an upstream node sent: the hop of its sending (when it delivered the
+        record MirrorMaker copied), and an audit record of what this node received."""
+        state = change.get("after") or change.get("before") or {}
+        return [
+            self._output(
+                self._lineage(change, "sent", topic, partition, offset, at_ms, department=node)
+            ),
+            *self._seal(
+                message.partition(),
+                key=change["key"],
+                kind="received",
+                at_ms=message.timestamp()[1],
+                actor=node,
+                event_id=change["event_id"],
+                entity=change["entity"],
+                entity_key=change["key"],
+                fields=sorted(name for name, value in state.items() if value is not None),
+                detail={
+                    "from": node,
+                    "mirrored": f"{topic}[{partition}]@{offset}",
+                    "position": f"{message.topic()}[{message.partition()}]@{message.offset()}",
+                },
+            ),
+        ]
 
     def _delivery(self, message: Message, delivery: dict[str, Any]) -> list[Output]:
         subscription_id = delivery["subscription"]

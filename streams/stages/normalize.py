@@ -1,8 +1,9 @@
-"""The normalize stage: Debezium envelopes -> canonical change events on
-``changes.<entity>``; what cannot be normalized is held on ``govsync.dlq``.
+"""The normalize stage: Debezium envelopes, and deliveries mirrored from upstream nodes,
+-> canonical change events on ``changes.<entity>``; what cannot be normalized is held on
+``govsync.dlq``.
 
     cdc.<department>.<schema>.<table> --normalize--> changes.<entity>
-                                   \\--> govsync.dlq (original bytes, position, reason)
+    <node>.deliver.<login>.<entity> ---/       \\--> govsync.dlq (original bytes, position, reason)
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from confluent_kafka import Message, TopicPartition
 from confluent_kafka.serialization import SerializationError
 
 from streams.contract import headers, schemas
-from streams.contract.topics import DLQ_TOPIC, changes_topic
+from streams.contract.topics import DLQ_TOPIC, changes_topic, mirrored_topic, normalize_inputs
 from streams.engine import metrics
 from streams.engine.transactional import NOTHING, Output, Produced
 from streams.kafka.serde import Codec
-from streams.model.topology import Source, Topology
+from streams.model.topology import Inbound, Source, Topology
 from streams.transform import temporal
+from streams.transform.inbound import inbound_change
 from streams.transform.normalize import NormalizeError, Normalizer
 
 
@@ -45,9 +47,16 @@ class NormalizeStage:
 
     name = "normalize"
 
-    def __init__(self, topology: Topology, codec: Codec) -> None:
+    def __init__(
+        self, topology: Topology, codec: Codec, upstream_codecs: Mapping[str, Codec] = {}
+    ) -> None:
+        """``upstream_codecs``: per upstream node, the codec of its registry, whose schema
+        ids the mirrored records carry."""
         self._sources: dict[str, Source] = {s.cdc_topic: s for s in topology.sources}
-        self.topics: Sequence[str] = sorted(self._sources)
+        self._inbound: dict[str, Inbound] = {mirrored_topic(i): i for i in topology.inbound}
+        self._upstream_codecs = upstream_codecs
+        self._entities = topology.entities
+        self.topics: Sequence[str] = sorted(normalize_inputs(topology))
         self._normalizers = {
             s.cdc_topic: Normalizer(s, topology.entity(s.entity)) for s in topology.sources
         }
@@ -58,7 +67,7 @@ class NormalizeStage:
             entity: codec.serializer(
                 changes_topic(entity), schemas.change_event_schema(topology, entity)
             )
-            for entity in {s.entity for s in topology.sources}
+            for entity in topology.changed_entities
         }
 
     def convert(self, topic: str, key: bytes | None, value: bytes | None) -> tuple[dict, Output]:
@@ -67,17 +76,21 @@ class NormalizeStage:
         Raises NormalizeError or SerializationError; shared by live processing and
         `govsync dlq reprocess`, so a held record is judged by exactly the same rules.
         """
-        source = self._sources[topic]
-        envelope = self._codec.decode(topic, value)
-        if envelope is None or value is None:
-            raise NormalizeError("tombstone", "record has no value")
-        change = self._normalizers[topic](
-            envelope, self._codec.decode_key(topic, key), self._wall_clock_of(topic, value)
-        )
+        inbound = self._inbound.get(topic)
+        if inbound is not None:
+            delivery = self._upstream_codecs[inbound.upstream.node].decode(topic, value)
+            change = inbound_change(delivery, key, inbound, self._entities[inbound.entity])
+        else:
+            envelope = self._codec.decode(topic, value)
+            if envelope is None or value is None:
+                raise NormalizeError("tombstone", "record has no value")
+            change = self._normalizers[topic](
+                envelope, self._codec.decode_key(topic, key), self._wall_clock_of(topic, value)
+            )
         out = Output(
-            changes_topic(source.entity),
+            changes_topic(change["entity"]),
             change["key"].encode(),
-            self._serializers[source.entity](change),
+            self._serializers[change["entity"]](change),
             headers.for_change(change, "normalize"),
         )
         return change, out
@@ -92,17 +105,32 @@ class NormalizeStage:
         return found
 
     def process(self, message: Message) -> list[Output]:
-        source = self._sources[message.topic()]
-        self.tally.inc(metrics.CAPTURED, source.id)
+        topic = message.topic()
+        inbound = self._inbound.get(topic)
+        source_id, entity = (
+            (inbound.id, inbound.entity)
+            if inbound is not None
+            else (self._sources[topic].id, self._sources[topic].entity)
+        )
+        self.tally.inc(metrics.CAPTURED, source_id)
         try:
-            _, out = self.convert(message.topic(), message.key(), message.value())
+            _, out = self.convert(topic, message.key(), message.value())
         except (NormalizeError, SerializationError) as exc:
             code = getattr(exc, "code", "undecodable")
-            self.tally.inc(metrics.DEAD_LETTERED, source.id, code)
+            self.tally.inc(metrics.DEAD_LETTERED, source_id, code)
             return [dead_letter(message, code, str(exc))]
-        self.tally.inc(metrics.NORMALIZED, source.id, source.entity)
-        where = (message.topic(), message.partition(), message.offset(), message.timestamp()[1])
-        out.headers.append(headers.captured(*where))
+        self.tally.inc(metrics.NORMALIZED, source_id, entity)
+        where = (topic, message.partition(), message.offset(), message.timestamp()[1])
+        if inbound is None:
+            out.headers.append(headers.captured(*where))
+            return [out]
+        # Where the upstream captured it, when it is known (its route passes that on to
+        # nodes), and the mirrored record it arrived as.
+        node = inbound.upstream.node
+        captured = headers.as_dict(message.headers()).get(headers.CAPTURED)
+        if captured is not None:
+            out.headers.append((headers.CAPTURED, f"{node}:{captured}".encode()))
+        out.headers.append(headers.upstream(node, *where))
         return [out]
 
     def assigned(self, partitions: list[TopicPartition]) -> None:

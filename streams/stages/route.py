@@ -60,6 +60,7 @@ class Target:
     mask_key: bytes
     fields: tuple[str, ...]  # the subscribed fields, in the entity's order
     span: str  # this hop's stage name in the trace context
+    node: bool = False  # the subscriber is another govsync node (federation)
 
     def output(
         self, change: dict[str, Any], extra: Sequence[tuple[str, bytes]] = ()
@@ -106,9 +107,13 @@ class Routing:
             by_entity.setdefault(target.subscription.entity, []).append(target)
         return by_entity
 
+    @functools.cached_property
+    def serves_nodes(self) -> bool:
+        return any(target.node for target in self.targets.values())
+
 
 class ReloadRefused(ValueError):
-    """A topology change a running route stage cannot take (sources or entities changed)."""
+    """A topology change a running route stage cannot take (its inputs changed)."""
 
 
 class RouteStage:
@@ -127,7 +132,7 @@ class RouteStage:
         self._codec = codec
         self._mask_key = mask_key
         self._bootstrap = bootstrap
-        entities = sorted({s.entity for s in topology.sources})
+        entities = topology.changed_entities
         self._entity_of = {changes_topic(e): e for e in entities}
         self.topics: Sequence[str] = sorted(self._entity_of)
         self._state = {
@@ -156,6 +161,7 @@ class RouteStage:
                     self._mask_key(s.department),
                     tuple(s.fields_in(topology.entity(s.entity))),
                     f"deliver/{s.id}",
+                    topology.departments[s.department].node,
                 )
                 for s in topology.subscriptions
             },
@@ -166,8 +172,12 @@ class RouteStage:
         masks, new subscriptions). Sources and entities are what the stage's state and
         inputs are built from; a change to them needs a new stage."""
         current = self.routing.topology
-        if topology.entities != current.entities or topology.sources != current.sources:
-            raise ReloadRefused("sources or entities changed")
+        if (
+            topology.entities != current.entities
+            or topology.sources != current.sources
+            or topology.federation != current.federation
+        ):
+            raise ReloadRefused("sources, entities or upstream nodes changed")
         self.routing = self._routing(topology)
 
     def process(self, message: Message) -> list[Output]:
@@ -229,9 +239,16 @@ class RouteStage:
             )
         )
         active = routing.active(entity, now_ms)
+        # A node's trace shows where its upstream captured the change.
+        upstream = (
+            [h for h in message.headers() or [] if h[0] == headers.CAPTURED]
+            if routing.serves_nodes
+            else []
+        )
         for target in targets:
             subscription_id = target.subscription.id
-            out = target.output(change) if subscription_id in active else None
+            extra = upstream if target.node else ()
+            out = target.output(change, extra) if subscription_id in active else None
             if out is None:
                 self.tally.inc(metrics.FILTERED, subscription_id)
                 continue

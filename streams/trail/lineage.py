@@ -1,7 +1,8 @@
 """Where each change went: compact lineage records on ``govsync.trace``, and `govsync trace`.
 
 The ledger stage (streams/stages/ledger.py) writes one record per hop it sees committed:
-``captured`` (the cdc record normalize read), ``normalized`` (changes.<entity>),
+``captured`` (the cdc record normalize read), ``sent`` (by an upstream node, for a change
+that came from one), ``normalized`` (changes.<entity>),
 ``delivered`` (one per department) and ``receipt`` (the department's answer). Keyed by
 event_id. A trace puts one change's hops in order with the latency of each, and says
 plainly what is missing, e.g. a delivery without a receipt past ``receipt_within``.
@@ -28,7 +29,7 @@ from streams.model.topology import CST, Topology
 class Step(BaseModel):
     """A hop as a trace shows it: when, where, and how long since the hop before."""
 
-    stage: Literal["committed", "captured", "normalized", "delivered", "receipt"]
+    stage: Literal["committed", "captured", "sent", "normalized", "delivered", "receipt"]
     department: str | None = None
     at_ms: int
     hop_ms: int | None = None  # since the previous step on this path
@@ -82,7 +83,15 @@ def build(event_id: str, hops: Iterable[Hop], topology: Topology, now_ms: int) -
     steps = [Step(stage="committed", at_ms=commit, since_commit_ms=0, detail=any_hop.entity_key)]
     missing: list[str] = []
     previous = commit
-    for stage in ("captured", "normalized"):
+    for stage in ("captured", "sent", "normalized"):
+        if stage == "sent":
+            # From an upstream node (federation): it delivered the change to this one.
+            for hop in sorted(
+                (h for (name, _), h in first.items() if name == "sent"), key=lambda h: h.at_ms
+            ):
+                steps.append(_step(hop, commit, previous, f"by node {hop.department}"))
+                previous = hop.at_ms
+            continue
         hop = first.get((stage, None))
         if hop is None:
             missing.append(f"not {stage} (see `govsync dlq list`)")

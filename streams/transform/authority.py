@@ -133,12 +133,17 @@ class Authority:
         self.entity_name = entity_name
         self.entity: Entity = topology.entity(entity_name)
         sources = topology.sources_for(entity_name)
+        inbound = topology.inbound_for(entity_name)
+        # An upstream node is a source like a table: what it sends, and what it owns.
         self.owner: dict[str, str] = {
             name: source.id for source in sources for name in source.authoritative
-        }
+        } | {name: feed.id for feed in inbound for name in feed.feed.owned}
         self._mapped = {
             source.id: [name for name in self.entity.fields if name in source.columns]
             for source in sources
+        } | {
+            feed.id: [name for name in self.entity.fields if name in feed.feed.fields]
+            for feed in inbound
         }
         self._owned = {
             source: [n for n in mapped if self.owner.get(n, source) == source]

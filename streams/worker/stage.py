@@ -22,7 +22,12 @@ from streams.contract import signatures
 from streams.engine.transactional import EngineConfig, Stage, Watchdog, run
 from streams.kafka import applied, credentials, lifecycle
 from streams.kafka.admin import BrokerUnreachable
-from streams.kafka.serde import RegistryCodec, RegistryUnreachable, registry_client
+from streams.kafka.serde import (
+    RegistryCodec,
+    RegistryUnreachable,
+    registry_client,
+    upstream_codecs,
+)
 from streams.model.topology import Topology, TopologyError
 from streams.stages.ledger import LedgerStage
 from streams.stages.normalize import NormalizeStage
@@ -56,7 +61,7 @@ def build(
     instance's)."""
     codec = RegistryCodec(registry_client(settings))
     if name == "normalize":
-        return NormalizeStage(topology, codec)
+        return NormalizeStage(topology, codec, upstream_codecs(settings, topology))
     if name == "route":
         secrets_dir = settings.path("secrets")
         return RouteStage(

@@ -1,6 +1,6 @@
-"""Example data shared by the unit tests: the real topology, one canonical enterprise, one
-change event of it, what a subscription receives of a change, and a market-regulation row
-as Debezium captures it."""
+"""Example data shared by the unit tests: the real topology (and the provincial node's,
+which receives from it), one canonical enterprise, one change event of it, what a
+subscription receives of a change, and a market-regulation row as Debezium captures it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from streams.transform.masking import mask_delivery
 from streams.transform.projection import project
 
 TOPOLOGY = load_topology(REPO_ROOT / "topology.yaml")
+# A node receiving enterprises from the city node above (federation).
+PROVINCE = load_topology(REPO_ROOT / "deploy" / "federation" / "province.yaml")
 ENTERPRISE = TOPOLOGY.entity("enterprise")
 TAX = TOPOLOGY.subscription("tax.enterprise")
 SOCIAL = TOPOLOGY.subscription("social_security.enterprise")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from connectors.sources.debezium import connector_name, render
-from streams.config.settings import Settings
+from streams.config.settings import REPO_ROOT, Settings
 from streams.contract.topics import CONNECT_PREFIX, schema_history_topic, topic_specs
 from tests.unit.examples import TOPOLOGY
 
@@ -47,3 +47,15 @@ def test_schema_history_topic_is_one_partition_kept_forever() -> None:
     assert history.config["retention.ms"] == "-1"
     assert "cdc.health.message" not in specs  # heartbeats are PostgreSQL's
     assert "cdc.health.health.birth_certificate" in specs
+
+
+def test_what_connectors_write_survives_a_broker_as_the_data_does() -> None:
+    """Topics Connect creates get the cluster's replication factor (three with three
+    brokers), and the DDL history is acknowledged by every in-sync replica."""
+    configs = render(TOPOLOGY, SETTINGS)
+    for config in configs.values():
+        assert config.get("topic.creation.default.replication.factor", "-1") == "-1"
+    assert configs[connector_name("health")]["schema.history.internal.producer.acks"] == "all"
+    connect = REPO_ROOT / "deploy" / "local" / "connect-distributed.properties"
+    internal = [line for line in connect.read_text().splitlines() if ".replication.factor=" in line]
+    assert len(internal) == 3 and all(line.endswith("=-1") for line in internal)

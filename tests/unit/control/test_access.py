@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 
-from govsync.control.access import grants, principals
+from govsync.control.access import _federation_grants, grants, principals
 from govsync.stack import registry
 from streams.config.settings import Settings
 from streams.contract.topics import (
@@ -21,11 +21,12 @@ from streams.contract.topics import (
     REQUESTS_TOPIC,
     SCHEMA_HISTORY_PREFIX,
     TOPOLOGY_TOPIC,
+    mirrored_topic,
     objections_topic,
 )
 from streams.kafka import credentials
 from streams.model.topology import Subscription
-from tests.unit.examples import TOPOLOGY
+from tests.unit.examples import PROVINCE, TOPOLOGY
 
 DURING = datetime(2026, 12, 1, tzinfo=UTC)  # every example subscription is active
 AFTER = datetime(2099, 1, 1, tzinfo=UTC)  # every one has expired
@@ -39,6 +40,7 @@ def test_every_department_and_service_gets_a_principal() -> None:
         "indexer",
         "api",
         "connect",
+        "mirror",
         *TOPOLOGY.departments,
     }
     assert "admin" not in principals(TOPOLOGY)  # a super user, from the broker config
@@ -52,7 +54,9 @@ def test_a_department_reads_only_the_topics_of_its_active_subscriptions() -> Non
             for _, kind, name, pattern, op in mine
             if kind == ResourceType.TOPIC and op == AclOperation.READ
         }
-        active = [s for s in TOPOLOGY.subscriptions if s.department == department]
+        active = [
+            s for s in TOPOLOGY.subscriptions if s.department == department and s.is_active(DURING)
+        ]
         authority = department == TOPOLOGY.authority
         reviewed = (
             {(t, ResourcePatternType.LITERAL) for t in AUTHORITY_READS} if authority else set()
@@ -185,7 +189,7 @@ def test_only_admin_and_connect_may_write_schemas(tmp_path: Path) -> None:
     )
     assert roles.pop("admin") == "sr-admin"
     assert roles.pop("connect") == "sr-developer"
-    assert set(roles) == {"worker", "ledger", "indexer", "api", *TOPOLOGY.departments}
+    assert set(roles) == {"worker", "ledger", "indexer", "api", "mirror", *TOPOLOGY.departments}
     assert set(roles.values()) == {"sr-readonly"}
     for principal in ("admin", "connect", *roles):
         secret = credentials.registry_password(settings, principal)
@@ -220,3 +224,60 @@ def test_only_connect_keeps_the_mariadb_schema_history() -> None:
         and op != AclOperation.DESCRIBE
     }
     assert holders == {("connect", AclOperation.ALL)}
+
+
+# --- federation -----------------------------------------------------------------------------
+
+PREFIXED, LITERAL = ResourcePatternType.PREFIXED, ResourcePatternType.LITERAL
+
+
+def test_a_node_without_upstreams_grants_nothing_for_federation() -> None:
+    assert _federation_grants(TOPOLOGY) == set()
+    assert not [g for g in grants(TOPOLOGY, DURING) if g[0] == credentials.MIRROR]
+
+
+def test_mirror_maker_writes_under_each_upstreams_prefix_and_the_worker_reads_it() -> None:
+    found = _federation_grants(PROVINCE)
+    assert found == {
+        ("mirror", ResourceType.TOPIC, "city.", PREFIXED, AclOperation.ALL),
+        ("mirror", ResourceType.TOPIC, "mm2-", PREFIXED, AclOperation.ALL),
+        ("mirror", ResourceType.GROUP, "city-mm2", LITERAL, AclOperation.READ),
+        ("mirror", ResourceType.BROKER, "kafka-cluster", LITERAL, AclOperation.IDEMPOTENT_WRITE),
+        ("mirror", ResourceType.BROKER, "kafka-cluster", LITERAL, AclOperation.DESCRIBE),
+        ("worker", ResourceType.TOPIC, "city.deliver.", PREFIXED, AclOperation.READ),
+        ("worker", ResourceType.TOPIC, "city.deliver.", PREFIXED, AclOperation.DESCRIBE),
+    }
+    assert found <= grants(PROVINCE, DURING)
+    (inbound,) = PROVINCE.inbound
+    assert mirrored_topic(inbound).startswith("city.deliver.")  # what normalize subscribes to
+
+
+def test_only_mirror_maker_and_the_worker_touch_mirrored_topics() -> None:
+    touching = {
+        who
+        for who, kind, name, _, _ in grants(PROVINCE, DURING)
+        if kind == ResourceType.TOPIC and name.startswith("city.")
+    }
+    assert touching == {"mirror", "worker"}
+    # Nor does a prefix of the node's own topics cover them (e.g. "c" or "ci").
+    assert not [
+        (who, name)
+        for who, kind, name, pattern, _ in grants(PROVINCE, DURING)
+        if kind == ResourceType.TOPIC
+        and pattern == PREFIXED
+        and who not in ("mirror", "worker", "admin")
+        and "city.deliver.province.enterprise".startswith(name)
+    ]
+
+
+def test_each_upstream_gets_its_own_prefix_and_group() -> None:
+    assert PROVINCE.federation is not None
+    (city,) = PROVINCE.federation.upstreams
+    region = city.model_copy(update={"node": "region"})
+    two = PROVINCE.model_copy(
+        update={"federation": PROVINCE.federation.model_copy(update={"upstreams": [city, region]})}
+    )
+    mirror = {(kind, name) for who, kind, name, _, _ in _federation_grants(two) if who == "mirror"}
+    assert {(ResourceType.TOPIC, "region."), (ResourceType.GROUP, "region-mm2")} <= mirror
+    worker = {name for who, _, name, _, _ in _federation_grants(two) if who == "worker"}
+    assert worker == {"city.deliver.", "region.deliver."}

@@ -86,7 +86,7 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], object], str, str]] = [
     (
         "duplicate subscription id",
         lambda d: d["subscriptions"].append(copy.deepcopy(_tax(d))),
-        "subscriptions[11].id",
+        "subscriptions[12].id",
         "duplicate subscription id 'tax.enterprise'",
     ),
     (
@@ -384,7 +384,9 @@ def test_the_real_topology_loads() -> None:
         "disease_control",
         "real_estate",
         "education",
+        "province",
     ]
+    assert [d for d, department in topology.departments.items() if department.node] == ["province"]
     assert topology.authority == "data_resource_bureau"
     assert [s.id for s in topology.sources_for("enterprise")] == [
         "market_regulation.enterprise",
@@ -410,7 +412,9 @@ def test_the_real_topology_loads() -> None:
         "tax.title",
         "tax.transfer",
         "public_security.title",
+        "province.enterprise",
     ]
+    assert topology.federation is None  # a node that only sends needs no federation block
 
 
 def test_source_queries() -> None:

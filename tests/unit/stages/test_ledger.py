@@ -29,7 +29,7 @@ from streams.stages.ledger import LedgerStage, approval_of, unanchored
 from streams.trail import tracing
 from streams.trail.audit import GENESIS, Chain, record_hash, who_received
 from tests.unit.avro import MemoryCodec
-from tests.unit.examples import CHANGE, SOCIAL, STATE, TAX, TOPOLOGY, delivery
+from tests.unit.examples import CHANGE, PROVINCE, SOCIAL, STATE, TAX, TOPOLOGY, delivery
 
 AUDIT_PARTITIONS = 4
 PARTITION = 6  # of every input topic: extends chain 6 % 4
@@ -480,3 +480,125 @@ def test_a_receipt_its_department_did_not_sign_is_refused_and_answers_nothing(
     )
     assert refused.detail["reason"].startswith(reason)
     assert refused.detail["claimed_department"] == receipt["department"]
+
+
+# --- federation: a change an upstream node sent ---------------------------------------------
+
+MIRRORED = "city.deliver.province.enterprise"
+SENT_MS = CAPTURED_MS + 100  # when the city delivered it (the mirrored record's timestamp)
+FROM_CITY = {
+    **CHANGE,
+    "source": "city.enterprise",
+    "before": {name: STATE[name] for name in PROVINCE.entity("enterprise").fields},
+    "after": {
+        **{name: STATE[name] for name in PROVINCE.entity("enterprise").fields},
+        "status": "deregistered",
+        "address": None,
+    },
+}
+
+
+def received_record(codec: MemoryCodec, captured: bool = True) -> Message:
+    """FROM_CITY on the province's changes.enterprise, as its normalize wrote it from the
+    record MirrorMaker copied to city.deliver.province.enterprise[2]@9."""
+    pairs = headers.for_change(FROM_CITY, "normalize")
+    if captured:
+        pairs.append((headers.CAPTURED, f"city:{CDC}/1/41/{CAPTURED_MS}".encode()))
+    pairs.append(headers.upstream("city", MIRRORED, 2, 9, SENT_MS))
+    topic = changes_topic("enterprise")
+    return Message(
+        topic=topic,
+        partition=PARTITION,
+        offset=10,
+        key=USCC.encode(),
+        value=codec.serializer(topic, change_event_schema(PROVINCE, "enterprise"))(FROM_CITY),
+        headers=pairs,
+        timestamp=(1, NORMALIZED_MS),
+    )
+
+
+@pytest.fixture()
+def province(codec: MemoryCodec, ends: ChainEnds, monkeypatch: pytest.MonkeyPatch) -> LedgerStage:
+    monkeypatch.delenv(tracing.ENDPOINT_VARIABLE, raising=False)
+    return LedgerStage(
+        PROVINCE, codec, "unused:9092", AUDIT_PARTITIONS, receipt_key, chain_ends=ends
+    )
+
+
+def test_a_change_from_an_upstream_node_was_sent_by_it_and_received_here(
+    codec: MemoryCodec, province: LedgerStage
+) -> None:
+    outputs = province.process(received_record(codec))
+    assert [out.topic for out in outputs] == [TRACE_TOPIC, TRACE_TOPIC, AUDIT_TOPIC, TRACE_TOPIC]
+    assert hops(codec, outputs) == [
+        Hop(
+            **HOP,
+            stage="captured",
+            topic=f"city:{CDC}",  # the upstream's capture, named as its node
+            partition=1,
+            offset=41,
+            at_ms=CAPTURED_MS,
+        ),
+        Hop(
+            **HOP,
+            stage="sent",
+            department="city",
+            topic=MIRRORED,
+            partition=2,
+            offset=9,
+            at_ms=SENT_MS,
+        ),
+        Hop(
+            **HOP,
+            stage="normalized",
+            topic=changes_topic("enterprise"),
+            partition=PARTITION,
+            offset=10,
+            at_ms=NORMALIZED_MS,
+        ),
+    ]
+    (record,) = sealed(codec, outputs)
+    assert outputs[2].key == USCC.encode()
+    assert record == AuditRecord(
+        seq=0,
+        kind="received",
+        at_ms=NORMALIZED_MS,
+        actor="city",  # the node that sent it, not this node's worker
+        event_id=EVENT_ID,
+        entity="enterprise",
+        entity_key=USCC,
+        # What arrived with a value: the address came empty.
+        fields=[
+            "enterprise_type",
+            "established_on",
+            "industry",
+            "legal_rep_name",
+            "name",
+            "registered_capital",
+            "status",
+            "uscc",
+        ],
+        detail={
+            "from": "city",
+            "mirrored": f"{MIRRORED}[2]@9",
+            "position": f"changes.enterprise[{PARTITION}]@10",
+        },
+        prev_sha256=GENESIS,
+        sha256=record.sha256,
+    )
+
+
+def test_without_the_upstreams_capture_the_sending_is_still_on_the_trail(
+    codec: MemoryCodec, province: LedgerStage
+) -> None:
+    outputs = province.process(received_record(codec, captured=False))
+    assert [hop.stage for hop in hops(codec, outputs)] == ["sent", "normalized"]
+    assert [record.kind for record in sealed(codec, outputs)] == ["received"]
+
+
+def test_a_change_of_this_node_has_no_sending_and_no_received_record(
+    codec: MemoryCodec, stage: LedgerStage
+) -> None:
+    outputs = stage.process(change_record(codec))
+    assert [hop.stage for hop in hops(codec, outputs)] == ["captured", "normalized"]
+    assert sealed(codec, outputs) == []

@@ -10,11 +10,24 @@ import pytest
 from confluent_kafka import Message
 
 from streams.contract import headers
-from streams.contract.topics import DLQ_TOPIC, changes_topic
+from streams.contract.schemas import delivery_schema
+from streams.contract.topics import DLQ_TOPIC, changes_topic, delivery_topic, mirrored_topic
+from streams.model.topology import Federation
 from streams.stages.normalize import NormalizeStage
+from streams.transform.inbound import inbound_change
 from streams.transform.normalize import normalize
 from tests.unit.avro import Cdc, MemoryCodec, Schema
-from tests.unit.examples import ENTERPRISE, ROW, TOPOLOGY, envelope, with_row
+from tests.unit.examples import (
+    CHANGE,
+    ENTERPRISE,
+    PROVINCE,
+    ROW,
+    STATE,
+    TOPOLOGY,
+    delivery,
+    envelope,
+    with_row,
+)
 from tests.unit.stages import count
 
 SOURCE = TOPOLOGY.source("market_regulation.enterprise")
@@ -151,3 +164,189 @@ def test_metrics_count_a_batch_only_once_it_commits(cdc: Cdc, stage: NormalizeSt
         "normalized_records": 1.0,
         "dead_lettered_records": 1.0,
     }
+
+
+# --- deliveries mirrored from an upstream node (federation) ----------------------------------
+
+(FROM_CITY,) = PROVINCE.inbound
+CITY_KEY = STATE["uscc"].encode()
+CITY_DELIVERY = delivery(CHANGE, TOPOLOGY.subscription("province.enterprise"))
+MIRRORED = mirrored_topic(FROM_CITY)  # city.deliver.province.enterprise
+AT_CITY = TOPOLOGY.subscription("province.enterprise")
+CITY_CAPTURED = f"{SOURCE.cdc_topic}/3/77/{WRITTEN_MS - 40}"  # where the city captured it
+DELIVERED_MS = WRITTEN_MS + 150  # when the city delivered it: MirrorMaker keeps the timestamp
+
+
+@pytest.fixture()
+def city_registry() -> MemoryCodec:
+    """The city's registry, whose schema ids the mirrored records carry."""
+    return MemoryCodec()
+
+
+@pytest.fixture()
+def province(codec: MemoryCodec, city_registry: MemoryCodec) -> NormalizeStage:
+    return NormalizeStage(PROVINCE, codec, {"city": city_registry})
+
+
+def mirrored(
+    city_registry: MemoryCodec,
+    value: dict | None = CITY_DELIVERY,
+    key: bytes | None = CITY_KEY,
+    captured: bool = True,
+) -> Message:
+    """The city's delivery to the province, as MirrorMaker copied it: value, key, headers
+    and timestamp unchanged, under the city's prefix."""
+    serialize = city_registry.serializer(
+        delivery_topic(AT_CITY), delivery_schema(TOPOLOGY, AT_CITY)
+    )
+    pairs = headers.for_change(CHANGE, f"deliver/{AT_CITY.id}")
+    if captured:
+        pairs.append((headers.CAPTURED, CITY_CAPTURED.encode()))
+    return Message(
+        topic=MIRRORED,
+        partition=PARTITION,
+        offset=OFFSET,
+        key=key,
+        value=None if value is None else serialize(value),
+        headers=pairs,
+        timestamp=(1, DELIVERED_MS),
+    )
+
+
+def test_normalize_reads_the_mirrored_deliveries_of_its_upstreams(
+    province: NormalizeStage, stage: NormalizeStage
+) -> None:
+    assert list(province.topics) == [MIRRORED]
+    assert list(stage.topics) == sorted(s.cdc_topic for s in TOPOLOGY.sources)
+
+
+def test_a_mirrored_delivery_becomes_a_change_of_this_node_naming_where_it_came_from(
+    codec: MemoryCodec, city_registry: MemoryCodec, province: NormalizeStage
+) -> None:
+    (out,) = province.process(mirrored(city_registry))
+    assert (out.topic, out.key, out.partition) == (changes_topic("enterprise"), CITY_KEY, None)
+    expected = inbound_change(
+        city_registry.decode(MIRRORED, mirrored(city_registry).value()),
+        CITY_KEY,
+        FROM_CITY,
+        PROVINCE.entity("enterprise"),
+    )
+    change = codec.decode(out.topic, out.value)  # in this node's registry and schema
+    assert change == expected
+    assert (change["event_id"], change["source"]) == (CHANGE["event_id"], "city.enterprise")
+    assert headers.as_dict(out.headers) == {
+        "event_id": CHANGE["event_id"],
+        "traceparent": headers.traceparent(CHANGE["event_id"], "normalize"),
+        "source": "city.enterprise",
+        "source_ts": str(CHANGE["source_ts_ms"]),
+        "captured": f"city:{CITY_CAPTURED}",
+        "upstream": f"city/{MIRRORED}/{PARTITION}/{OFFSET}/{DELIVERED_MS}",
+    }
+    assert headers.parse_upstream(headers.as_dict(out.headers)["upstream"]) == (
+        "city",
+        MIRRORED,
+        PARTITION,
+        OFFSET,
+        DELIVERED_MS,
+    )
+
+
+def test_without_the_upstreams_captured_header_only_the_upstream_one_is_added(
+    city_registry: MemoryCodec, province: NormalizeStage
+) -> None:
+    (out,) = province.process(mirrored(city_registry, captured=False))
+    names = [name for name, _ in out.headers]
+    assert "captured" not in names
+    assert names[-1] == "upstream"
+
+
+MIRRORED_BAD: dict[str, tuple[str, Callable[[MemoryCodec], Message]]] = {
+    "tombstone": ("tombstone", lambda city: mirrored(city, value=None)),
+    "another key": ("key_mismatch", lambda city: mirrored(city, key=b"91350100M000100Y43")),
+    "another entity": (
+        "wrong_entity",
+        lambda city: mirrored(city, value={**CITY_DELIVERY, "entity": "person"}),
+    ),
+    "not Avro": (
+        "undecodable",
+        lambda city: message_like(mirrored(city), value=b"not Avro at all"),
+    ),
+    "a schema id the city never issued": (
+        "undecodable",
+        lambda city: message_like(mirrored(city), value=b"\0\0\0\x03\xe7\x02"),
+    ),
+    "not a delivery": (
+        "not_a_delivery",
+        lambda city: message_like(
+            mirrored(city),
+            value=city.encode(
+                city.register(
+                    {
+                        "type": "record",
+                        "name": "Other",
+                        "fields": [{"name": "event_id", "type": "string"}],
+                    }
+                ),
+                {"event_id": "x"},
+            ),
+        ),
+    ),
+}
+
+
+def message_like(message: Message, value: bytes) -> Message:
+    """``message`` with another value."""
+    return Message(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        key=message.key(),
+        value=value,
+        headers=message.headers(),
+        timestamp=message.timestamp(),
+    )
+
+
+@pytest.mark.parametrize("case", MIRRORED_BAD)
+def test_a_mirrored_record_that_is_no_delivery_of_the_feed_is_dead_lettered(
+    case: str, city_registry: MemoryCodec, province: NormalizeStage
+) -> None:
+    code, bad = MIRRORED_BAD[case]
+    message = bad(city_registry)
+    before = count("dead_lettered_records", source="city.enterprise", error_code=code)
+    (out,) = province.process(message)
+    assert (out.topic, out.key, out.value) == (DLQ_TOPIC, message.key(), message.value())
+    held = headers.as_dict(out.headers)
+    assert (held["error_code"], held["source_topic"], held["source_offset"]) == (
+        code,
+        MIRRORED,
+        str(OFFSET),
+    )
+    province.committed()
+    after = count("dead_lettered_records", source="city.enterprise", error_code=code)
+    assert after - before == 1.0
+
+
+def test_a_node_with_sources_and_an_upstream_reads_both(
+    codec: MemoryCodec, cdc: Cdc, city_registry: MemoryCodec
+) -> None:
+    """The city receiving from the province as well: its cdc topics still normalize."""
+    upstream = PROVINCE.federation.upstreams[0].model_copy(  # type: ignore[union-attr]
+        update={"node": "province", "login": "city"}
+    )
+    both = TOPOLOGY.model_copy(update={"federation": Federation(node="city", upstreams=[upstream])})
+    stage = NormalizeStage(both, codec, {"province": city_registry})
+    assert "province.deliver.city.enterprise" in stage.topics
+    assert SOURCE.cdc_topic in stage.topics
+    (out,) = stage.process(record(cdc.key({"id": 7}), cdc.value(envelope("c", None, ROW))))
+    assert out.topic == changes_topic("enterprise")
+    assert headers.as_dict(out.headers)["captured"].startswith(f"{SOURCE.cdc_topic}/")
+    assert "upstream" not in headers.as_dict(out.headers)
+
+
+def test_avro_on_a_mirrored_topic_that_is_no_record_is_dead_lettered(
+    city_registry: MemoryCodec, province: NormalizeStage
+) -> None:
+    value = city_registry.encode(city_registry.register({"type": "string"}), "x")
+    (out,) = province.process(message_like(mirrored(city_registry), value=value))
+    assert headers.as_dict(out.headers)["error_code"] == "not_a_delivery"

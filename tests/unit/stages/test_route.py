@@ -24,7 +24,7 @@ from streams.contract.topics import (
     master_topic,
 )
 from streams.engine.transactional import Output
-from streams.model.topology import Subscription, Topology
+from streams.model.topology import Federation, Subscription, Topology
 from streams.stages.route import ReloadRefused, RouteStage
 from streams.transform.authority import Authority, Canonical
 from streams.transform.masking import keyed_hash
@@ -33,6 +33,7 @@ from tests.unit.examples import (
     CHANGE,
     ENTERPRISE,
     MASK_KEY,
+    PROVINCE,
     SOCIAL,
     STATE,
     TAX,
@@ -295,3 +296,70 @@ def test_reload_serves_new_subscriptions_and_refuses_new_sources(codec: MemoryCo
     with pytest.raises(ReloadRefused):
         stage.reload(LIVE.model_copy(update={"entities": {"enterprise": ENTERPRISE}}))
     assert stage.routing is routing  # still serving what it served
+
+
+# --- federation: the route serving another node ---------------------------------------------
+
+PROVINCE_SUB = TOPOLOGY.subscription("province.enterprise")
+# The city with its province subscription approved (topology.yaml has it requested).
+SERVING = with_approval(
+    LIVE, PROVINCE_SUB.id, state="approved", by="数据资源局", at=date(2026, 12, 1)
+)
+CAPTURED = headers.captured("cdc.market_regulation.public.enterprise", 1, 41, 1_795_000_000_200)
+
+
+def captured_record(codec: MemoryCodec, change: dict[str, Any]) -> Message:
+    """``change`` on changes.enterprise naming the cdc record it was made from."""
+    plain = record(codec, change)
+    return Message(
+        topic=plain.topic(),
+        partition=plain.partition(),
+        offset=plain.offset(),
+        key=plain.key(),
+        value=plain.value(),
+        headers=[*(plain.headers() or []), CAPTURED],
+    )
+
+
+def test_a_delivery_to_a_node_names_where_the_change_was_captured(codec: MemoryCodec) -> None:
+    outputs = route(codec, SERVING).process(captured_record(codec, CHANGE))
+    (sent,) = on(outputs, delivery_topic(PROVINCE_SUB))
+    assert sent.headers == [
+        *headers.for_change(CHANGE, f"deliver/{PROVINCE_SUB.id}"),
+        CAPTURED,  # the node's trace shows the capture here
+    ]
+    merge = Authority(TOPOLOGY, "enterprise").merge(CHANGE, None)
+    assert codec.decode(sent.topic, sent.value) == delivery(merge.change, PROVINCE_SUB)
+    for subscription in (TAX, SOCIAL):
+        (out,) = on(outputs, delivery_topic(subscription))
+        assert headers.CAPTURED not in headers.as_dict(out.headers)  # a department's does not
+    assert on(outputs, master_topic("enterprise"))[0].headers == headers.for_change(
+        merge.change, "master"
+    )
+
+
+def test_a_node_whose_subscription_is_not_in_force_gets_nothing(codec: MemoryCodec) -> None:
+    outputs = route(codec).process(captured_record(codec, CHANGE))  # requested, not approved
+    assert on(outputs, delivery_topic(PROVINCE_SUB)) == []
+    (tax,) = on(outputs, delivery_topic(TAX))
+    assert headers.CAPTURED not in headers.as_dict(tax.headers)
+
+
+def test_a_change_without_a_capture_reaches_a_node_without_one(codec: MemoryCodec) -> None:
+    outputs = route(codec, SERVING).process(record(codec, CHANGE))
+    (sent,) = on(outputs, delivery_topic(PROVINCE_SUB))
+    assert sent.headers == headers.for_change(CHANGE, f"deliver/{PROVINCE_SUB.id}")
+
+
+def test_reload_refuses_new_upstream_nodes(codec: MemoryCodec) -> None:
+    stage = route(codec, SERVING)
+    upstream = PROVINCE.federation.upstreams[0].model_copy(  # type: ignore[union-attr]
+        update={"node": "province", "login": "city"}
+    )
+    with pytest.raises(ReloadRefused, match="upstream nodes"):
+        stage.reload(
+            SERVING.model_copy(update={"federation": Federation(node="city", upstreams=[upstream])})
+        )
+    stage.reload(LIVE)  # withdrawing the province's approval is a reload like any other
+    outputs = stage.process(captured_record(codec, CHANGE))
+    assert on(outputs, delivery_topic(PROVINCE_SUB)) == []

@@ -108,3 +108,43 @@ def test_an_entity_key_lists_its_changes_newest_first() -> None:
     assert [t.event_id for t in found] == ["e1", "e0"]
     assert [t.event_id for t in traces([*older, *FULL], "e0", TOPOLOGY, COMMIT)] == ["e0"]
     assert traces(FULL, "nothing-like-it", TOPOLOGY, COMMIT) == []
+
+
+def test_a_change_from_an_upstream_node_shows_its_sending_between_capture_and_normalize() -> None:
+    """At the province: the city captured it at +90, delivered it at +110 (the mirrored
+    record's time), and the province normalized it at +120."""
+    sent = hop("sent", 110, department="city", topic="city.deliver.province.enterprise")
+    trace = build("e1", [*FULL, sent], TOPOLOGY, COMMIT + 1000)
+    assert trace.complete
+    assert [(s.stage, s.department) for s in trace.steps][:4] == [
+        ("committed", None),
+        ("captured", None),
+        ("sent", "city"),
+        ("normalized", None),
+    ]
+    steps = {(s.stage, s.department): s for s in trace.steps}
+    assert steps[("sent", "city")].detail == "by node city"
+    assert steps[("sent", "city")].hop_ms == 20  # from the capture
+    assert steps[("sent", "city")].position == "city.deliver.province.enterprise[0]@0"
+    assert steps[("normalized", None)].hop_ms == 10  # from the sending, not the capture
+
+
+def test_a_change_passed_on_by_two_nodes_shows_each_sending_in_time_order() -> None:
+    hops = [
+        *FULL,
+        hop("sent", 115, department="region"),
+        hop("sent", 100, department="city"),
+        hop("sent", 117, department="region", offset=3),  # mirrored twice: the first counts
+    ]
+    steps = build("e1", hops, TOPOLOGY, COMMIT + 1000).steps
+    assert [(s.stage, s.department, s.detail) for s in steps if s.stage == "sent"] == [
+        ("sent", "city", "by node city"),
+        ("sent", "region", "by node region"),
+    ]
+    assert [s.hop_ms for s in steps if s.stage in ("sent", "normalized")] == [10, 15, 5]
+
+
+def test_a_change_of_this_node_has_no_sending() -> None:
+    trace = build("e1", FULL, TOPOLOGY, COMMIT + 1000)
+    assert "sent" not in [s.stage for s in trace.steps]
+    assert trace.complete

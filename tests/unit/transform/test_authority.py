@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from streams.model.topology import Federation, Feed, Upstream
 from streams.transform.authority import Authority, Canonical
-from tests.unit.examples import STATE, TOPOLOGY
+from tests.unit.examples import PROVINCE, STATE, TOPOLOGY
 
 MARKET = "market_regulation.enterprise"
 DISTRICT = "district_services.enterprise"
@@ -218,3 +219,78 @@ def test_an_owned_value_sent_before_the_entity_exists_waits_for_the_key_owner() 
     assert registered.canonical.provenance["name"].source == MARKET
     restored = Canonical.from_json(early.canonical.to_json())
     assert restored == early.canonical
+
+
+# --- federation: an upstream node is a source like a table ----------------------------------
+
+PROVINCIAL = Authority(PROVINCE, "enterprise")
+FROM_CITY = "city.enterprise"
+
+
+def inbound(
+    source: str,
+    after: dict[str, Any] | None,
+    before: dict[str, Any] | None = None,
+    kind: str = "snapshot",
+) -> dict[str, Any]:
+    """A change as normalize makes it from an upstream node's delivery."""
+    n = next(_counter)
+    return {
+        "event_id": f"event-{n}",
+        "kind": kind,
+        "entity": "enterprise",
+        "key": USCC,
+        "before": before,
+        "after": after,
+        "changed_fields": [] if after is None else [k for k, v in after.items() if v is not None],
+        "source": source,
+        "source_ts_ms": 1_700_000_000_000 + n,
+        "source_position": f"lsn={n}",
+    }
+
+
+def test_a_change_from_an_upstream_node_creates_the_entity_and_owns_its_fields() -> None:
+    fields = PROVINCE.entity("enterprise").fields
+    assert PROVINCIAL.owner == dict.fromkeys(fields, FROM_CITY)
+    assert PROVINCIAL.owned_by(FROM_CITY) == list(fields)
+    state = {name: STATE[name] for name in fields}
+    merge = PROVINCIAL.merge(inbound(FROM_CITY, state), None)
+    assert merge.changes_state
+    assert merge.change["kind"] == "snapshot"
+    assert (merge.change["before"], merge.change["after"]) == (None, state)
+    assert {p.source for p in merge.canonical.provenance.values()} == {FROM_CITY}
+    assert merge.discrepancies == []
+    ended = PROVINCIAL.merge(
+        inbound(FROM_CITY, {**state, "status": "deregistered"}, state, "updated"), merge.canonical
+    )
+    assert ended.change["kind"] == "deregistered"
+
+
+def test_a_feed_owning_one_field_waits_for_the_key_owner_like_any_source() -> None:
+    """The city receiving the phone number the province holds (it owns nothing else)."""
+    province = Upstream(
+        node="province",
+        bootstrap="127.0.0.1:29092",
+        registry="http://127.0.0.1:28080",
+        login="city",
+        entities={
+            "enterprise": Feed(
+                fields=["uscc", "name", "legal_rep_phone"], authoritative=["legal_rep_phone"]
+            )
+        },
+    )
+    fed = TOPOLOGY.model_copy(update={"federation": Federation(node="city", upstreams=[province])})
+    authority = Authority(fed, "enterprise")
+    assert authority.owner["legal_rep_phone"] == "province.enterprise"
+    assert authority.owner["name"] == MARKET
+    assert authority.owned_by("province.enterprise") == ["legal_rep_phone"]
+    sent = {"uscc": USCC, "name": "别名", "legal_rep_phone": "13900139000"}
+    early = authority.merge(inbound("province.enterprise", sent), None)
+    assert early.canonical.state is None  # the key's owner is market regulation
+    assert early.canonical.held["legal_rep_phone"].value == "13900139000"
+    registered = authority.merge(change(MARKET, market_row(), kind="snapshot"), early.canonical)
+    assert registered.change["after"]["legal_rep_phone"] == "13900139000"
+    assert registered.canonical.provenance["legal_rep_phone"].source == "province.enterprise"
+    # Its differing name was observed, and is a finding now the owner has spoken.
+    [finding] = registered.discrepancies
+    assert (finding.field, finding.other_source) == ("name", "province.enterprise")
