@@ -1,11 +1,14 @@
 """deploy/kubernetes/strimzi/, checked without a cluster: each custom resource against the
 vendored Strimzi CRD's schema, each built-in one against Kubernetes' own, the committed
-files against a fresh render, and the KafkaUsers' ACLs against the embedded stack's."""
+files against a fresh render, and the KafkaUsers' ACLs against the embedded stack's. The
+same checks for the federated example deploy/federation/province.yaml, whose render adds a
+KafkaMirrorMaker2."""
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -15,17 +18,23 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from confluent_kafka.admin import AclOperation
+from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 
 from connectors.sinks import SINKS, process_name
 from govsync.control import access, strimzi
+from govsync.stack import mirror
 from streams.config.settings import REPO_ROOT, Settings
-from tests.unit.examples import TOPOLOGY
+from streams.contract.topics import mirrored_topic, upstream_delivery_topic
+from streams.kafka import credentials
+from tests.unit.examples import PROVINCE, TOPOLOGY
 
 CRDS = REPO_ROOT / "deploy" / "kubernetes" / "crds" / "strimzi-1.2.0"
 KUBERNETES_VERSION = "1.37.0"  # the newest kubernetes-validate 1.37.0 bundles
 DURING = datetime(2026, 12, 1, tzinfo=UTC)  # every example subscription is active
 RESOURCES = strimzi.render(TOPOLOGY, Settings(), at=DURING, sinks=SINKS)
+# A receiving node (load_topology of deploy/federation/province.yaml): the city upstream.
+PROVINCE_RESOURCES = strimzi.render(PROVINCE, Settings(), at=DURING)
+RENDERS = {"city": (TOPOLOGY, RESOURCES), "province": (PROVINCE, PROVINCE_RESOURCES)}
 
 
 def _structural(schema: Any) -> Any:
@@ -85,7 +94,7 @@ def _custom(resource: dict) -> bool:
 
 
 def test_the_vendored_crds_cover_every_custom_kind_rendered() -> None:
-    kinds = {(r["apiVersion"], r["kind"]) for r in RESOURCES if _custom(r)}
+    kinds = {(r["apiVersion"], r["kind"]) for r in RESOURCES + PROVINCE_RESOURCES if _custom(r)}
     assert kinds <= set(_crd_schemas())
     assert {kind for _, kind in kinds} == {
         "Kafka",
@@ -94,23 +103,26 @@ def test_the_vendored_crds_cover_every_custom_kind_rendered() -> None:
         "KafkaConnector",
         "KafkaTopic",
         "KafkaUser",
+        "KafkaMirrorMaker2",
     }
 
 
-@pytest.mark.parametrize(
-    "resource",
-    [r for r in RESOURCES if _custom(r)],
-    ids=lambda r: f"{r['kind']}/{r['metadata']['name']}",
-)
+def _each(custom: bool) -> list[Any]:
+    """Every rendered resource of ``TOPOLOGY`` and of ``PROVINCE`` that is (not) custom."""
+    return [
+        pytest.param(r, id=f"{node}:{r['kind']}/{r['metadata']['name']}")
+        for node, (_, resources) in RENDERS.items()
+        for r in resources
+        if _custom(r) == custom
+    ]
+
+
+@pytest.mark.parametrize("resource", _each(custom=True))
 def test_custom_resources_validate_against_strimzis_crds(resource: dict) -> None:
     _validate_custom(_as_json(resource))
 
 
-@pytest.mark.parametrize(
-    "resource",
-    [r for r in RESOURCES if not _custom(r)],
-    ids=lambda r: f"{r['kind']}/{r['metadata']['name']}",
-)
+@pytest.mark.parametrize("resource", _each(custom=False))
 def test_built_in_resources_validate_against_kubernetes_schemas(resource: dict) -> None:
     kubernetes_validate.validate(_as_json(resource), KUBERNETES_VERSION, strict=True)
 
@@ -124,19 +136,27 @@ def test_a_broken_resource_is_refused() -> None:
     user["spec"]["authentication"]["typo"] = "scram-sha-512"
     with pytest.raises(jsonschema.ValidationError, match="typo"):
         _validate_custom(user)
+    mirror_maker = copy.deepcopy(
+        next(r for r in PROVINCE_RESOURCES if _custom(r) and "mirrors" in r["spec"])
+    )
+    mirror_maker["spec"]["mirrors"][0]["topicPattern"] = "deliver[.]province[.].*"
+    with pytest.raises(jsonschema.ValidationError, match="topicPattern"):
+        _validate_custom(mirror_maker)
     deployment = copy.deepcopy(next(r for r in RESOURCES if r["kind"] == "Deployment"))
     deployment["spec"]["replicas"] = "two"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
 
 
-def test_kafkauser_acls_equal_the_embedded_stacks() -> None:
-    principal_of = {strimzi.kubernetes_name(p): p for p in access.principals(TOPOLOGY)}
+@pytest.mark.parametrize("node", RENDERS)
+def test_kafkauser_acls_equal_the_embedded_stacks(node: str) -> None:
+    topology, resources = RENDERS[node]
+    principal_of = {strimzi.kubernetes_name(p): p for p in access.principals(topology)}
     resource_type_of = {name: kind for kind, name in strimzi.RESOURCE_TYPES.items()}
     pattern_of = {name: pattern for pattern, name in strimzi.PATTERN_TYPES.items()}
     operation_of = {strimzi.operation_name(op): op for op in AclOperation}
     rendered = set()
-    users = [r for r in RESOURCES if r["kind"] == "KafkaUser"]
+    users = [r for r in resources if r["kind"] == "KafkaUser"]
     for user in users:
         for acl in user["spec"].get("authorization", {}).get("acls", []):
             resource = acl["resource"]
@@ -151,19 +171,23 @@ def test_kafkauser_acls_equal_the_embedded_stacks() -> None:
                 )
                 for operation in acl["operations"]
             }
-    assert rendered == access.grants(TOPOLOGY, DURING)
-    assert sorted(u["metadata"]["name"] for u in users) == sorted(["admin", *principal_of])
+    assert rendered == access.grants(topology, DURING)
+    # MirrorMaker's login only where federation gives it ACLs.
+    expected = [n for n in principal_of if n != "mirror" or topology.federation is not None]
+    assert sorted(u["metadata"]["name"] for u in users) == sorted(["admin", *expected])
 
 
-def test_topics_are_the_ones_apply_creates() -> None:
+@pytest.mark.parametrize("node", RENDERS)
+def test_topics_are_the_ones_apply_creates(node: str) -> None:
     from streams.contract.topics import topic_specs
 
+    topology, resources = RENDERS[node]
     rendered = {
         r["spec"]["topicName"]: (r["spec"]["partitions"], r["spec"]["config"])
-        for r in RESOURCES
+        for r in resources
         if r["kind"] == "KafkaTopic"
     }
-    assert rendered == {s.name: (s.partitions, s.config) for s in topic_specs(TOPOLOGY)}
+    assert rendered == {s.name: (s.partitions, s.config) for s in topic_specs(topology)}
 
 
 def test_connectors_hold_no_embedded_addresses_or_secret_files() -> None:
@@ -194,3 +218,137 @@ def test_an_unknown_target_is_refused() -> None:
 def test_every_reference_sink_runs_under_its_embedded_name() -> None:
     deployments = {r["metadata"]["name"] for r in RESOURCES if r["kind"] == "Deployment"}
     assert {f"govsync-{process_name(d)}" for d in SINKS} <= deployments
+
+
+def _mirror_makers(resources: list[dict]) -> list[dict]:
+    return [r for r in resources if r["kind"] == "KafkaMirrorMaker2"]
+
+
+def test_a_node_without_upstreams_runs_no_mirror_maker() -> None:
+    assert TOPOLOGY.federation is None
+    assert _mirror_makers(RESOURCES) == []
+    assert "mirror" not in {r["metadata"]["name"] for r in RESOURCES if r["kind"] == "KafkaUser"}
+    assert "kafkamirrormaker2.yaml" not in strimzi.files(RESOURCES)
+
+
+def test_a_receiving_node_mirrors_each_upstreams_deliveries() -> None:
+    assert PROVINCE.federation is not None
+    (resource,) = _mirror_makers(PROVINCE_RESOURCES)
+    assert resource["apiVersion"] == "kafka.strimzi.io/v1"
+    assert resource["metadata"]["name"] == "govsync-mirror-city"
+    spec = resource["spec"]
+    target = spec["target"]
+    assert target["alias"] == "province-local"  # not the node: see mirror_target_alias
+    assert target["bootstrapServers"] == strimzi.BOOTSTRAP
+    assert target["authentication"] == {
+        "type": "scram-sha-512",
+        "username": "mirror",
+        # The Secret the User Operator makes for the KafkaUser of the same name.
+        "passwordSecret": {"secretName": "mirror", "password": "password"},
+    }
+    (mirror_spec,) = spec["mirrors"]
+    source = mirror_spec["source"]
+    assert source["alias"] == "city"
+    assert source["bootstrapServers"] == "127.0.0.1:19092"
+    assert source["authentication"] == {
+        "type": "scram-sha-512",
+        "username": "province",
+        "passwordSecret": {"secretName": "govsync-peer-city-kafka", "password": "password"},
+    }
+    assert mirror_spec["topicsPattern"] == "deliver[.]province[.]enterprise"
+    config = mirror_spec["sourceConnector"]["config"]
+    assert config["replication.policy.class"].endswith(".DefaultReplicationPolicy")
+    assert config["offset-syncs.topic.location"] == "target"
+    assert config["consumer.isolation.level"] == "read_committed"
+    assert config["replication.factor"] == -1
+    assert not config["sync.topic.acls.enabled"] and not config["sync.topic.configs.enabled"]
+    assert "checkpointConnector" not in mirror_spec  # no checkpoints, no group offset sync
+
+
+def test_mirrored_topics_are_kafkatopics_the_pattern_selects_exactly() -> None:
+    """The pattern selects each delivery to this node and nothing else (MirrorMaker
+    matches whole names), and the policy's ``<alias>.`` prefix makes of each a mirrored
+    topic, which is a KafkaTopic (made before MirrorMaker runs, as `apply` does)."""
+    topics = {r["spec"]["topicName"] for r in PROVINCE_RESOURCES if r["kind"] == "KafkaTopic"}
+    (resource,) = _mirror_makers(PROVINCE_RESOURCES)
+    (mirror_spec,) = resource["spec"]["mirrors"]
+    pattern = re.compile(mirror_spec["topicsPattern"])
+    for inbound in PROVINCE.inbound:
+        delivered = upstream_delivery_topic(inbound)
+        assert pattern.fullmatch(delivered)
+        assert f"{mirror_spec['source']['alias']}.{delivered}" == mirrored_topic(inbound)
+        assert mirrored_topic(inbound) in topics
+    for other in ("deliver.province.enterprise2", "deliverXprovince.enterprise", "deliver.tax.x"):
+        assert not pattern.fullmatch(other)
+
+
+def test_the_mirror_behaves_as_the_embedded_stacks(tmp_path: Path) -> None:
+    """The settings govsync/stack/mirror.py writes for the same flow, read back."""
+    settings = Settings(state_dir=tmp_path)
+    peer = credentials.peer_password_file(settings, "city", "kafka")
+    peer.parent.mkdir(parents=True, exist_ok=True)
+    peer.write_text("issued-by-the-city\n")
+    embedded = dict(
+        (key.strip(), value.strip())
+        for line in Path(mirror.render(settings, PROVINCE) or "").read_text().splitlines()
+        if line and not line.startswith("#") and "=" in line
+        for key, value in [line.split("=", 1)]
+    )
+    (resource,) = _mirror_makers(PROVINCE_RESOURCES)
+    (mirror_spec,) = resource["spec"]["mirrors"]
+    config = mirror_spec["sourceConnector"]["config"]
+    assert embedded["city->province-local.topics"].split(", ") == mirror_spec[
+        "topicsPattern"
+    ].split("|")
+    assert embedded["city.consumer.isolation.level"] == config["consumer.isolation.level"]
+    for key in (
+        "replication.policy.class",
+        "replication.factor",
+        "offset-syncs.topic.location",
+        "offset-syncs.topic.replication.factor",
+        "refresh.topics.interval.seconds",
+        "sync.topic.acls.enabled",
+        "sync.topic.configs.enabled",
+    ):
+        # As Java reads them: true/false, -1, class names.
+        assert embedded[key] == (
+            json.dumps(config[key]) if isinstance(config[key], bool) else str(config[key])
+        ), key
+    assert int(embedded["tasks.max"]) == mirror_spec["sourceConnector"]["tasksMax"]
+    target = resource["spec"]["target"]
+    assert int(embedded["offset.flush.interval.ms"]) == target["config"]["offset.flush.interval.ms"]
+
+
+def test_the_mirrors_connect_worker_uses_what_its_acls_allow() -> None:
+    """Group ``<upstream>-mm2`` and ``mm2-*`` topics, as the embedded stack's flows."""
+    (resource,) = _mirror_makers(PROVINCE_RESOURCES)
+    target = resource["spec"]["target"]
+    grants = {g for g in access.grants(PROVINCE, DURING) if g[0] == credentials.MIRROR}
+    groups = {name for _, kind, name, _, _ in grants if kind == ResourceType.GROUP}
+    prefixes = {
+        name
+        for _, kind, name, pattern, _ in grants
+        if kind == ResourceType.TOPIC and pattern == ResourcePatternType.PREFIXED
+    }
+    assert target["groupId"] in groups
+    for key in ("configStorageTopic", "offsetStorageTopic", "statusStorageTopic"):
+        assert any(target[key].startswith(p) for p in prefixes)
+
+
+def test_the_worker_reads_each_upstreams_registry_password() -> None:
+    worker = next(r for r in PROVINCE_RESOURCES if r["metadata"]["name"] == "govsync-worker")
+    volumes = worker["spec"]["template"]["spec"]["volumes"]
+    sources = next(v for v in volumes if v["name"] == "secrets")["projected"]["sources"]
+    assert {
+        "secret": {
+            "name": "govsync-peer-city-registry",
+            "items": [{"key": "password", "path": "peer-city-registry.password"}],
+        }
+    } in sources
+
+
+def test_a_mirror_maker_no_longer_rendered_is_removed(tmp_path: Path) -> None:
+    strimzi.write(PROVINCE_RESOURCES, tmp_path)
+    assert (tmp_path / "kafkamirrormaker2.yaml").exists()
+    strimzi.write(RESOURCES, tmp_path)
+    assert not (tmp_path / "kafkamirrormaker2.yaml").exists()
