@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -29,9 +30,11 @@ from govsync.stack import (
 )
 from streams.config import mariadb as mariadb_logins
 from streams.config.settings import Settings
-from streams.kafka import admin, applied
+from streams.kafka import admin, applied, credentials
 from streams.kafka.admin import AdminError
 from streams.model.topology import Topology, load_topology
+
+log = logging.getLogger("govsync.stack")
 
 State = Literal["up", "down"]
 
@@ -235,9 +238,8 @@ def up(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> 
     background.start_indexer(settings)
     progress("starting the query API")
     background.start_api(settings)
-    if mirror.render(settings, topology) is not None:
-        progress("starting MirrorMaker for the upstream nodes")
-    mirror.ensure(settings, topology)
+    progress("starting MirrorMaker for the upstream nodes")
+    start_mirror(settings, topology)
 
 
 def start_mariadb(
@@ -256,6 +258,16 @@ def start_mariadb(
         seed.prepare_mariadb_department(
             department, mariadb_logins.connection_args(settings, department), data
         )
+
+
+def start_mirror(settings: Settings, topology: Topology) -> None:
+    """MirrorMaker for ``topology``'s upstream nodes, if any; one whose login has not been
+    handed over is not started, and the rest of the node runs without it."""
+    try:
+        mirror.ensure(settings, topology)
+    except credentials.PeerLoginMissing as exc:
+        supervision.stop(settings, mirror.NAME)
+        log.warning("MirrorMaker not started: %s", exc)
 
 
 def apply_topology(
@@ -279,7 +291,7 @@ def apply_topology(
         as_authority=as_authority,
     )
     if not dry_run:
-        mirror.ensure(settings, topology)  # its topics exist now, and its ACLs
+        start_mirror(settings, topology)  # its topics exist now, and its ACLs
     return report
 
 

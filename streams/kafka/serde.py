@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import struct
 import threading
 from collections.abc import Callable, Iterator
@@ -38,6 +39,8 @@ from streams.config import tls
 from streams.config.settings import Settings
 from streams.kafka import credentials
 from streams.model.topology import Topology, Upstream
+
+log = logging.getLogger("govsync.serde")
 
 COMPATIBILITY = ConfigCompatibilityLevel.BACKWARD
 
@@ -75,9 +78,15 @@ def upstream_registry_client(settings: Settings, upstream: Upstream) -> SchemaRe
 
 
 def upstream_codecs(settings: Settings, topology: Topology) -> dict[str, RegistryCodec]:
-    """Per upstream node of ``topology``, the codec of its registry."""
-    upstreams = topology.federation.upstreams if topology.federation else []
-    return {u.node: RegistryCodec(upstream_registry_client(settings, u)) for u in upstreams}
+    """Per upstream node of ``topology``, the codec of its registry; none for a node whose
+    login has not been handed over yet (logged: its deliveries wait where they are)."""
+    codecs = {}
+    for upstream in topology.federation.upstreams if topology.federation else []:
+        try:
+            codecs[upstream.node] = RegistryCodec(upstream_registry_client(settings, upstream))
+        except credentials.PeerLoginMissing as exc:
+            log.error("not reading what upstream %s sends: %s", upstream.node, exc)
+    return codecs
 
 
 def value_subject(topic: str) -> str:

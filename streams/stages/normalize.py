@@ -51,12 +51,17 @@ class NormalizeStage:
         self, topology: Topology, codec: Codec, upstream_codecs: Mapping[str, Codec] = {}
     ) -> None:
         """``upstream_codecs``: per upstream node, the codec of its registry, whose schema
-        ids the mirrored records carry."""
+        ids the mirrored records carry; an upstream without one is not read (its records
+        wait on their topic)."""
         self._sources: dict[str, Source] = {s.cdc_topic: s for s in topology.sources}
-        self._inbound: dict[str, Inbound] = {mirrored_topic(i): i for i in topology.inbound}
+        self._inbound: dict[str, Inbound] = {
+            mirrored_topic(i): i for i in topology.inbound if i.upstream.node in upstream_codecs
+        }
         self._upstream_codecs = upstream_codecs
         self._entities = topology.entities
-        self.topics: Sequence[str] = sorted(normalize_inputs(topology))
+        self.topics: Sequence[str] = sorted(
+            t for t in normalize_inputs(topology) if t in self._sources or t in self._inbound
+        )
         self._normalizers = {
             s.cdc_topic: Normalizer(s, topology.entity(s.entity)) for s in topology.sources
         }

@@ -240,7 +240,12 @@ def test_city_changes_reach_the_province_once_through_a_killed_mirror(
     for round_ in range(UPDATES):
         for company in companies:
             update(stack, company.credit_code, "reg_capital = reg_capital + %s", (round_ + 1,))
-        if round_ == UPDATES // 2:
+        if round_ == 0:
+            # Mid-stream: once the mirror has copied some, while the rest still flow.
+            _until(
+                lambda: len(province.records(MIRRORED, decode=False)) >= COMPANIES,
+                "the mirror's first copies",
+            )
             killed = int(province.run(KILL).strip())
             assert killed > 0
     gone = companies[0].credit_code

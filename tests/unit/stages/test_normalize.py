@@ -5,13 +5,16 @@ the original bytes, and its metrics move only when the transaction commits."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Message
 
+from streams.config.settings import Settings
 from streams.contract import headers
 from streams.contract.schemas import delivery_schema
 from streams.contract.topics import DLQ_TOPIC, changes_topic, delivery_topic, mirrored_topic
+from streams.kafka.serde import upstream_codecs
 from streams.model.topology import Federation
 from streams.stages.normalize import NormalizeStage
 from streams.transform.inbound import inbound_change
@@ -350,3 +353,19 @@ def test_avro_on_a_mirrored_topic_that_is_no_record_is_dead_lettered(
     value = city_registry.encode(city_registry.register({"type": "string"}), "x")
     (out,) = province.process(message_like(mirrored(city_registry), value=value))
     assert headers.as_dict(out.headers)["error_code"] == "not_a_delivery"
+
+
+def test_an_upstream_without_a_codec_is_not_read(codec: MemoryCodec) -> None:
+    """Its login not handed over yet: its mirrored deliveries wait on their topic rather
+    than being dead-lettered for a configuration the records cannot help."""
+    stage = NormalizeStage(PROVINCE, codec, {})
+    assert mirrored_topic(FROM_CITY) not in stage.topics
+
+
+def test_upstream_codecs_skip_a_node_whose_login_is_missing(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    assert upstream_codecs(settings, PROVINCE) == {}
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "peer-city-registry.password").write_text("issued-by-the-city\n")
+    assert list(upstream_codecs(settings, PROVINCE)) == ["city"]
