@@ -455,7 +455,7 @@ def serve(settings: Settings) -> None:
     uvicorn.run(
         "govsync.api.app:create_app",
         factory=True,
-        host=settings.host,
+        host=settings.listen_host,
         port=settings.api_port,
         workers=settings.api_workers,
         access_log=False,

@@ -523,8 +523,13 @@ def _deployment(
             {"name": "cluster-ca", "mountPath": f"{STATE_DIR}/kafka/tls", "readOnly": True},
         ],
     }
+    # The pod's own address: what the worker advertises as its metrics URL (the servers
+    # listen on GOVSYNC_BIND_HOST, every service has its own address in the ConfigMap).
+    container["env"] = [
+        {"name": "GOVSYNC_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+    ]
     if principal:
-        container["env"] = [{"name": "GOVSYNC_KAFKA_PRINCIPAL", "value": principal}]
+        container["env"].append({"name": "GOVSYNC_KAFKA_PRINCIPAL", "value": principal})
     annotations = {}
     if port is not None:
         container["ports"] = [{"name": "http", "containerPort": port}]
@@ -587,9 +592,11 @@ def _applications(topology: Topology, settings: Settings, sinks: Iterable[str]) 
         "metadata": {"name": "govsync", "labels": _labels("govsync")},
         "data": {
             "GOVSYNC_STATE_DIR": STATE_DIR,
-            "GOVSYNC_HOST": BOOTSTRAP.split(":")[0],
-            "GOVSYNC_KAFKA_PORT": BOOTSTRAP.split(":")[1],
-            "GOVSYNC_KAFKA_TLS": "true",
+            "GOVSYNC_KAFKA_BOOTSTRAP": BOOTSTRAP,
+            "GOVSYNC_KAFKA_TLS": "true",  # the cluster CA is mounted as <state>/kafka/tls/ca.pem
+            "GOVSYNC_REGISTRY_BASE": REGISTRY_URL,
+            # No index database is rendered: GOVSYNC_PG_HOST is the operators' to add.
+            "GOVSYNC_BIND_HOST": "0.0.0.0",
         },
     }
     worker, ledger = credentials.WORKER, credentials.LEDGER

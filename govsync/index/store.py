@@ -241,7 +241,7 @@ class WriterBusy(OperationFailed):
 
 
 def conninfo(settings: Settings, role: str, index: Index = LIVE) -> str:
-    return f"host={settings.host} port={settings.pg_port} user={role} dbname={index.database}"
+    return f"host={settings.pg_address} port={settings.pg_port} user={role} dbname={index.database}"
 
 
 def ensure(settings: Settings, index: Index = LIVE) -> None:

@@ -51,7 +51,7 @@ def password(settings: Settings) -> str:
 
 def conninfo(settings: Settings) -> str:
     return (
-        f"host={settings.host} port={settings.pg_port} user={AUDITOR} dbname={DATABASE} "
+        f"host={settings.pg_address} port={settings.pg_port} user={AUDITOR} dbname={DATABASE} "
         f"password={password(settings)}"
     )
 

@@ -522,12 +522,12 @@ def _handler(refresher: Refresher, index: bytes) -> type[BaseHTTPRequestHandler]
 def serve(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT; raises OperationFailed when the port cannot be bound."""
     refresher = Refresher(settings)
-    address = (settings.host, settings.monitor_port)
+    address = (settings.listen_host, settings.monitor_port)
     try:
         server = ThreadingHTTPServer(address, _handler(refresher, page()))
     except OSError as exc:
         raise OperationFailed(
-            f"the monitor cannot listen on {settings.host}:{settings.monitor_port}: "
+            f"the monitor cannot listen on {settings.listen_host}:{settings.monitor_port}: "
             f"{exc.strerror} (set GOVSYNC_MONITOR_PORT or --port)"
         ) from None
     server.daemon_threads = True

@@ -52,6 +52,18 @@ class Settings(BaseModel, frozen=True):
     kafka_tls: bool = False
     # The schema registry over HTTPS only, with the same generated certificate.
     registry_tls: bool = False
+    # Where each service is when it is not on ``host`` at the ports above (a cluster, e.g.
+    # Kubernetes Services); None derives it from ``host`` as on the embedded stack.
+    # Kafka's bootstrap list as clients take it ("broker:port,..."), used verbatim.
+    kafka_bootstrap: str | None = None
+    # The schema registry's and Kafka Connect's base URLs ("http://name:port").
+    registry_base: str | None = None
+    connect_base: str | None = None
+    # The PostgreSQL server's address (its port is still pg_port).
+    pg_host: str | None = None
+    # Where govsync's own HTTP servers (query API, monitor, the worker's metrics) listen,
+    # e.g. 0.0.0.0 in a container; None: on ``host``. What they advertise stays connectable.
+    bind_host: str | None = None
 
     @property
     def kafka_protocol(self) -> str:
@@ -117,10 +129,19 @@ class Settings(BaseModel, frozen=True):
     @property
     def bootstrap(self) -> str:
         """Every broker: a client reaches the cluster through whichever answers."""
+        if self.kafka_bootstrap:
+            return self.kafka_bootstrap
         return ",".join(f"{self.host}:{port}" for port in self.kafka_ports)
 
     @property
+    def listen_host(self) -> str:
+        """The address govsync's own HTTP servers bind to."""
+        return self.bind_host or self.host
+
+    @property
     def connect_url(self) -> str:
+        if self.connect_base:
+            return self.connect_base.rstrip("/")
         return f"http://{self.host}:{self.connect_port}"
 
     @property
@@ -135,11 +156,19 @@ class Settings(BaseModel, frozen=True):
 
     @property
     def registry_base_url(self) -> str:
+        if self.registry_base:
+            return self.registry_base.rstrip("/")
         scheme = "https" if self.registry_tls else "http"
         return f"{scheme}://{self.host}:{self.registry_port}"
 
+    @property
+    def pg_address(self) -> str:
+        """The PostgreSQL server govsync's processes connect to (the index, the demo's and
+        the reference sinks' department databases)."""
+        return self.pg_host or self.host
+
     def pg_conninfo(self, database: str) -> str:
-        return f"host={self.host} port={self.pg_port} user={self.pg_user} dbname={database}"
+        return f"host={self.pg_address} port={self.pg_port} user={self.pg_user} dbname={database}"
 
     def path(self, *parts: str) -> Path:
         return self.state_dir.joinpath(*parts)

@@ -55,6 +55,7 @@ WATCH_INTERVAL_S = 0.5
 RESTART_BACKOFF_S = 2.0
 STOP_WAIT_S = 30.0
 START_WAIT_S = 120.0
+WILDCARDS = ("0.0.0.0", "::", "")  # bind addresses no other process can connect to
 
 
 @dataclass
@@ -149,16 +150,20 @@ def _serve_metrics(settings: Settings, registry: CollectorRegistry) -> Advert:
     """Serve ``registry`` on /metrics (on a free port when ``worker_port`` is 0); what
     this instance advertises to the stage groups."""
     try:
-        server, _ = start_http_server(settings.worker_port, addr=settings.host, registry=registry)
+        server, _ = start_http_server(
+            settings.worker_port, addr=settings.listen_host, registry=registry
+        )
     except OSError as exc:
         log.error(
             "the metrics port %s:%d is taken (%s); set GOVSYNC_WORKER_PORT=0 for a free one",
-            settings.host,
+            settings.listen_host,
             settings.worker_port,
             exc.strerror,
         )
         sys.exit(1)
-    reachable = socket.getfqdn() if settings.host in ("0.0.0.0", "::", "") else settings.host
+    # Advertised: the address bound to, if one; else GOVSYNC_HOST; else this host's FQDN.
+    candidates = (settings.listen_host, settings.host)
+    reachable = next((a for a in candidates if a not in WILDCARDS), socket.getfqdn())
     advert = Advert(
         instance=settings.worker_instance,
         host=socket.gethostname(),

@@ -50,3 +50,60 @@ def test_kafka_ports_may_not_overlap_each_other_or_another_component(
 ) -> None:
     with pytest.raises(ValidationError, match="overlap"):
         Settings(**ports)
+
+
+def test_every_service_is_on_host_unless_given_its_own_address() -> None:
+    settings = Settings()
+    assert (settings.kafka_bootstrap, settings.registry_base, settings.connect_base) == (
+        None,
+        None,
+        None,
+    )
+    assert (settings.pg_host, settings.bind_host) == (None, None)
+    assert settings.registry_base_url == "http://127.0.0.1:18080"
+    assert settings.registry_url == "http://127.0.0.1:18080/apis/ccompat/v7"
+    assert settings.connect_url == "http://127.0.0.1:18083"
+    assert settings.pg_address == "127.0.0.1"
+    assert settings.pg_conninfo("tax") == "host=127.0.0.1 port=55432 user=govsync dbname=tax"
+    assert settings.listen_host == "127.0.0.1"
+    assert Settings(registry_tls=True).registry_base_url == "https://127.0.0.1:18080"
+
+
+def test_each_services_address_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GOVSYNC_HOST", "10.0.0.7")
+    monkeypatch.setenv("GOVSYNC_KAFKA_BOOTSTRAP", "kafka-0:9093,kafka-1:9093")
+    monkeypatch.setenv("GOVSYNC_KAFKA_BROKERS", "3")  # ignored by an explicit bootstrap
+    monkeypatch.setenv("GOVSYNC_REGISTRY_BASE", "http://govsync-registry:8080/")
+    monkeypatch.setenv("GOVSYNC_REGISTRY_TLS", "true")  # the scheme is the base URL's
+    monkeypatch.setenv("GOVSYNC_CONNECT_BASE", "http://govsync-connect-api:8083")
+    monkeypatch.setenv("GOVSYNC_PG_HOST", "govsync-index-db")
+    monkeypatch.setenv("GOVSYNC_BIND_HOST", "0.0.0.0")
+    settings = Settings.from_env()
+    assert settings.bootstrap == "kafka-0:9093,kafka-1:9093"
+    assert settings.registry_base_url == "http://govsync-registry:8080"
+    assert settings.registry_url == "http://govsync-registry:8080/apis/ccompat/v7"
+    assert settings.registry_native_url == "http://govsync-registry:8080/apis/registry/v2"
+    assert settings.connect_url == "http://govsync-connect-api:8083"
+    assert settings.pg_address == "govsync-index-db"
+    assert settings.pg_conninfo("tax") == (
+        "host=govsync-index-db port=55432 user=govsync dbname=tax"
+    )
+    assert settings.listen_host == "0.0.0.0"
+    assert settings.host == "10.0.0.7"  # still what is advertised
+
+
+@pytest.mark.parametrize(
+    ("values", "listen"),
+    [
+        ({}, "127.0.0.1"),
+        ({"host": "192.0.2.1"}, "192.0.2.1"),
+        ({"bind_host": "0.0.0.0"}, "0.0.0.0"),
+        ({"host": "192.0.2.1", "bind_host": "::"}, "::"),
+    ],
+)
+def test_govsyncs_servers_listen_on_bind_host_or_else_host(
+    values: dict[str, str], listen: str
+) -> None:
+    assert Settings(**values).listen_host == listen

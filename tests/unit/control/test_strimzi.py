@@ -23,6 +23,7 @@ from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceTyp
 from connectors.sinks import SINKS, process_name
 from govsync.control import access, strimzi
 from govsync.stack import mirror
+from streams.config import tls
 from streams.config.settings import REPO_ROOT, Settings
 from streams.contract.topics import mirrored_topic, upstream_delivery_topic
 from streams.kafka import credentials
@@ -352,3 +353,65 @@ def test_a_mirror_maker_no_longer_rendered_is_removed(tmp_path: Path) -> None:
     assert (tmp_path / "kafkamirrormaker2.yaml").exists()
     strimzi.write(RESOURCES, tmp_path)
     assert not (tmp_path / "kafkamirrormaker2.yaml").exists()
+
+
+def _deployments(resources: list[dict]) -> list[dict]:
+    return [r for r in resources if r["kind"] == "Deployment"]
+
+
+def test_the_processes_reach_each_service_at_its_own_address() -> None:
+    config = next(r for r in RESOURCES if r["kind"] == "ConfigMap")["data"]
+    assert config["GOVSYNC_KAFKA_BOOTSTRAP"] == strimzi.BOOTSTRAP
+    assert config["GOVSYNC_KAFKA_TLS"] == "true"
+    assert config["GOVSYNC_REGISTRY_BASE"] == strimzi.REGISTRY_URL
+    assert config["GOVSYNC_BIND_HOST"] == "0.0.0.0"
+    assert "GOVSYNC_HOST" not in config
+    settings = Settings.model_validate(
+        {k.removeprefix("GOVSYNC_").lower(): v for k, v in config.items()} | {"host": "10.1.2.3"}
+    )
+    assert settings.bootstrap == "govsync-kafka-bootstrap:9093"
+    assert settings.kafka_protocol == "SASL_SSL"
+    assert settings.registry_url == "http://govsync-registry:8080/apis/ccompat/v7"
+    assert settings.listen_host == "0.0.0.0"
+
+
+def test_every_deployment_advertises_its_pods_address_and_reads_the_configmap() -> None:
+    for deployment in _deployments(RESOURCES):
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["envFrom"] == [{"configMapRef": {"name": "govsync"}}]
+        assert {
+            "name": "GOVSYNC_HOST",
+            "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
+        } in container["env"]
+
+
+def test_each_process_logs_in_with_its_kafkausers_password_over_the_cluster_ca() -> None:
+    principals = {
+        "govsync-worker": [credentials.WORKER, credentials.LEDGER],
+        "govsync-api": [credentials.API],
+        "govsync-indexer": [credentials.INDEXER],
+        "govsync-monitor": [credentials.ADMIN],
+    } | {f"govsync-{process_name(d)}": [d] for d in SINKS}
+    users = {r["metadata"]["name"] for r in RESOURCES if r["kind"] == "KafkaUser"}
+    state = Settings(state_dir=Path(strimzi.STATE_DIR))
+    for deployment in _deployments(RESOURCES):
+        name = deployment["metadata"]["name"]
+        pod = deployment["spec"]["template"]["spec"]
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        sources = volumes["secrets"]["projected"]["sources"]
+        for principal in principals[name]:
+            secret = {
+                "name": strimzi.kubernetes_name(principal),
+                "items": [{"key": "password", "path": f"kafka-{principal}.password"}],
+            }
+            assert {"secret": secret} in sources, (name, principal)
+            assert secret["name"] in users  # the User Operator's Secret, named as the user
+            path = Path(mounts["secrets"]) / f"kafka-{principal}.password"
+            assert path == state.path("secrets", f"kafka-{principal}.password")
+        ca = volumes["cluster-ca"]["secret"]
+        assert ca == {
+            "secretName": strimzi.CLUSTER_CA_SECRET,
+            "items": [{"key": "ca.crt", "path": "ca.pem"}],
+        }
+        assert Path(mounts["cluster-ca"]) / "ca.pem" == tls.ca_pem(state)
