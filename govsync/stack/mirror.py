@@ -13,7 +13,7 @@ from govsync.stack import jvm, supervision
 from streams.config import tls
 from streams.config.secrets import write_private
 from streams.config.settings import Settings
-from streams.contract.topics import mirror_target_alias
+from streams.contract.topics import mirror_target_alias, upstream_topic_patterns
 from streams.kafka import credentials
 from streams.model.topology import Topology, Upstream
 
@@ -52,9 +52,7 @@ def render(settings: Settings, topology: Topology) -> str | None:
             upstream,
             this,
             credentials.peer_password(settings, upstream.node, "kafka"),
-            # The exact topics, as regular expressions ([.]: a backslash would not survive
-            # Java's Properties.load, and a bare dot matches any character).
-            [f"deliver[.]{upstream.login}[.]{entity}" for entity in sorted(upstream.entities)],
+            upstream_topic_patterns(upstream),
         )
         for upstream in federation.upstreams
     ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from streams.model.topology import Inbound, Subscription, Topology
+from streams.model.topology import Inbound, Subscription, Topology, Upstream
 
 # --- data path ----------------------------------------------------------------------------
 
@@ -58,6 +58,14 @@ def normalize_inputs(topology: Topology) -> list[str]:
 def upstream_delivery_topic(inbound: Inbound) -> str:
     """The upstream node's delivery topic to this node, as named there."""
     return f"{DELIVERY_PREFIX}{inbound.upstream.login}.{inbound.entity}"
+
+
+def upstream_topic_patterns(upstream: Upstream) -> list[str]:
+    """MirrorMaker's regular expressions for the exact topics ``upstream`` delivers to
+    this node (``[.]``: a bare dot matches any character, and a backslash would not
+    survive Java's Properties.load)."""
+    prefix = DELIVERY_PREFIX.replace(".", "[.]")
+    return [f"{prefix}{upstream.login}[.]{entity}" for entity in sorted(upstream.entities)]
 
 
 def mirror_target_alias(node: str) -> str:
