@@ -222,7 +222,6 @@ class LedgerStage:
     ) -> list[Output]:
         """A change an upstream node sent: the hop of its sending (when it delivered the
         record MirrorMaker copied), and an audit record of what this node received."""
-        state = change.get("after") or change.get("before") or {}
         return [
             self._output(
                 self._lineage(change, "sent", topic, partition, offset, at_ms, department=node)
@@ -236,7 +235,7 @@ class LedgerStage:
                 event_id=change["event_id"],
                 entity=change["entity"],
                 entity_key=change["key"],
-                fields=sorted(name for name, value in state.items() if value is not None),
+                fields=_with_values(change),
                 detail={
                     "from": node,
                     "mirrored": f"{topic}[{partition}]@{offset}",
@@ -259,10 +258,9 @@ class LedgerStage:
             department=department,
             subscription=subscription_id,
         )
-        state = delivery.get("after") or delivery.get("before") or {}
         subscription = self._subscriptions.get(subscription_id)
         masks = subscription.mask if subscription is not None else {}
-        received = sorted(name for name, value in state.items() if value is not None)
+        received = _with_values(delivery)
         detail = {
             "kind": delivery["kind"],
             "position": f"{message.topic()}[{message.partition()}]@{message.offset()}",
@@ -699,6 +697,13 @@ def _read_last(consumer: Consumer, starts: dict[int, int]) -> dict[int, bytes | 
     finally:
         consumer.unassign()
     return last
+
+
+def _with_values(record: dict[str, Any]) -> list[str]:
+    """The fields a delivered or received record carries a value for (its state after the
+    change, or before it for a deletion): what the audit trail says was received."""
+    state = record.get("after") or record.get("before") or {}
+    return sorted(name for name, value in state.items() if value is not None)
 
 
 def _text(value: Any) -> str:

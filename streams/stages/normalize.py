@@ -15,7 +15,7 @@ from confluent_kafka import Message, TopicPartition
 from confluent_kafka.serialization import SerializationError
 
 from streams.contract import headers, schemas
-from streams.contract.topics import DLQ_TOPIC, changes_topic, mirrored_topic, normalize_inputs
+from streams.contract.topics import DLQ_TOPIC, changes_topic, mirrored_topic
 from streams.engine import metrics
 from streams.engine.transactional import NOTHING, Output, Produced
 from streams.kafka.serde import Codec
@@ -59,9 +59,7 @@ class NormalizeStage:
         }
         self._upstream_codecs = upstream_codecs
         self._entities = topology.entities
-        self.topics: Sequence[str] = sorted(
-            t for t in normalize_inputs(topology) if t in self._sources or t in self._inbound
-        )
+        self.topics: Sequence[str] = sorted([*self._sources, *self._inbound])
         self._normalizers = {
             s.cdc_topic: Normalizer(s, topology.entity(s.entity)) for s in topology.sources
         }
