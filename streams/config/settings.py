@@ -64,6 +64,10 @@ class Settings(BaseModel, frozen=True):
     # Where govsync's own HTTP servers (query API, monitor, the worker's metrics) listen,
     # e.g. 0.0.0.0 in a container; None: on ``host``. What they advertise stays connectable.
     bind_host: str | None = None
+    # Audit records per chain the ledger reads back when it starts, so that inputs it reads
+    # again (a standby resuming from MirrorMaker's translated offsets) are not chained twice.
+    # Cover the mirror's group-offset sync interval at the peak audit rate per chain.
+    ledger_repeat_window: int = 1000
 
     @property
     def kafka_protocol(self) -> str:
@@ -176,3 +180,15 @@ class Settings(BaseModel, frozen=True):
     @property
     def dist_dir(self) -> Path:
         return self.path("dist")
+
+    # The name a process logs in to Kafka under: its principal's id ("id"), or that id as
+    # a Kubernetes name ("kubernetes": `_` -> `-`), the SCRAM user of its KafkaUser on
+    # Strimzi (streams/kafka/credentials.py, login_name).
+    kafka_login_names: str = "id"
+
+    @field_validator("kafka_login_names")
+    @classmethod
+    def _known_login_names(cls, names: str) -> str:
+        if names not in ("id", "kubernetes"):
+            raise ValueError(f"GOVSYNC_KAFKA_LOGIN_NAMES is {names!r}; it must be id or kubernetes")
+        return names

@@ -20,18 +20,27 @@ a member that knows it already gets all its partitions, the chains of some of wh
 another member writes. Those wait until the others see the topic too and the group
 rebalances. A chain's head is read back from the topic after every start, rebalance or
 abort.
+
+With the head, the last ``repeat_window`` records of the chain are read back, and an input
+whose audit record is already among them is not written again (:class:`Repeats`). Within a
+node that never happens: offsets are committed in the output's transaction. It happens
+on a standby taking over from MirrorMaker 2's copy of the topics (docs/operating.md): a
+mirrored record has another offset there, committed offsets are translated only up to
+the last offset sync, so the standby's ledger reads a tail again that its chain holds.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from streams.config.settings import Settings
 from streams.contract import headers, schemas, signatures
 from streams.contract.approvals import Decision, Request
 from streams.contract.headers import as_dict
@@ -67,6 +76,11 @@ log = logging.getLogger("govsync.ledger")
 
 CHECKPOINT_EVERY = 1000
 TAIL_WINDOW = 64  # records read back from a chain's end to find its head
+# Records per chain whose inputs are not chained again (Repeats); settings.py says how big.
+REPEAT_WINDOW: int = Settings.model_fields["ledger_repeat_window"].default
+# Where an audit record names the input's own position: offsets differ between a node and
+# its standby, so these are left out of what makes two records the same act.
+POSITION_DETAILS = frozenset({"position", "at"})
 WORKER_ACTOR = "worker"
 UNVERIFIED_ACTOR = "unverified"  # a refused receipt: nobody proved who sent it
 ANCHOR = RECEIPTS_TOPIC  # whose partition c makes its holder the writer of chain c
@@ -93,6 +107,53 @@ def unanchored(partitions: Sequence[TopicPartition], chains: int) -> list[tuple[
     return [(tp.topic, tp.partition) for tp in partitions if tp.partition % chains not in mine]
 
 
+RepeatIdentity = tuple[Any, ...]
+
+
+def repeat_identity(record: Mapping[str, Any]) -> RepeatIdentity:
+    """What makes two audit records the same act: everything the input decides, without
+    the chain's own fields (seq, hashes), the approval text and field list (the topology's),
+    and the input's position."""
+    detail = record.get("detail") or {}
+    return (
+        record["kind"],
+        record["at_ms"],
+        record["actor"],
+        record.get("event_id"),
+        record.get("entity_key"),
+        record.get("department"),
+        record.get("subscription"),
+        tuple(sorted((k, v) for k, v in detail.items() if k not in POSITION_DETAILS)),
+    )
+
+
+class Repeats:
+    """The acts a chain's tail already holds, each as often as it holds it: an input
+    sealing one of them again is a re-read, not a new act, and is dropped once per copy.
+    Bounded by the window read back; empty (and free) once every copy is matched."""
+
+    def __init__(self, tail: Sequence[AuditRecord] = ()) -> None:
+        self._left = Counter(
+            repeat_identity(r.model_dump()) for r in tail if r.kind != "checkpoint"
+        )
+        self._times = {identity[1] for identity in self._left}  # a cheap first test
+
+    def __bool__(self) -> bool:
+        return bool(self._left)
+
+    def take(self, record: Mapping[str, Any]) -> bool:
+        """Whether ``record`` is one of the tail's acts (then it is matched, once)."""
+        if record["at_ms"] not in self._times:
+            return False
+        identity = repeat_identity(record)
+        if self._left[identity] <= 0:
+            return False
+        self._left[identity] -= 1
+        if self._left[identity] == 0:
+            del self._left[identity]
+        return True
+
+
 class LedgerStage:
     name = LEDGER
     topics: Sequence[str] = (
@@ -113,13 +174,15 @@ class LedgerStage:
         bootstrap: str,
         audit_partitions: int,
         receipt_key: Callable[[str], bytes],
-        chain_ends: Callable[[Collection[int]], dict[int, AuditRecord | None]] | None = None,
+        chain_tails: Callable[[Collection[int]], dict[int, list[AuditRecord]]] | None = None,
         keys: Path | None = None,
+        repeat_window: int = REPEAT_WINDOW,
     ) -> None:
         """``receipt_key`` gives a department's receipt key (signatures.py);
-        ``chain_ends`` reads the last committed record of some chains (default: from
-        ``govsync.audit`` on Kafka, all at once); ``keys`` holds the published public keys
-        requests and decisions are checked with (None: none is believed)."""
+        ``chain_tails`` reads the last committed records of some chains, oldest first, at
+        least the last one and up to ``repeat_window`` (default: from ``govsync.audit`` on
+        Kafka, all at once); ``keys`` holds the published public keys requests and
+        decisions are checked with (None: none is believed)."""
         self._receipt_key = receipt_key
         self._keys = keys
         self.reload(topology)
@@ -128,11 +191,14 @@ class LedgerStage:
         self._codec = codec
         self._hop = codec.serializer(TRACE_TOPIC, schemas.lineage_schema())
         self._audit = codec.serializer(AUDIT_TOPIC, schemas.audit_schema())
-        self._chain_ends = chain_ends or self._last_records
+        self._chain_tails = chain_tails or self._last_records
+        self._repeat_window = repeat_window
         # Each chain's head, per audit partition; moved by the open transaction until it commits.
         self.heads: KeyedState[str, int, Chain] = KeyedState()
         self._anchored: set[int] = set()  # the chains this member writes
         self._resumed: dict[int, Chain] = {}  # chains read back and not yet written to
+        self._repeats: dict[int, Repeats] = {}  # per chain, since it was read back
+        self._repeated = False  # the input being processed sealed a repeat
         self._spans = tracing.spans()
         self._exports = AfterCommit()  # spans of the open transaction's hops
 
@@ -161,6 +227,13 @@ class LedgerStage:
         self._exports.abort()
 
     def process(self, message: Message) -> list[Output]:
+        self._repeated = False
+        outputs = self._process(message)
+        if self._repeated:  # read again: its hops are on the trail with the first reading
+            return [output for output in outputs if output.topic != TRACE_TOPIC]
+        return outputs
+
+    def _process(self, message: Message) -> list[Output]:
         topic = message.topic()
         if topic == TOPOLOGY_CHANGES_TOPIC:
             return self._topology_changes(message)
@@ -604,6 +677,16 @@ class LedgerStage:
     def _seal(self, input_partition: int, *, key: str, **record: Any) -> list[Output]:
         partition = input_partition % self._partitions
         chain = self._chain(partition)
+        repeats = self._repeats.get(partition)
+        if repeats and repeats.take(record):
+            log.info(
+                "audit chain %d already holds this %s (%s): not chained again",
+                partition,
+                record["kind"],
+                record.get("event_id") or key,
+            )
+            self._repeated = True
+            return []
         return [
             Output(AUDIT_TOPIC, key.encode(), self._audit(sealed), [], partition)
             for sealed in chain.seal(**record)
@@ -627,19 +710,23 @@ class LedgerStage:
                 for p in self._anchored
                 if p not in self._resumed and self.heads.get(AUDIT_TOPIC, p) is None
             }
-            ends = self._chain_ends(unread)
-            self._resumed.update({p: Chain.resume(ends[p], CHECKPOINT_EVERY) for p in unread})
+            tails = self._chain_tails(unread)
+            for p in unread:
+                tail = tails[p]
+                self._resumed[p] = Chain.resume(tail[-1] if tail else None, CHECKPOINT_EVERY)
+                self._repeats[p] = Repeats(tail[max(0, len(tail) - self._repeat_window) :])
         return self._resumed.pop(partition)
 
     def _forget(self) -> None:
         """Heads are read back from the topic after a start, a rebalance or an abort."""
         self.heads.drop([AUDIT_TOPIC])
         self._resumed.clear()
+        self._repeats.clear()
 
-    def _last_records(self, partitions: Collection[int]) -> dict[int, AuditRecord | None]:
-        """The committed end of some chains: the last record on each partition, read
-        together. Transaction markers and aborted batches take offsets too, so widen a
-        chain's look-back until a record turns up or the partition's start is reached."""
+    def _last_records(self, partitions: Collection[int]) -> dict[int, list[AuditRecord]]:
+        """The committed ends of some chains, read together: the last ``repeat_window``
+        offsets of each partition, or more until a record turns up or the partition's
+        start is reached (transaction markers and aborted batches take offsets too)."""
         consumer = Consumer(
             clients.config(
                 self._bootstrap,
@@ -657,30 +744,31 @@ class LedgerStage:
                 p: consumer.get_watermark_offsets(TopicPartition(AUDIT_TOPIC, p), timeout=10)
                 for p in partitions
             }
-            last: dict[int, bytes | None] = {}
-            window = TAIL_WINDOW
-            while unread := [p for p in partitions if p not in last]:
+            tails: dict[int, list[bytes]] = {}
+            window = max(TAIL_WINDOW, self._repeat_window)
+            while unread := [p for p in partitions if p not in tails]:
                 starts = {p: max(marks[p][0], marks[p][1] - window) for p in unread}
-                for p, value in _read_last(consumer, starts).items():
-                    if value is not None or starts[p] == marks[p][0]:
-                        last[p] = value
+                for p, values in _read_tails(consumer, starts).items():
+                    if values or starts[p] == marks[p][0]:
+                        tails[p] = values
                 window *= 4
         finally:
             consumer.close()
-        records: dict[int, AuditRecord | None] = {}
-        for p, value in sorted(last.items()):
-            record = None
-            if value is not None:
-                record = AuditRecord.model_validate(self._codec.decode(AUDIT_TOPIC, value))
-                log.info("audit chain %d continues after seq %d", p, record.seq)
-            records[p] = record
+        records: dict[int, list[AuditRecord]] = {}
+        for p, values in sorted(tails.items()):
+            records[p] = [
+                AuditRecord.model_validate(self._codec.decode(AUDIT_TOPIC, value))
+                for value in values[-max(1, self._repeat_window) :]
+            ]
+            if records[p]:
+                log.info("audit chain %d continues after seq %d", p, records[p][-1].seq)
         return records
 
 
-def _read_last(consumer: Consumer, starts: dict[int, int]) -> dict[int, bytes | None]:
-    """Each partition's last record value from its start on (None: none there)."""
+def _read_tails(consumer: Consumer, starts: dict[int, int]) -> dict[int, list[bytes]]:
+    """Each partition's record values from its start on (tombstones skipped)."""
     consumer.assign([TopicPartition(AUDIT_TOPIC, p, o) for p, o in starts.items()])
-    last: dict[int, bytes | None] = dict.fromkeys(starts)
+    tails: dict[int, list[bytes]] = {p: [] for p in starts}
     ended: set[int] = set()
     try:
         while len(ended) < len(starts):
@@ -689,14 +777,15 @@ def _read_last(consumer: Consumer, starts: dict[int, int]) -> dict[int, bytes | 
                 raise RuntimeError(f"reading {AUDIT_TOPIC}{sorted(set(starts) - ended)} timed out")
             error = message.error()
             if error is None:
-                last[message.partition()] = message.value()
+                if (value := message.value()) is not None:
+                    tails[message.partition()].append(value)
             elif error.code() == KafkaError._PARTITION_EOF:
                 ended.add(message.partition())
             else:
                 raise RuntimeError(f"reading {AUDIT_TOPIC}[{message.partition()}]: {error.str()}")
     finally:
         consumer.unassign()
-    return last
+    return tails
 
 
 def _with_values(record: dict[str, Any]) -> list[str]:

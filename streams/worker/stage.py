@@ -87,6 +87,7 @@ def build(
             topology.kafka.partitions,
             receipt_key,
             keys=lifecycle.keys_dir(settings),
+            repeat_window=settings.ledger_repeat_window,
         )
     raise ValueError(f"no stage {name!r}; the stages are {', '.join(STAGES)}")
 

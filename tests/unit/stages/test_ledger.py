@@ -25,7 +25,7 @@ from streams.contract.topics import (
 )
 from streams.engine.transactional import Output
 from streams.model.topology import Subscription
-from streams.stages.ledger import LedgerStage, approval_of, unanchored
+from streams.stages.ledger import LedgerStage, approval_of, repeat_identity, unanchored
 from streams.trail import tracing
 from streams.trail.audit import GENESIS, Chain, record_hash, who_received
 from tests.unit.avro import MemoryCodec
@@ -43,16 +43,20 @@ CAPTURED_MS, NORMALIZED_MS, DELIVERED_MS, APPLIED_MS = (
 
 
 class ChainEnds:
-    """What ``govsync.audit`` holds at the end of each chain, and which ends were read
-    (one list per read)."""
+    """What ``govsync.audit`` holds at the end of each chain (``earlier`` records, then
+    the ``last``), and which ends were read (one list per read)."""
 
     def __init__(self) -> None:
         self.last: dict[int, AuditRecord] = {}
+        self.earlier: dict[int, list[AuditRecord]] = {}
         self.read: list[list[int]] = []
 
-    def __call__(self, partitions: Collection[int]) -> dict[int, AuditRecord | None]:
+    def __call__(self, partitions: Collection[int]) -> dict[int, list[AuditRecord]]:
         self.read.append(sorted(partitions))
-        return {p: self.last.get(p) for p in partitions}
+        return {
+            p: self.earlier.get(p, []) + ([self.last[p]] if p in self.last else [])
+            for p in partitions
+        }
 
 
 @pytest.fixture()
@@ -64,7 +68,7 @@ def ends() -> ChainEnds:
 def stage(codec: MemoryCodec, ends: ChainEnds, monkeypatch: pytest.MonkeyPatch) -> LedgerStage:
     monkeypatch.delenv(tracing.ENDPOINT_VARIABLE, raising=False)  # spans: not exported
     return LedgerStage(
-        TOPOLOGY, codec, "unused:9092", AUDIT_PARTITIONS, receipt_key, chain_ends=ends
+        TOPOLOGY, codec, "unused:9092", AUDIT_PARTITIONS, receipt_key, chain_tails=ends
     )
 
 
@@ -305,6 +309,85 @@ def test_after_an_abort_the_topic_not_the_last_commit_decides_the_head(
     assert (record.seq, record.prev_sha256) == (100, moved.sha256)
 
 
+def test_what_a_standby_reads_again_its_chain_already_holds_is_not_written_again(
+    codec: MemoryCodec, stage: LedgerStage, ends: ChainEnds
+) -> None:
+    """On a standby, MirrorMaker's copies sit at other offsets, and the stages resume a
+    little before where the node's last commit ended (docs/operating.md)."""
+    (tax,) = sealed(codec, stage.process(delivery_record(codec, TAX, offset=20)))
+    (social,) = sealed(codec, stage.process(delivery_record(codec, SOCIAL, offset=21)))
+    stage.committed()
+    stage.aborted()  # as a start on the standby: the heads are read back from the topic
+    ends.earlier[CHAIN], ends.last[CHAIN] = [tax], social
+    assert stage.process(delivery_record(codec, TAX, offset=120)) == []  # not even its hop
+    assert stage.process(delivery_record(codec, SOCIAL, offset=121)) == []
+    outputs = stage.process(receipt_record(codec))
+    assert [out.topic for out in outputs] == [TRACE_TOPIC, AUDIT_TOPIC]
+    (receipt,) = sealed(codec, outputs)
+    assert (receipt.seq, receipt.prev_sha256) == (2, social.sha256)
+
+
+def test_each_copy_on_the_chain_cancels_one_reading_and_no_more(
+    codec: MemoryCodec, stage: LedgerStage, ends: ChainEnds
+) -> None:
+    (tax,) = sealed(codec, stage.process(delivery_record(codec, TAX, offset=20)))
+    stage.committed()
+    stage.aborted()
+    ends.last[CHAIN] = tax
+    assert stage.process(delivery_record(codec, TAX, offset=120)) == []
+    # Read a second time: the chain holds one copy, so this is an act of its own.
+    (again,) = sealed(codec, stage.process(delivery_record(codec, TAX, offset=121)))
+    assert (again.seq, again.prev_sha256) == (1, tax.sha256)
+
+
+def test_only_the_window_read_back_is_matched(codec: MemoryCodec, ends: ChainEnds) -> None:
+    stage = LedgerStage(
+        TOPOLOGY,
+        codec,
+        "unused:9092",
+        AUDIT_PARTITIONS,
+        receipt_key,
+        chain_tails=ends,
+        repeat_window=1,
+    )
+    (tax,) = sealed(codec, stage.process(delivery_record(codec, TAX, offset=20)))
+    (social,) = sealed(codec, stage.process(delivery_record(codec, SOCIAL, offset=21)))
+    stage.committed()
+    stage.aborted()
+    ends.earlier[CHAIN], ends.last[CHAIN] = [tax], social
+    assert stage.process(delivery_record(codec, SOCIAL, offset=121)) == []
+    (older,) = sealed(codec, stage.process(delivery_record(codec, TAX, offset=120)))
+    assert older.seq == 2  # beyond the window: written again
+
+
+def test_without_a_window_nothing_is_matched(codec: MemoryCodec, ends: ChainEnds) -> None:
+    stage = LedgerStage(
+        TOPOLOGY,
+        codec,
+        "unused:9092",
+        AUDIT_PARTITIONS,
+        receipt_key,
+        chain_tails=ends,
+        repeat_window=0,
+    )
+    (tax,) = sealed(codec, stage.process(delivery_record(codec, TAX, offset=20)))
+    stage.committed()
+    stage.aborted()
+    ends.last[CHAIN] = tax
+    (again,) = sealed(codec, stage.process(delivery_record(codec, TAX, offset=120)))
+    assert (again.seq, again.prev_sha256) == (1, tax.sha256)
+
+
+def test_a_repeat_is_the_same_act_whatever_its_position_or_chain_fields() -> None:
+    (record,) = Chain(next_seq=5).append(
+        "delivery", 7, "worker", event_id="e", detail={"kind": "u", "position": "t[0]@1"}
+    )
+    moved = {**record.model_dump(), "seq": 9, "detail": {"kind": "u", "position": "t[0]@50"}}
+    assert repeat_identity(moved) == repeat_identity(record.model_dump())
+    other = {**moved, "detail": {"kind": "d", "position": "t[0]@50"}}
+    assert repeat_identity(other) != repeat_identity(record.model_dump())
+
+
 def test_a_receipt_is_a_lineage_hop_and_an_audit_record_by_its_department(
     codec: MemoryCodec, stage: LedgerStage
 ) -> None:
@@ -521,7 +604,7 @@ def received_record(codec: MemoryCodec, captured: bool = True) -> Message:
 def province(codec: MemoryCodec, ends: ChainEnds, monkeypatch: pytest.MonkeyPatch) -> LedgerStage:
     monkeypatch.delenv(tracing.ENDPOINT_VARIABLE, raising=False)
     return LedgerStage(
-        PROVINCE, codec, "unused:9092", AUDIT_PARTITIONS, receipt_key, chain_ends=ends
+        PROVINCE, codec, "unused:9092", AUDIT_PARTITIONS, receipt_key, chain_tails=ends
     )
 
 
