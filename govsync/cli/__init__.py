@@ -21,6 +21,7 @@ from govsync.cli import (
     quality,
     receipts,
     replay,
+    secrets,
     stack,
     subscription,
     topology,
@@ -46,3 +47,4 @@ app.add_typer(receipts.app, name="receipts")
 app.add_typer(index.app, name="index")
 app.add_typer(subscription.app, name="subscription")
 app.add_typer(objection.app, name="objection")
+app.add_typer(secrets.app, name="secrets")

@@ -31,6 +31,7 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
+from govsync.control import state_secrets
 from streams.config.settings import Settings
 from streams.contract.topics import (
     APPROVALS_TOPIC,
@@ -63,7 +64,7 @@ from streams.contract.topics import (
     stage_changelog_prefix,
     stage_group,
 )
-from streams.kafka import applied, credentials, lifecycle
+from streams.kafka import applied, credentials
 from streams.kafka.admin import AdminError, admin_client
 from streams.model.topology import Topology
 
@@ -352,13 +353,12 @@ def keep(settings: Settings, stop: threading.Event, every_s: float = KEEP_EVERY_
 def apply(
     client: AdminClient, settings: Settings, topology: Topology, dry_run: bool = False
 ) -> dict[str, int]:
-    """Users, their client property files and the ACLs, as ``topology`` implies."""
+    """Users, their client property files, the departments' keys and logins, and the ACLs,
+    as ``topology`` implies."""
     if dry_run:
         return reconcile_acls(client, topology, dry_run=True)
     ensure_users(client, settings, principals(topology))
     for principal in (credentials.ADMIN, *principals(topology)):
         credentials.write_client_properties(settings, principal)
-    credentials.write_logins(settings, sorted(topology.departments))
-    for department in topology.departments:  # publishes its public key (keys/)
-        lifecycle.signing_key(settings, department)
+    state_secrets.make(settings, topology)
     return reconcile_acls(client, topology)

@@ -6,9 +6,10 @@ The embedded stack and a Kubernetes cluster run from the same topology: the topi
 Debezium connectors become KafkaConnectors, the MirrorMaker 2 of federation a
 KafkaMirrorMaker2 per upstream node. Only what differs on a cluster is rewritten:
 addresses become Services, secrets become references Connect resolves from Kubernetes
-Secrets, replication becomes 3. Resources carry no namespace (``kubectl -n`` picks it),
-except where Kubernetes needs one inside a resource: Connect's secret references and its
-service account's role binding name ``namespace``.
+Secrets or files govsync's processes mount read-only (``state_secrets``: the state
+directory's, exported once), replication becomes 3. Resources carry no namespace
+(``kubectl -n`` picks it), except where Kubernetes needs one inside a resource: Connect's
+secret references and its service account's role binding name ``namespace``.
 
 `govsync topology render --target strimzi` writes them; unit tests check them against
 Strimzi's CRDs and Kubernetes' schemas and keep the committed files equal to a render.
@@ -27,7 +28,7 @@ import yaml
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 
 from connectors.sources import debezium
-from govsync.control import access, generated
+from govsync.control import access, generated, state_secrets
 from streams.config.settings import REPO_ROOT, Settings
 from streams.contract.topics import (
     CONNECT_PREFIX,
@@ -36,6 +37,7 @@ from streams.contract.topics import (
     upstream_topic_patterns,
 )
 from streams.kafka import credentials
+from streams.kafka.credentials import kubernetes_name
 from streams.model.topology import Topology
 
 OUTPUT_DIR = REPO_ROOT / "deploy" / "kubernetes" / "strimzi"
@@ -53,6 +55,8 @@ CLUSTER_CA_SECRET = f"{CLUSTER}-cluster-ca-cert"
 # Kafka clients (MariaDB's schema history) trust the cluster CA from there.
 CONNECT_CA_FILE = f"/opt/kafka/connect-certs/{CLUSTER_CA_SECRET}/ca.crt"
 REGISTRY_URL = "http://govsync-registry:8080"
+# The index database (and the reference sinks' department databases): operators' PostgreSQL.
+DATABASE_SERVICE = "govsync-db"
 REPLICAS = 3
 # Placeholders operators replace: the images they build and push, and the volume size.
 APP_IMAGE = "registry.example.gov.cn/govsync/app:<version>"
@@ -76,12 +80,6 @@ RESOURCE_TYPES = {
     ResourceType.BROKER: "cluster",
 }
 PATTERN_TYPES = {ResourcePatternType.LITERAL: "literal", ResourcePatternType.PREFIXED: "prefix"}
-
-
-def kubernetes_name(name: str) -> str:
-    """``name`` as a Kubernetes object name (DNS subdomain): Kafka's topic and principal
-    names may hold ``_``, Kubernetes' may not."""
-    return name.lower().replace("_", "-")
 
 
 def operation_name(operation: AclOperation) -> str:
@@ -498,6 +496,7 @@ def _deployment(
     name: str,
     args: list[str],
     principals: list[str],
+    reads: state_secrets.Reads,
     replicas: int = 1,
     port: int | None = None,
     probe_path: str = "/metrics",
@@ -507,8 +506,9 @@ def _deployment(
     """One of govsync's processes, run as `govsync <args>` (as the embedded stack's
     supervisor runs it) with the passwords of ``principals`` where it reads them, under
     ``<state>/secrets/kafka-<principal>.password``, its registry passwords at the upstream
-    nodes ``peers`` under ``peer-<node>-registry.password``, and the cluster CA as its
-    ``ca.pem``."""
+    nodes ``peers`` under ``peer-<node>-registry.password``, the exported files it
+    ``reads`` (`govsync secrets export`) where the embedded stack keeps them, and the
+    cluster CA as its ``ca.pem``. All read-only: it creates none of them."""
     container: dict[str, Any] = {
         "name": name,
         "image": APP_IMAGE,
@@ -520,6 +520,12 @@ def _deployment(
             {"name": "cluster-ca", "mountPath": f"{STATE_DIR}/kafka/tls", "readOnly": True},
         ],
     }
+    volumes: list[dict[str, Any]] = []
+    if reads.public_keys:
+        container["volumeMounts"].append(
+            {"name": "keys", "mountPath": f"{STATE_DIR}/keys", "readOnly": True}
+        )
+        volumes.append({"name": "keys", "configMap": {"name": state_secrets.PUBLIC_KEYS}})
     # The pod's own address: what the worker advertises as its metrics URL (the servers
     # listen on GOVSYNC_BIND_HOST, every service has its own address in the ConfigMap).
     container["env"] = [
@@ -551,6 +557,9 @@ def _deployment(
         }
         for node in peers
     ]
+    if reads.secrets:
+        items = [{"key": file, "path": file} for file in reads.secrets]
+        secrets.append({"secret": {"name": state_secrets.SECRET, "items": items}})
     pod = {
         "metadata": {
             "labels": _labels(name),
@@ -568,6 +577,7 @@ def _deployment(
                         "items": [{"key": "ca.crt", "path": "ca.pem"}],
                     },
                 },
+                *volumes,
             ],
         },
     }
@@ -583,6 +593,7 @@ def _deployment(
 def _applications(topology: Topology, settings: Settings, sinks: Iterable[str]) -> list[dict]:
     """govsync's own processes as the embedded stack runs them (govsync/stack/background.py),
     except the ACL keeper: on Kubernetes the User Operator owns the ACLs."""
+    sinks = [d for d in sorted(sinks) if d in topology.departments]  # others: no KafkaUser
     config = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -592,10 +603,15 @@ def _applications(topology: Topology, settings: Settings, sinks: Iterable[str]) 
             "GOVSYNC_KAFKA_BOOTSTRAP": BOOTSTRAP,
             "GOVSYNC_KAFKA_TLS": "true",  # the cluster CA is mounted as <state>/kafka/tls/ca.pem
             "GOVSYNC_REGISTRY_BASE": REGISTRY_URL,
-            # No index database is rendered: GOVSYNC_PG_HOST is the operators' to add.
+            # Not rendered: the operators' PostgreSQL, as the registry is theirs.
+            "GOVSYNC_PG_HOST": DATABASE_SERVICE,
+            "GOVSYNC_PG_PORT": DATABASE_PORTS["postgres"],
             "GOVSYNC_BIND_HOST": "0.0.0.0",
+            # SASL usernames as the KafkaUsers are named (``social-security``).
+            "GOVSYNC_KAFKA_LOGIN_NAMES": "kubernetes",
         },
     }
+    reads = state_secrets.reads(topology, sinks)
     worker, ledger = credentials.WORKER, credentials.LEDGER
     # Normalize reads mirrored deliveries with the schemas of their upstream's registry.
     upstreams = [u.node for u in topology.federation.upstreams] if topology.federation else []
@@ -605,6 +621,7 @@ def _applications(topology: Topology, settings: Settings, sinks: Iterable[str]) 
             "govsync-worker",
             ["worker"],
             [worker, ledger],
+            reads["worker"],
             replicas=2,
             port=settings.worker_port,
             principal=worker,
@@ -614,25 +631,34 @@ def _applications(topology: Topology, settings: Settings, sinks: Iterable[str]) 
             "govsync-api",
             ["api", "--port", str(settings.api_port)],
             [credentials.API],
+            reads["api"],
             replicas=2,
             port=settings.api_port,
             probe_path="/healthz",
             principal=credentials.API,
         ),
         _deployment(
-            "govsync-indexer", ["indexer"], [credentials.INDEXER], principal=credentials.INDEXER
+            "govsync-indexer",
+            ["indexer"],
+            [credentials.INDEXER],
+            reads["indexer"],
+            principal=credentials.INDEXER,
         ),
         _deployment(
             "govsync-monitor",
             ["monitor", "--port", str(settings.monitor_port)],
             [credentials.ADMIN],
+            reads["monitor"],
             port=settings.monitor_port,
         ),
         *(
             _deployment(
-                f"govsync-{kubernetes_name(department)}-sink", ["sink", department], [department]
+                f"govsync-{kubernetes_name(department)}-sink",
+                ["sink", department],
+                [department],
+                reads[f"sink {department}"],
             )
-            for department in sorted(sinks)
+            for department in sinks
         ),
     ]
     service = {

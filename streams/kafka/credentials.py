@@ -7,7 +7,9 @@ Every client authenticates: ``admin`` (operators' commands, provisioning; a supe
 id, for its sink. The broker's controller listener has its own ``controller`` login.
 Passwords are generated in the state directory (streams/config/secrets.py) and never printed;
 ``client-<principal>.properties`` files there let Kafka's own tools and a department's
-clients connect as that principal.
+clients connect as that principal. On Kubernetes a principal logs in under its KafkaUser's
+name (``kubernetes_name``: ``social_security`` is ``social-security``), its password file
+keeps the id.
 
 The same principals log in to Apicurio Registry, with passwords of their own: ``admin``
 registers schemas (apply), ``connect`` registers Debezium's, and everyone else, the
@@ -39,6 +41,18 @@ SCRAM_ITERATIONS = 8192
 REGISTRY_ADMIN, REGISTRY_WRITER, REGISTRY_READER = "sr-admin", "sr-developer", "sr-readonly"
 
 
+def kubernetes_name(name: str) -> str:
+    """``name`` as a Kubernetes object name (DNS subdomain): Kafka's topic and principal
+    names may hold ``_``, Kubernetes' may not."""
+    return name.lower().replace("_", "-")
+
+
+def login_name(settings: Settings, principal: str) -> str:
+    """The SASL username of ``principal``: its id, or with ``kafka_login_names`` "kubernetes"
+    the name of its KafkaUser, which is the SCRAM user Strimzi's User Operator makes."""
+    return kubernetes_name(principal) if settings.kafka_login_names == "kubernetes" else principal
+
+
 def password(settings: Settings, principal: str) -> str:
     return private_secret(settings.path("secrets"), f"kafka-{principal}.password")
 
@@ -49,7 +63,7 @@ def librdkafka(settings: Settings, principal: str | None = None) -> dict[str, An
     config = {
         "security.protocol": settings.kafka_protocol,
         "sasl.mechanisms": MECHANISM,
-        "sasl.username": who,
+        "sasl.username": login_name(settings, who),
         "sasl.password": password(settings, who),
     }
     if settings.kafka_tls:
@@ -123,8 +137,11 @@ def login_digest(secret: str, salt: bytes) -> str:
     return hashlib.sha256(salt + secret.encode()).hexdigest()
 
 
+LOGINS_FILE = "api-logins.json"
+
+
 def logins_file(settings: Settings) -> Path:
-    return settings.path("secrets", "api-logins.json")
+    return settings.path("secrets", LOGINS_FILE)
 
 
 def write_logins(settings: Settings, principals: Iterable[str]) -> None:

@@ -152,7 +152,7 @@ def test_a_broken_resource_is_refused() -> None:
 @pytest.mark.parametrize("node", RENDERS)
 def test_kafkauser_acls_equal_the_embedded_stacks(node: str) -> None:
     topology, resources = RENDERS[node]
-    principal_of = {strimzi.kubernetes_name(p): p for p in access.principals(topology)}
+    principal_of = {credentials.kubernetes_name(p): p for p in access.principals(topology)}
     resource_type_of = {name: kind for kind, name in strimzi.RESOURCE_TYPES.items()}
     pattern_of = {name: pattern for pattern, name in strimzi.PATTERN_TYPES.items()}
     operation_of = {strimzi.operation_name(op): op for op in AclOperation}
@@ -359,6 +359,14 @@ def _deployments(resources: list[dict]) -> list[dict]:
     return [r for r in resources if r["kind"] == "Deployment"]
 
 
+def _configured(resources: list[dict]) -> Settings:
+    """The settings the rendered ConfigMap gives a process (with its pod's address)."""
+    config = next(r for r in resources if r["kind"] == "ConfigMap")["data"]
+    return Settings.model_validate(
+        {k.removeprefix("GOVSYNC_").lower(): v for k, v in config.items()} | {"host": "10.1.2.3"}
+    )
+
+
 def test_the_processes_reach_each_service_at_its_own_address() -> None:
     config = next(r for r in RESOURCES if r["kind"] == "ConfigMap")["data"]
     assert config["GOVSYNC_KAFKA_BOOTSTRAP"] == strimzi.BOOTSTRAP
@@ -366,13 +374,32 @@ def test_the_processes_reach_each_service_at_its_own_address() -> None:
     assert config["GOVSYNC_REGISTRY_BASE"] == strimzi.REGISTRY_URL
     assert config["GOVSYNC_BIND_HOST"] == "0.0.0.0"
     assert "GOVSYNC_HOST" not in config
-    settings = Settings.model_validate(
-        {k.removeprefix("GOVSYNC_").lower(): v for k, v in config.items()} | {"host": "10.1.2.3"}
-    )
+    settings = _configured(RESOURCES)
     assert settings.bootstrap == "govsync-kafka-bootstrap:9093"
     assert settings.kafka_protocol == "SASL_SSL"
     assert settings.registry_url == "http://govsync-registry:8080/apis/ccompat/v7"
     assert settings.listen_host == "0.0.0.0"
+    assert settings.pg_conninfo("govsync_index").startswith("host=govsync-db port=5432 ")
+
+
+def test_kubernetes_names_hold_no_underscore() -> None:
+    assert credentials.kubernetes_name("social_security") == "social-security"
+    assert credentials.kubernetes_name("Province_City.Tax") == "province-city.tax"
+    assert credentials.kubernetes_name("worker") == "worker"
+
+
+def test_a_principal_logs_in_under_its_id_unless_told_its_kubernetes_name(tmp_path: Path) -> None:
+    embedded = Settings(state_dir=tmp_path)
+    assert embedded.kafka_login_names == "id"
+    assert credentials.librdkafka(embedded, "social_security")["sasl.username"] == "social_security"
+    on_kubernetes = embedded.model_copy(update={"kafka_login_names": "kubernetes"})
+    config = credentials.librdkafka(on_kubernetes, "social_security")
+    assert config["sasl.username"] == "social-security"
+    # The password file keeps the id: both read the same one.
+    assert config["sasl.password"] == credentials.password(embedded, "social_security")
+    assert (tmp_path / "secrets" / "kafka-social_security.password").exists()
+    with pytest.raises(ValueError, match="GOVSYNC_KAFKA_LOGIN_NAMES"):
+        Settings(kafka_login_names="k8s")
 
 
 def test_every_deployment_advertises_its_pods_address_and_reads_the_configmap() -> None:
@@ -385,7 +412,7 @@ def test_every_deployment_advertises_its_pods_address_and_reads_the_configmap() 
         } in container["env"]
 
 
-def test_each_process_logs_in_with_its_kafkausers_password_over_the_cluster_ca() -> None:
+def test_each_process_logs_in_as_its_kafkauser_with_its_password_over_the_cluster_ca() -> None:
     principals = {
         "govsync-worker": [credentials.WORKER, credentials.LEDGER],
         "govsync-api": [credentials.API],
@@ -393,7 +420,8 @@ def test_each_process_logs_in_with_its_kafkausers_password_over_the_cluster_ca()
         "govsync-monitor": [credentials.ADMIN],
     } | {f"govsync-{process_name(d)}": [d] for d in SINKS}
     users = {r["metadata"]["name"] for r in RESOURCES if r["kind"] == "KafkaUser"}
-    state = Settings(state_dir=Path(strimzi.STATE_DIR))
+    state = _configured(RESOURCES)
+    assert state.state_dir == Path(strimzi.STATE_DIR)
     for deployment in _deployments(RESOURCES):
         name = deployment["metadata"]["name"]
         pod = deployment["spec"]["template"]["spec"]
@@ -402,11 +430,12 @@ def test_each_process_logs_in_with_its_kafkausers_password_over_the_cluster_ca()
         sources = volumes["secrets"]["projected"]["sources"]
         for principal in principals[name]:
             secret = {
-                "name": strimzi.kubernetes_name(principal),
+                "name": credentials.kubernetes_name(principal),
                 "items": [{"key": "password", "path": f"kafka-{principal}.password"}],
             }
             assert {"secret": secret} in sources, (name, principal)
             assert secret["name"] in users  # the User Operator's Secret, named as the user
+            assert credentials.login_name(state, principal) == secret["name"]  # its SCRAM user
             path = Path(mounts["secrets"]) / f"kafka-{principal}.password"
             assert path == state.path("secrets", f"kafka-{principal}.password")
         ca = volumes["cluster-ca"]["secret"]
@@ -415,3 +444,16 @@ def test_each_process_logs_in_with_its_kafkausers_password_over_the_cluster_ca()
             "items": [{"key": "ca.crt", "path": "ca.pem"}],
         }
         assert Path(mounts["cluster-ca"]) / "ca.pem" == tls.ca_pem(state)
+    # An id with `_`: KafkaUser, Secret and SCRAM user social-security, the file the id's.
+    (sink,) = (
+        d
+        for d in _deployments(RESOURCES)
+        if d["metadata"]["name"] == "govsync-social-security-sink"
+    )
+    volumes = {v["name"]: v for v in sink["spec"]["template"]["spec"]["volumes"]}
+    mapped = {
+        "name": "social-security",
+        "items": [{"key": "password", "path": "kafka-social_security.password"}],
+    }
+    assert {"secret": mapped} in volumes["secrets"]["projected"]["sources"]
+    assert credentials.login_name(state, "social_security") == "social-security"
