@@ -23,6 +23,7 @@ from govsync.cli import (
     replay,
     secrets,
     stack,
+    standby,
     subscription,
     topology,
     trace,
@@ -48,3 +49,4 @@ app.add_typer(index.app, name="index")
 app.add_typer(subscription.app, name="subscription")
 app.add_typer(objection.app, name="objection")
 app.add_typer(secrets.app, name="secrets")
+app.add_typer(standby.app, name="standby")

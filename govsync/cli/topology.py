@@ -181,6 +181,16 @@ def topology_render(
         Path | None,
         typer.Option(help="Directory to write (default: deploy/kubernetes/strimzi/)."),
     ] = None,
+    standby_of: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HOST:PORT",
+            help="Render a standby node of the primary with this Kafka bootstrap (as this "
+            "cluster reaches it): MirrorMaker 2 copying it here, and only what a standby "
+            'runs before its take-over (docs/architecture.md, "On Kubernetes"). Needs '
+            "--output.",
+        ),
+    ] = None,
 ) -> None:
     """Write the topology as Kubernetes resources for the Strimzi operator, one YAML file
     per kind: Kafka, Connect and the connectors, topics, users and ACLs, govsync's processes."""
@@ -191,10 +201,21 @@ def topology_render(
     if target not in TARGETS:
         console.print(f"[red]unknown target {target!r}[/]; known: {', '.join(TARGETS)}")
         raise typer.Exit(EXIT_INVALID)
+    if standby_of is not None and output is None:
+        console.print(
+            "[red]--standby-of needs --output[/]: deploy/kubernetes/strimzi/ holds the "
+            "primary's render"
+        )
+        raise typer.Exit(EXIT_INVALID)
     with errors():
         topology = load_topology(file or Settings.from_env().topology)
     # The defaults, not this shell's GOVSYNC_* variables: the files are committed and
     # must not depend on who rendered them.
-    resources = strimzi.render(topology, Settings(), sinks=SINKS)
+    settings = Settings()
+    resources = (
+        strimzi.render_standby(topology, settings, standby_of)
+        if standby_of is not None
+        else strimzi.render(topology, settings, sinks=SINKS)
+    )
     written = strimzi.write(resources, output or strimzi.OUTPUT_DIR)
     console.print(f"wrote {len(written)} files to {output or strimzi.OUTPUT_DIR}")

@@ -4,7 +4,8 @@ The embedded stack and a Kubernetes cluster run from the same topology: the topi
 `topology apply` creates become KafkaTopics, the principals and ACLs of
 `govsync.control.access` become KafkaUsers (Strimzi's User Operator then owns them), the
 Debezium connectors become KafkaConnectors, the MirrorMaker 2 of federation a
-KafkaMirrorMaker2 per upstream node. Only what differs on a cluster is rewritten:
+KafkaMirrorMaker2 per upstream node; a standby node (govsync/stack/standby.py) has a render
+of its own (``render_standby``). Only what differs on a cluster is rewritten:
 addresses become Services, secrets become references Connect resolves from Kubernetes
 Secrets or files govsync's processes mount read-only (``state_secrets``: the state
 directory's, exported once), replication becomes 3. Resources carry no namespace
@@ -32,6 +33,11 @@ from govsync.control import access, generated, state_secrets
 from streams.config.settings import REPO_ROOT, Settings
 from streams.contract.topics import (
     CONNECT_PREFIX,
+    STANDBY_NOT_COPIED,
+    STANDBY_SOURCE,
+    STANDBY_SYNC_SECONDS,
+    STANDBY_TARGET,
+    STANDBY_UNSYNCED_GROUPS,
     mirror_target_alias,
     topic_specs,
     upstream_topic_patterns,
@@ -71,6 +77,15 @@ DATABASE_PORTS = {"postgres": "5432", "mariadb": "3306"}
 _REGISTRY_SECRET = "govsync-registry-connect"  # Connect's login to the schema registry
 # As govsync/stack/mirror.py and deploy/local/mirror-maker.properties run MirrorMaker 2.
 REPLICATION_POLICY = "org.apache.kafka.connect.mirror.DefaultReplicationPolicy"
+# As govsync/stack/standby.py and deploy/local/standby-mirror.properties run it on a standby,
+# which reaches the primary over TLS as admin with the Secrets operators copy from there.
+IDENTITY_POLICY = "org.apache.kafka.connect.mirror.IdentityReplicationPolicy"
+STANDBY_MIRROR = f"{CLUSTER}-standby"
+PRIMARY_ADMIN_SECRET = f"{CLUSTER}-{STANDBY_SOURCE}-admin"
+PRIMARY_CA_SECRET = f"{CLUSTER}-{STANDBY_SOURCE}-cluster-ca-cert"
+# What a standby runs before its take-over, as `govsync standby follow` does: the
+# ConfigMap and the indexer (on the copied trail).
+_FOLLOWING = ("govsync", "govsync-indexer")
 
 # Kafka's ACL vocabulary in Strimzi's words (KafkaUser spec.authorization.acls).
 RESOURCE_TYPES = {
@@ -113,6 +128,20 @@ def render(
     ]
 
 
+def render_standby(
+    topology: Topology, settings: Settings, primary: str, at: datetime | None = None
+) -> list[dict]:
+    """A standby node of the primary at bootstrap ``primary`` (docs/operating.md, "The
+    standby node"): Kafka with the topology's users and ACLs, ``standby_mirror``, and
+    ``_FOLLOWING``. Not the topics (MirrorMaker makes them as the primary has them), nor
+    Connect, the connectors, federation's mirrors, the worker, the API or the sinks: before
+    the take-over they would capture in the primary's stead or write into the topics
+    MirrorMaker copies. The take-over: delete ``govsync-standby``, then apply ``render``."""
+    applications = _applications(topology, settings, sinks=())
+    following = [r for r in applications if r["metadata"]["name"] in _FOLLOWING]
+    return [*_kafka(), *users(topology, at), standby_mirror(primary), *following]
+
+
 def _resource(kind: str, name: str, spec: dict, api: str = STRIMZI_API, **meta: Any) -> dict:
     return {"apiVersion": api, "kind": kind, "metadata": {"name": name, **meta}, "spec": spec}
 
@@ -120,6 +149,20 @@ def _resource(kind: str, name: str, spec: dict, api: str = STRIMZI_API, **meta: 
 def _in_cluster(name: str = CLUSTER) -> dict[str, str]:
     """The label by which Strimzi's operators pick a resource up."""
     return {"strimzi.io/cluster": name}
+
+
+def _trusting(ca_secret: str) -> dict[str, Any]:
+    """A client's ``tls``: the brokers' certificates are signed by the CA in ``ca_secret``."""
+    return {"trustedCertificates": [{"secretName": ca_secret, "pattern": "*.crt"}]}
+
+
+def _scram(username: str, secret: str) -> dict[str, Any]:
+    """A client's ``authentication``: SCRAM-SHA-512 with the ``password`` of ``secret``."""
+    return {
+        "type": "scram-sha-512",
+        "username": username,
+        "passwordSecret": {"secretName": secret, "password": "password"},
+    }
 
 
 def _kafka() -> list[dict]:
@@ -201,12 +244,8 @@ def _connect(topology: Topology) -> list[dict]:
             "version": KAFKA_VERSION,
             "replicas": 2,
             "bootstrapServers": BOOTSTRAP,
-            "tls": {"trustedCertificates": [{"secretName": CLUSTER_CA_SECRET, "pattern": "*.crt"}]},
-            "authentication": {
-                "type": "scram-sha-512",
-                "username": credentials.CONNECT,
-                "passwordSecret": {"secretName": credentials.CONNECT, "password": "password"},
-            },
+            "tls": _trusting(CLUSTER_CA_SECRET),
+            "authentication": _scram(credentials.CONNECT, credentials.CONNECT),
             # As deploy/local/connect-distributed.properties names them: the ACLs allow these.
             "groupId": CONNECT_PREFIX,
             "configStorageTopic": f"{CONNECT_PREFIX}-configs",
@@ -408,6 +447,51 @@ def peer_secret(node: str, service: str = "kafka") -> str:
     return f"govsync-peer-{kubernetes_name(node)}-{service}"
 
 
+def _mirror_target(alias: str, source: str, principal: str) -> dict[str, Any]:
+    """MirrorMaker's Connect cluster on this node's Kafka, logged in as ``principal``
+    (its KafkaUser's Secret), with the group ``<source>-mm2`` and the topics
+    ``mm2-*.<source>.internal`` that MirrorMaker's dedicated mode gives a flow."""
+    login = kubernetes_name(principal)
+    return {
+        "alias": alias,
+        "bootstrapServers": BOOTSTRAP,
+        "groupId": f"{source}-mm2",
+        "configStorageTopic": f"mm2-configs.{source}.internal",
+        "offsetStorageTopic": f"mm2-offsets.{source}.internal",
+        "statusStorageTopic": f"mm2-status.{source}.internal",
+        "tls": _trusting(CLUSTER_CA_SECRET),
+        "authentication": _scram(login, login),
+        "config": {
+            "config.storage.replication.factor": -1,
+            "offset.storage.replication.factor": -1,
+            "status.storage.replication.factor": -1,
+            # Source offsets committed often, so a restarted mirror copies little twice.
+            "offset.flush.interval.ms": 1000,
+        },
+    }
+
+
+def _source_config(policy: str, topic_configs: bool) -> dict[str, Any]:
+    """The source connector's config as both embedded MirrorMakers have it: only committed
+    records (the stages write in transactions), offset syncs kept here (nothing written at
+    the source), topics made with the broker's replication, no ACL sync."""
+    return {
+        "replication.policy.class": policy,
+        "replication.factor": -1,  # the broker's default
+        "offset-syncs.topic.location": "target",
+        "offset-syncs.topic.replication.factor": -1,
+        "refresh.topics.interval.seconds": 5,
+        "sync.topic.acls.enabled": False,
+        "sync.topic.configs.enabled": topic_configs,
+        "consumer.isolation.level": "read_committed",
+    }
+
+
+def _mirror_maker(name: str, target: dict[str, Any], mirror: dict[str, Any]) -> dict:
+    spec = {"version": KAFKA_VERSION, "replicas": 1, "target": target, "mirrors": [mirror]}
+    return _resource("KafkaMirrorMaker2", name, spec)
+
+
 def mirrors(topology: Topology) -> list[dict]:
     """MirrorMaker 2 as govsync/stack/mirror.py runs it on the embedded stack: a
     KafkaMirrorMaker2 per upstream node, which copies the upstream's deliveries to this
@@ -422,66 +506,68 @@ def mirrors(topology: Topology) -> list[dict]:
     resources = []
     for upstream in federation.upstreams:
         node = upstream.node
-        target = {
-            "alias": mirror_target_alias(federation.node),
-            "bootstrapServers": BOOTSTRAP,
-            "groupId": f"{node}-mm2",
-            "configStorageTopic": f"mm2-configs.{node}.internal",
-            "offsetStorageTopic": f"mm2-offsets.{node}.internal",
-            "statusStorageTopic": f"mm2-status.{node}.internal",
-            "tls": {"trustedCertificates": [{"secretName": CLUSTER_CA_SECRET, "pattern": "*.crt"}]},
-            "authentication": {
-                "type": "scram-sha-512",
-                "username": credentials.MIRROR,
-                "passwordSecret": {
-                    "secretName": kubernetes_name(credentials.MIRROR),
-                    "password": "password",
-                },
-            },
-            "config": {
-                "config.storage.replication.factor": -1,
-                "offset.storage.replication.factor": -1,
-                "status.storage.replication.factor": -1,
-                # Source offsets committed often, so a restarted mirror copies little twice.
-                "offset.flush.interval.ms": 1000,
-            },
-        }
-        source = {
-            "alias": node,
-            "bootstrapServers": upstream.bootstrap,
-            # No tls: SASL_PLAINTEXT, as the embedded stack reaches an upstream.
-            "authentication": {
-                "type": "scram-sha-512",
-                "username": upstream.login,
-                "passwordSecret": {"secretName": peer_secret(node), "password": "password"},
-            },
-        }
+        target = _mirror_target(mirror_target_alias(federation.node), node, credentials.MIRROR)
         mirror = {
-            "source": source,
+            "source": {
+                "alias": node,
+                "bootstrapServers": upstream.bootstrap,
+                # No tls: SASL_PLAINTEXT, as the embedded stack reaches an upstream.
+                "authentication": _scram(upstream.login, peer_secret(node)),
+            },
             # No checkpointConnector (no checkpoints, no group offset sync); Strimzi runs
             # no heartbeat connector.
             "sourceConnector": {
                 "tasksMax": 1,
-                "config": {
-                    "replication.policy.class": REPLICATION_POLICY,
-                    "replication.factor": -1,  # the broker's default (KafkaTopics make them)
-                    "offset-syncs.topic.location": "target",
-                    "offset-syncs.topic.replication.factor": -1,
-                    "refresh.topics.interval.seconds": 5,
-                    "sync.topic.acls.enabled": False,
-                    "sync.topic.configs.enabled": False,
-                    # Only committed deliveries: the upstream's route writes them in
-                    # transactions.
-                    "consumer.isolation.level": "read_committed",
-                },
+                "config": _source_config(REPLICATION_POLICY, topic_configs=False),
             },
             "topicsPattern": "|".join(upstream_topic_patterns(upstream)),
         }
-        spec = {"version": KAFKA_VERSION, "replicas": 1, "target": target, "mirrors": [mirror]}
-        resources.append(
-            _resource("KafkaMirrorMaker2", f"{CLUSTER}-mirror-{kubernetes_name(node)}", spec)
-        )
+        name = f"{CLUSTER}-mirror-{kubernetes_name(node)}"
+        resources.append(_mirror_maker(name, target, mirror))
     return resources
+
+
+def standby_mirror(primary: str) -> dict:
+    """MirrorMaker 2 as govsync/stack/standby.py runs it on a standby: every topic of the
+    primary (bootstrap ``primary``, reachable from here) copied here under its own name,
+    committed records only, with its config; and every committing group's offsets
+    translated here every ``STANDBY_SYNC_SECONDS`` (checkpoints, while the group has no
+    member here). It logs in as ``admin`` on both clusters: it reads every topic and group
+    there and writes every topic and group offset here, which is what admin is for. Nothing
+    is written to the primary; Strimzi runs no heartbeat connector."""
+    checkpoints = {
+        "replication.policy.class": IDENTITY_POLICY,
+        "offset-syncs.topic.location": "target",  # where the source connector writes them
+        "checkpoints.topic.replication.factor": -1,
+        "emit.checkpoints.enabled": True,
+        "emit.checkpoints.interval.seconds": STANDBY_SYNC_SECONDS,
+        "sync.group.offsets.enabled": True,
+        "sync.group.offsets.interval.seconds": STANDBY_SYNC_SECONDS,
+        "refresh.groups.interval.seconds": 5,
+    }
+    mirror = {
+        "source": {
+            "alias": STANDBY_SOURCE,
+            "bootstrapServers": primary,
+            # TLS: the primary's Kafka on Strimzi has no other listener.
+            "tls": _trusting(PRIMARY_CA_SECRET),
+            "authentication": _scram(credentials.ADMIN, PRIMARY_ADMIN_SECRET),
+        },
+        "sourceConnector": {
+            "tasksMax": 1,
+            # The topics' configs too: the changelogs stay compacted here.
+            "config": _source_config(IDENTITY_POLICY, topic_configs=True),
+        },
+        "checkpointConnector": {"tasksMax": 1, "config": checkpoints},
+        # Lists, as the embedded one's: Strimzi passes them on as topics.exclude and
+        # groups.exclude.
+        "topicsPattern": ".*",
+        "topicsExcludePattern": ", ".join(STANDBY_NOT_COPIED),
+        "groupsPattern": ".*",
+        "groupsExcludePattern": ", ".join(STANDBY_UNSYNCED_GROUPS),
+    }
+    target = _mirror_target(STANDBY_TARGET, STANDBY_SOURCE, credentials.ADMIN)
+    return _mirror_maker(STANDBY_MIRROR, target, mirror)
 
 
 def _labels(component: str) -> dict[str, str]:

@@ -26,6 +26,7 @@ from govsync.stack import (
     postgres,
     registry,
     seed,
+    standby,
     supervision,
 )
 from streams.config import mariadb as mariadb_logins
@@ -46,6 +47,7 @@ APP_PROCESSES = (
     background.API_PROGRAM,
     background.ACL_PROGRAM,
     mirror.NAME,
+    standby.NAME,
     *(process_name(department) for department in SINKS),
 )
 # The stack's own programs, in the order `down` stops them, each step's together (Kafka's

@@ -71,18 +71,24 @@ def render(settings: Settings, topology: Topology) -> str | None:
     )
 
 
-def program(settings: Settings, config: str, this: str) -> supervision.Program:
+def mirror_maker(settings: Settings, name: str, config: str, target: str) -> supervision.Program:
+    """MirrorMaker 2 in dedicated mode as supervised program ``name``, running the flows
+    into cluster alias ``target`` of ``config``."""
     return supervision.Program(
-        name=NAME,
+        name=name,
         command=jvm.java_command(
             MAIN,
             heap=HEAP,
             cp=jvm.classpath(settings.dist_dir / "kafka" / "libs"),
-            args=[config, "--clusters", mirror_target_alias(this)],
+            args=[config, "--clusters", target],
         ),
-        log=settings.path("logs", "mirror.log"),
+        log=settings.path("logs", f"{name}.log"),
         stopwaitsecs=30,
     )
+
+
+def program(settings: Settings, config: str, this: str) -> supervision.Program:
+    return mirror_maker(settings, NAME, config, mirror_target_alias(this))
 
 
 def ensure(settings: Settings, topology: Topology) -> bool:

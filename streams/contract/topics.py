@@ -155,6 +155,15 @@ INDEX_GROUP = "govsync-index"  # the indexer's: it assigns itself, never commits
 DLQ_REPROCESS_ID = "govsync-dlq-reprocess"  # `govsync dlq reprocess`'s transactional.id
 CONNECT_PREFIX = "govsync-connect"  # Connect's group and its internal topics
 
+# A standby node's MirrorMaker 2 (govsync/stack/standby.py, and its Strimzi render): its
+# names for the two clusters; the topics it does not copy (Kafka's own, Debezium's
+# heartbeats, MirrorMaker's); the groups whose offsets it does not translate (they never
+# commit); how often it translates the others' (what a take-over reads again).
+STANDBY_SOURCE, STANDBY_TARGET = "primary", "standby"
+STANDBY_NOT_COPIED = ("__.*", "mm2-.*", ".*[.]internal")
+STANDBY_UNSYNCED_GROUPS = (LEDGER_TAIL_GROUP, LAG_PROBE_GROUP, READER_GROUP, INDEX_GROUP)
+STANDBY_SYNC_SECONDS = 5
+
 
 def department_group_prefix(department: str) -> str:
     """A department may use any consumer group that starts with this (its ACL)."""

@@ -137,6 +137,7 @@ class Repeats:
             repeat_identity(r.model_dump()) for r in tail if r.kind != "checkpoint"
         )
         self._times = {identity[1] for identity in self._left}  # a cheap first test
+        self.matched = 0
 
     def __bool__(self) -> bool:
         return bool(self._left)
@@ -149,6 +150,7 @@ class Repeats:
         if self._left[identity] <= 0:
             return False
         self._left[identity] -= 1
+        self.matched += 1
         if self._left[identity] == 0:
             del self._left[identity]
         return True
@@ -679,11 +681,14 @@ class LedgerStage:
         chain = self._chain(partition)
         repeats = self._repeats.get(partition)
         if repeats and repeats.take(record):
-            log.info(
-                "audit chain %d already holds this %s (%s): not chained again",
+            # The first one says why; a take-over meets hundreds.
+            log.log(
+                logging.DEBUG if repeats.matched > 1 else logging.INFO,
+                "audit chain %d already holds this %s (%s): not chained again%s",
                 partition,
                 record["kind"],
                 record.get("event_id") or key,
+                "" if repeats.matched > 1 else " (an input read again; more are logged at DEBUG)",
             )
             self._repeated = True
             return []

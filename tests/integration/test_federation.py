@@ -17,13 +17,8 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import textwrap
-import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +26,7 @@ import pytest
 from streams.config.settings import REPO_ROOT
 from tests.integration.companies import STATUS, govsync, insert_many, new_company, update
 from tests.integration.conftest import Stack
+from tests.integration.nodes import Node, until
 
 pytestmark = pytest.mark.stack
 
@@ -76,30 +72,6 @@ embedded.apply_topology(
 start_worker(settings)
 """
 
-READ = """
-import json, sys
-from streams.config.settings import Settings
-from streams.contract.headers import as_dict, control
-from streams.kafka import topic_reader
-from streams.kafka.serde import ValueDeserializer, registry_client
-
-settings = Settings.from_env()
-decode = ValueDeserializer(registry_client(settings))
-topic, avro = sys.argv[1], sys.argv[2] == "avro"
-start = topic_reader.beginning(settings.bootstrap, [topic])
-rows = [
-    {
-        "key": message.key().decode() if message.key() else None,
-        "headers": as_dict(message.headers()),
-        # Mirrored records name the city's schema ids: not readable with this registry.
-        "value": decode(topic, message.value()) if avro else None,
-    }
-    for message in topic_reader.messages(settings.bootstrap, start, timeout=60)
-    if control(message.headers()) is None
-]
-print(json.dumps(rows, default=str))
-"""
-
 KILL = """
 from govsync.stack import supervision
 from streams.config.settings import Settings
@@ -107,45 +79,13 @@ print(supervision.kill(Settings.from_env(), "mirror"))
 """
 
 
-@dataclass(frozen=True)
-class Province:
-    env: dict[str, str]
-
-    def run(self, code: str, *args: str, timeout: float = 120) -> str:
-        done = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(code), *args],
-            env=self.env,
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done.stdout
-
-    def govsync(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(Path(sys.executable).with_name("govsync")), *args],
-            env=self.env,
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-
-    def records(self, topic: str, decode: bool = True) -> list[dict[str, Any]]:
-        return json.loads(self.run(READ, topic, "avro" if decode else "raw"))
-
-
 @pytest.fixture(scope="module")
-def province(stack: Stack) -> Iterator[Province]:
+def province(stack: Stack) -> Iterator[Node]:
     """The province node, up with its worker and MirrorMaker; stopped afterwards. Its
     state lives inside the city's, which PostgreSQL's OS user can reach."""
     state = stack.settings.path("nodes", "province")
     if state.exists():  # an earlier run's: started afresh
-        Province({**os.environ, **PROVINCE_ENV, "GOVSYNC_STATE_DIR": str(state)}).govsync("down")
+        Node({**os.environ, **PROVINCE_ENV, "GOVSYNC_STATE_DIR": str(state)}).govsync("down")
         shutil.rmtree(state)
     (state / "secrets").mkdir(parents=True, mode=0o700)
     (state / "dist").symlink_to(stack.settings.dist_dir)
@@ -172,7 +112,7 @@ def province(stack: Stack) -> Iterator[Province]:
         "GOVSYNC_STATE_DIR": str(state),
         "GOVSYNC_TOPOLOGY": str(topology),
     }
-    node = Province(env)
+    node = Node(env)
     try:
         node.run(UP, timeout=900)
         yield node
@@ -203,7 +143,7 @@ def approved(stack: Stack) -> Iterator[None]:
     )
     assert asked.returncode == 0, asked.stdout + asked.stderr
     assert _decide("approve").returncode == 0
-    _until(lambda: _state()["active"], "the approval in force")
+    until(lambda: _state()["active"], "the approval in force", TIMEOUT)
     try:
         yield
     finally:
@@ -220,19 +160,12 @@ def _decide(action: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return govsync("subscription", action, SUBSCRIPTION, "--as", AUTHORITY, "--json", *extra)
 
 
-def _until(check: Any, what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout}s"
-        time.sleep(1)
-
-
 def _event_ids(rows: list[dict[str, Any]], keys: set[str]) -> list[str]:
     return [row["headers"]["event_id"] for row in rows if row["key"] in keys]
 
 
 def test_city_changes_reach_the_province_once_through_a_killed_mirror(
-    stack: Stack, province: Province, approved: None
+    stack: Stack, province: Node, approved: None
 ) -> None:
     companies = [new_company() for _ in range(COMPANIES)]
     keys = {c.credit_code for c in companies}
@@ -242,9 +175,10 @@ def test_city_changes_reach_the_province_once_through_a_killed_mirror(
             update(stack, company.credit_code, "reg_capital = reg_capital + %s", (round_ + 1,))
         if round_ == 0:
             # Mid-stream: once the mirror has copied some, while the rest still flow.
-            _until(
+            until(
                 lambda: len(province.records(MIRRORED, decode=False)) >= COMPANIES,
                 "the mirror's first copies",
+                TIMEOUT,
             )
             killed = int(province.run(KILL).strip())
             assert killed > 0
@@ -259,7 +193,7 @@ def test_city_changes_reach_the_province_once_through_a_killed_mirror(
         city_rows[:] = stack_rows(stack, keys)
         return len(city_rows) >= expected
 
-    _until(city_done, f"{expected} deliveries to {NODE} in the city")
+    until(city_done, f"{expected} deliveries to {NODE} in the city", TIMEOUT)
     sent = _event_ids(city_rows, keys)
     assert len(sent) == len(set(sent)) == expected
 
@@ -270,7 +204,7 @@ def test_city_changes_reach_the_province_once_through_a_killed_mirror(
         rows[:] = [r for r in province.records(PROVINCIAL) if r["key"] in keys]
         return len({r["headers"]["event_id"] for r in rows}) >= expected
 
-    _until(province_done, f"{expected} provincial deliveries")
+    until(province_done, f"{expected} provincial deliveries", TIMEOUT)
     received = _event_ids(rows, keys)
     duplicated = [e for e, n in Counter(received).items() if n > 1]
     assert not duplicated, f"{len(duplicated)} changes delivered twice in the province"
@@ -331,7 +265,7 @@ def stack_rows(stack: Stack, keys: set[str]) -> list[dict[str, Any]]:
     ]
 
 
-def _trace(province: Province, key: str) -> dict[str, Any]:
+def _trace(province: Node, key: str) -> dict[str, Any]:
     found: list[dict[str, Any]] = []
 
     def answered() -> bool:
@@ -343,5 +277,5 @@ def _trace(province: Province, key: str) -> dict[str, Any]:
         newest = found[0] if found else None
         return newest is not None and any(s["stage"] == "delivered" for s in newest["steps"])
 
-    _until(answered, f"the province's trace of {key}", timeout=120)
+    until(answered, f"the province's trace of {key}", timeout=120)
     return found[0]

@@ -2,7 +2,7 @@
 vendored Strimzi CRD's schema, each built-in one against Kubernetes' own, the committed
 files against a fresh render, and the KafkaUsers' ACLs against the embedded stack's. The
 same checks for the federated example deploy/federation/province.yaml, whose render adds a
-KafkaMirrorMaker2."""
+KafkaMirrorMaker2, and for a standby node of either, compared with the embedded standby."""
 
 from __future__ import annotations
 
@@ -22,12 +22,18 @@ from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceTyp
 
 from connectors.sinks import SINKS, process_name
 from govsync.control import access, strimzi
-from govsync.stack import mirror
+from govsync.stack import mirror, standby
 from streams.config import tls
 from streams.config.settings import REPO_ROOT, Settings
-from streams.contract.topics import mirrored_topic, upstream_delivery_topic
+from streams.contract.topics import (
+    STANDBY_SOURCE,
+    STANDBY_TARGET,
+    mirrored_topic,
+    upstream_delivery_topic,
+)
 from streams.kafka import credentials
 from tests.unit.examples import PROVINCE, TOPOLOGY
+from tests.unit.stack.test_mirror import properties
 
 CRDS = REPO_ROOT / "deploy" / "kubernetes" / "crds" / "strimzi-1.2.0"
 KUBERNETES_VERSION = "1.37.0"  # the newest kubernetes-validate 1.37.0 bundles
@@ -36,6 +42,12 @@ RESOURCES = strimzi.render(TOPOLOGY, Settings(), at=DURING, sinks=SINKS)
 # A receiving node (load_topology of deploy/federation/province.yaml): the city upstream.
 PROVINCE_RESOURCES = strimzi.render(PROVINCE, Settings(), at=DURING)
 RENDERS = {"city": (TOPOLOGY, RESOURCES), "province": (PROVINCE, PROVINCE_RESOURCES)}
+PRIMARY_BOOTSTRAP = "kafka.primary.example.gov.cn:9094"  # as the standby's cluster reaches it
+# A standby node of each: the city's as test_standby rehearses it, the province's federated.
+STANDBYS = {
+    node: strimzi.render_standby(topology, Settings(), PRIMARY_BOOTSTRAP, at=DURING)
+    for node, (topology, _) in RENDERS.items()
+}
 
 
 def _structural(schema: Any) -> Any:
@@ -109,10 +121,14 @@ def test_the_vendored_crds_cover_every_custom_kind_rendered() -> None:
 
 
 def _each(custom: bool) -> list[Any]:
-    """Every rendered resource of ``TOPOLOGY`` and of ``PROVINCE`` that is (not) custom."""
+    """Every rendered resource of ``TOPOLOGY`` and of ``PROVINCE``, and of their standby
+    nodes, that is (not) custom."""
+    renders = {node: resources for node, (_, resources) in RENDERS.items()} | {
+        f"{node}-standby": resources for node, resources in STANDBYS.items()
+    }
     return [
         pytest.param(r, id=f"{node}:{r['kind']}/{r['metadata']['name']}")
-        for node, (_, resources) in RENDERS.items()
+        for node, resources in renders.items()
         for r in resources
         if _custom(r) == custom
     ]
@@ -283,18 +299,18 @@ def test_mirrored_topics_are_kafkatopics_the_pattern_selects_exactly() -> None:
         assert not pattern.fullmatch(other)
 
 
+def _java(value: Any) -> str:
+    """A setting as Java reads it from a .properties file: true/false, -1, class names."""
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
 def test_the_mirror_behaves_as_the_embedded_stacks(tmp_path: Path) -> None:
     """The settings govsync/stack/mirror.py writes for the same flow, read back."""
     settings = Settings(state_dir=tmp_path)
     peer = credentials.peer_password_file(settings, "city", "kafka")
     peer.parent.mkdir(parents=True, exist_ok=True)
     peer.write_text("issued-by-the-city\n")
-    embedded = dict(
-        (key.strip(), value.strip())
-        for line in Path(mirror.render(settings, PROVINCE) or "").read_text().splitlines()
-        if line and not line.startswith("#") and "=" in line
-        for key, value in [line.split("=", 1)]
-    )
+    embedded = properties(mirror.render(settings, PROVINCE) or "")
     (resource,) = _mirror_makers(PROVINCE_RESOURCES)
     (mirror_spec,) = resource["spec"]["mirrors"]
     config = mirror_spec["sourceConnector"]["config"]
@@ -311,10 +327,7 @@ def test_the_mirror_behaves_as_the_embedded_stacks(tmp_path: Path) -> None:
         "sync.topic.acls.enabled",
         "sync.topic.configs.enabled",
     ):
-        # As Java reads them: true/false, -1, class names.
-        assert embedded[key] == (
-            json.dumps(config[key]) if isinstance(config[key], bool) else str(config[key])
-        ), key
+        assert embedded[key] == _java(config[key]), key
     assert int(embedded["tasks.max"]) == mirror_spec["sourceConnector"]["tasksMax"]
     target = resource["spec"]["target"]
     assert int(embedded["offset.flush.interval.ms"]) == target["config"]["offset.flush.interval.ms"]
@@ -353,6 +366,150 @@ def test_a_mirror_maker_no_longer_rendered_is_removed(tmp_path: Path) -> None:
     assert (tmp_path / "kafkamirrormaker2.yaml").exists()
     strimzi.write(RESOURCES, tmp_path)
     assert not (tmp_path / "kafkamirrormaker2.yaml").exists()
+
+
+def _standby_mirror(resources: list[dict]) -> dict:
+    (resource,) = (
+        r for r in _mirror_makers(resources) if r["metadata"]["name"] == strimzi.STANDBY_MIRROR
+    )
+    return resource
+
+
+def test_a_standby_logs_in_as_admin_here_and_with_the_primarys_secrets_there() -> None:
+    spec = _standby_mirror(STANDBYS["city"])["spec"]
+    target = spec["target"]
+    assert (target["alias"], target["bootstrapServers"]) == (STANDBY_TARGET, strimzi.BOOTSTRAP)
+    assert target["tls"] == {
+        "trustedCertificates": [{"secretName": strimzi.CLUSTER_CA_SECRET, "pattern": "*.crt"}]
+    }
+    assert target["authentication"] == {
+        "type": "scram-sha-512",
+        "username": "admin",
+        "passwordSecret": {"secretName": "admin", "password": "password"},  # User Operator's
+    }
+    # MirrorMaker's Connect group and topics as the embedded one's flow names them.
+    assert target["groupId"] == "primary-mm2"
+    assert target["offsetStorageTopic"] == "mm2-offsets.primary.internal"
+    (mirror_spec,) = spec["mirrors"]
+    source = mirror_spec["source"]
+    assert (source["alias"], source["bootstrapServers"]) == (STANDBY_SOURCE, PRIMARY_BOOTSTRAP)
+    assert source["tls"] == {
+        "trustedCertificates": [
+            {"secretName": "govsync-primary-cluster-ca-cert", "pattern": "*.crt"}
+        ]
+    }
+    assert source["authentication"] == {
+        "type": "scram-sha-512",
+        "username": "admin",
+        "passwordSecret": {"secretName": "govsync-primary-admin", "password": "password"},
+    }
+
+
+# Strimzi's names for what its fields become in each connector's config
+# (KafkaMirrorMaker2Connectors).
+_PATTERNS = {
+    "topicsPattern": "topics",
+    "topicsExcludePattern": "topics.exclude",
+    "groupsPattern": "groups",
+    "groupsExcludePattern": "groups.exclude",
+}
+
+
+def _effective(resource: dict) -> dict[str, str]:
+    """A KafkaMirrorMaker2 of one mirror as MirrorMaker's properties: what Strimzi makes of
+    its fields, its connectors' and Connect's config, each cluster's address, transport
+    and SASL mechanism under its alias; no passwords. A key two places set must agree."""
+    spec = resource["spec"]
+    (mirror_spec,) = spec["mirrors"]
+    source, target = mirror_spec["source"], spec["target"]
+    effective: dict[str, str] = {}
+
+    def put(key: str, value: Any) -> None:
+        assert effective.setdefault(key, _java(value)) == _java(value), key
+
+    put("clusters", f"{source['alias']}, {target['alias']}")
+    put(f"{source['alias']}->{target['alias']}.enabled", True)
+    for field, key in _PATTERNS.items():
+        if field in mirror_spec:
+            put(key, mirror_spec[field])
+    for cluster in (source, target):
+        alias = cluster["alias"]
+        put(f"{alias}.bootstrap.servers", cluster["bootstrapServers"])
+        put(f"{alias}.security.protocol", "SASL_SSL" if "tls" in cluster else "SASL_PLAINTEXT")
+        put(f"{alias}.sasl.mechanism", cluster["authentication"]["type"].upper())
+    for key, value in target["config"].items():
+        put(key, value)
+    for connector in ("sourceConnector", "checkpointConnector"):
+        put("tasks.max", mirror_spec[connector]["tasksMax"])
+        for key, value in mirror_spec[connector]["config"].items():
+            # The connectors consume at the source.
+            put(f"{source['alias']}.{key}" if key.startswith("consumer.") else key, value)
+    return effective
+
+
+# The embedded standby's settings the Kubernetes one has not, and why.
+_NOT_RENDERED = {
+    "primary.sasl.jaas.config": "Strimzi writes the logins from the Secrets",
+    "standby.sasl.jaas.config": "Strimzi writes the logins from the Secrets",
+    "standby->primary.enabled": "Strimzi runs the mirrors listed, none back",
+    "emit.heartbeats.enabled": "Strimzi's v1 KafkaMirrorMaker2 runs no heartbeat connector",
+    "heartbeats.topic.replication.factor": "no heartbeat connector",
+}
+# Where the standby's Kafka is, and the transport: TLS on Strimzi, which offers no other.
+_ELSEWHERE = {"standby.bootstrap.servers", "primary.security.protocol", "standby.security.protocol"}
+
+
+def test_the_standby_mirror_behaves_as_the_embedded_one(tmp_path: Path) -> None:
+    """Every setting govsync/stack/standby.py writes, read back, is the rendered one's, but
+    those listed above."""
+    primary = standby.Primary(bootstrap=PRIMARY_BOOTSTRAP, registry="http://primary:8080")
+    embedded = properties(standby.render(Settings(state_dir=tmp_path), primary))
+    rendered = _effective(_standby_mirror(STANDBYS["city"]))
+    assert set(embedded) - set(rendered) == set(_NOT_RENDERED)
+    assert set(rendered) == set(embedded) - set(_NOT_RENDERED)
+    for key in set(rendered) - _ELSEWHERE:
+        assert rendered[key] == embedded[key], key
+    for alias in (STANDBY_SOURCE, STANDBY_TARGET):
+        assert f'username="{credentials.ADMIN}"' in embedded[f"{alias}.sasl.jaas.config"]
+        assert rendered[f"{alias}.security.protocol"] == "SASL_SSL"
+
+
+@pytest.mark.parametrize("node", RENDERS)
+def test_a_standby_runs_only_what_follow_runs_until_the_take_over(node: str) -> None:
+    """Its Kafka, users and ACLs, ConfigMap and indexer are the primary's render's; its
+    only MirrorMaker copies from the primary (federation's start at the take-over)."""
+    _, resources = RENDERS[node]
+    assert strimzi.STANDBY_MIRROR not in {r["metadata"]["name"] for r in resources}
+    following = STANDBYS[node]
+    assert [r["metadata"]["name"] for r in _mirror_makers(following)] == [strimzi.STANDBY_MIRROR]
+    others = [r for r in following if r["kind"] != "KafkaMirrorMaker2"]
+    assert all(r in resources for r in others)
+    assert {r["kind"] for r in others} == {
+        "Kafka",
+        "KafkaNodePool",
+        "KafkaUser",
+        "ConfigMap",
+        "Deployment",
+    }
+    assert [d["metadata"]["name"] for d in _deployments(following)] == ["govsync-indexer"]
+
+
+def test_a_standby_is_rendered_only_into_a_directory_named(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from govsync.cli import app
+
+    command = ["topology", "render", "--target", "strimzi", "--standby-of", PRIMARY_BOOTSTRAP]
+    command += ["--file", str(REPO_ROOT / "topology.yaml")]
+    refused = CliRunner().invoke(app, command)
+    assert refused.exit_code == 2
+    assert "--standby-of needs --output" in refused.output
+    result = CliRunner().invoke(app, [*command, "--output", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    expected = strimzi.files(STANDBYS["city"])
+    assert {p.name for p in tmp_path.iterdir()} == set(expected)
+    name = "kafkamirrormaker2.yaml"
+    assert (tmp_path / name).read_text(encoding="utf-8") == expected[name]
 
 
 def _deployments(resources: list[dict]) -> list[dict]:

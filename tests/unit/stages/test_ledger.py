@@ -340,16 +340,21 @@ def test_each_copy_on_the_chain_cancels_one_reading_and_no_more(
     assert (again.seq, again.prev_sha256) == (1, tax.sha256)
 
 
-def test_only_the_window_read_back_is_matched(codec: MemoryCodec, ends: ChainEnds) -> None:
-    stage = LedgerStage(
+def windowed(codec: MemoryCodec, ends: ChainEnds, window: int) -> LedgerStage:
+    """A ledger that matches reads against the last ``window`` records of each chain."""
+    return LedgerStage(
         TOPOLOGY,
         codec,
         "unused:9092",
         AUDIT_PARTITIONS,
         receipt_key,
         chain_tails=ends,
-        repeat_window=1,
+        repeat_window=window,
     )
+
+
+def test_only_the_window_read_back_is_matched(codec: MemoryCodec, ends: ChainEnds) -> None:
+    stage = windowed(codec, ends, 1)
     (tax,) = sealed(codec, stage.process(delivery_record(codec, TAX, offset=20)))
     (social,) = sealed(codec, stage.process(delivery_record(codec, SOCIAL, offset=21)))
     stage.committed()
@@ -361,15 +366,7 @@ def test_only_the_window_read_back_is_matched(codec: MemoryCodec, ends: ChainEnd
 
 
 def test_without_a_window_nothing_is_matched(codec: MemoryCodec, ends: ChainEnds) -> None:
-    stage = LedgerStage(
-        TOPOLOGY,
-        codec,
-        "unused:9092",
-        AUDIT_PARTITIONS,
-        receipt_key,
-        chain_tails=ends,
-        repeat_window=0,
-    )
+    stage = windowed(codec, ends, 0)
     (tax,) = sealed(codec, stage.process(delivery_record(codec, TAX, offset=20)))
     stage.committed()
     stage.aborted()
