@@ -49,16 +49,16 @@ from tests.integration import load
 from tests.integration.companies import CDC_TOPIC, MASTER, SOURCE_ID
 from tests.integration.conftest import Stack
 
-PORTS = {  # the standby's: other ports than the primary's
-    "pg_port": 47432,
-    "mariadb_port": 47306,
-    "kafka_port": 47092,
-    "controller_port": 47093,
-    "connect_port": 47083,
-    "registry_port": 47080,
-    "worker_port": 47066,
-    "monitor_port": 47070,
-    "api_port": 47081,
+PORTS = {  # the standby's: other ports than the primary's and test_standby's
+    "pg_port": 57432,
+    "mariadb_port": 57306,
+    "kafka_port": 57092,
+    "controller_port": 57093,
+    "connect_port": 57083,
+    "registry_port": 57080,
+    "worker_port": 57066,
+    "monitor_port": 57070,
+    "api_port": 57081,
 }
 
 
