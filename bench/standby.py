@@ -12,7 +12,7 @@ Reported: the time to follow (one-off), to promote, from promote to the standby'
 delivery and until every change of the run is delivered there; whether each change
 reached master.enterprise and every delivery topic on the standby exactly once and in
 order per company; delivery audit records held twice on the standby's trail (should be
-0); the route's restore and the inputs the ledger found already chained (its log).
+0); the route's restore and the inputs the ledger found already chained (its metrics).
 
 Usage: .venv/bin/python bench/standby.py [--rate 200] [--seconds 60] [--kill-at 30]
 Prints one JSON line for bench/baselines/standby.json. The primary's worker is started
@@ -34,6 +34,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from streams.config.settings import REPO_ROOT, Settings
 
@@ -120,13 +122,24 @@ def audited_twice(settings: Settings, decode: Any, usccs: set[str], start: Any) 
     return sum(n - 1 for n in counts.values() if n > 1)
 
 
-def ledger_log(state: Path) -> dict[str, Any]:
-    text = (state / "logs" / f"{worker_name(0)}.log").read_text(errors="replace")
+def taken_over(settings: Settings) -> dict[str, Any]:
+    """What the standby's worker did on taking over: the route's restore (its log) and the
+    inputs the ledger found already chained (its metrics)."""
+    text = settings.path("logs", f"{worker_name(0)}.log").read_text(errors="replace")
     restored = re.search(r"route: restored: (\d+) records in ([\d.]+)s", text)
+    metrics = httpx.get(f"http://{settings.host}:{settings.worker_port}/metrics", timeout=10)
+    skipped = {
+        match.group(1): int(float(match.group(2)))
+        for match in re.finditer(
+            r'^govsync_audit_repeats_skipped_total\{kind="(\w+)"\} (\S+)$',
+            metrics.text,
+            re.MULTILINE,
+        )
+    }
     return {
         "route_restored_records": int(restored.group(1)) if restored else None,
         "route_restored_s": float(restored.group(2)) if restored else None,
-        "chains_met_a_repeat": text.count("already holds"),
+        "audit_repeats_skipped": skipped,
     }
 
 
@@ -221,7 +234,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for t in topics
         },
         "deliveries_audited_twice": twice,
-        **ledger_log(state),
+        **taken_over(node.settings),
     }
     if not args.keep:
         node.down()

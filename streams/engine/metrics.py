@@ -39,6 +39,11 @@ FILTERED = Counter(
     "Changes a subscription does not receive (no subscribed field changed, or inactive)",
     ["subscription"],
 )
+REPEATS = Counter(
+    "govsync_audit_repeats_skipped_total",
+    "Inputs read again whose audit record the chain already held (a standby taking over)",
+    ["kind"],
+)
 DELIVERY_LATENCY = Histogram(
     "govsync_source_to_delivery_seconds",
     "Source commit to delivery produce time",

@@ -63,6 +63,7 @@ from streams.contract.topics import (
     TOPOLOGY_CHANGES_TOPIC,
     TRACE_TOPIC,
 )
+from streams.engine import metrics
 from streams.engine.restoring import Hold
 from streams.engine.state import AfterCommit, KeyedState
 from streams.engine.transactional import NOTHING, Output, Produced
@@ -201,6 +202,7 @@ class LedgerStage:
         self._resumed: dict[int, Chain] = {}  # chains read back and not yet written to
         self._repeats: dict[int, Repeats] = {}  # per chain, since it was read back
         self._repeated = False  # the input being processed sealed a repeat
+        self.tally = metrics.Tally()
         self._spans = tracing.spans()
         self._exports = AfterCommit()  # spans of the open transaction's hops
 
@@ -223,10 +225,12 @@ class LedgerStage:
     def committed(self, produced: Produced = NOTHING) -> None:
         self.heads.commit()
         self._exports.commit()
+        self.tally.commit()
 
     def aborted(self) -> None:
         self._forget()
         self._exports.abort()
+        self.tally.abort()
 
     def process(self, message: Message) -> list[Output]:
         self._repeated = False
@@ -691,6 +695,7 @@ class LedgerStage:
                 "" if repeats.matched > 1 else " (an input read again; more are logged at DEBUG)",
             )
             self._repeated = True
+            self.tally.inc(metrics.REPEATS, record["kind"])
             return []
         return [
             Output(AUDIT_TOPIC, key.encode(), self._audit(sealed), [], partition)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,16 +26,15 @@ from streams.kafka.serde import ValueDeserializer, registry_client
 settings = Settings.from_env()
 decode = ValueDeserializer(registry_client(settings))
 topic, avro = sys.argv[1], sys.argv[2] == "avro"
+keys = set(sys.argv[3].split(",")) if len(sys.argv) > 3 else None
 start = topic_reader.beginning(settings.bootstrap, [topic])
-rows = [
-    {
-        "key": message.key().decode() if message.key() else None,
-        "headers": as_dict(message.headers()),
-        "value": decode(topic, message.value()) if avro else None,
-    }
-    for message in topic_reader.messages(settings.bootstrap, start, timeout=60)
-    if control(message.headers()) is None
-]
+rows = []
+for message in topic_reader.messages(settings.bootstrap, start, timeout=60):
+    key = message.key().decode() if message.key() else None
+    if control(message.headers()) is not None or (keys and key not in keys):
+        continue
+    value = decode(topic, message.value()) if avro else None
+    rows.append({"key": key, "headers": as_dict(message.headers()), "value": value})
 print(json.dumps(rows, default=str))
 """
 
@@ -64,10 +63,14 @@ class Node:
             check=False,
         )
 
-    def records(self, topic: str, decode: bool = True) -> list[dict[str, Any]]:
-        """Every committed record of ``topic`` here (values decoded with this node's
-        registry unless ``decode`` is False)."""
-        return json.loads(self.run(READ, topic, "avro" if decode else "raw"))
+    def records(
+        self, topic: str, decode: bool = True, keys: Collection[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Every committed record of ``topic`` here, or those with one of ``keys`` (values
+        decoded with this node's registry unless ``decode`` is False): only those are
+        decoded, on a topic that may hold the whole suite's history."""
+        keyed = [",".join(sorted(keys))] if keys else []
+        return json.loads(self.run(READ, topic, "avro" if decode else "raw", *keyed))
 
 
 def until(check: Callable[[], bool], what: str, timeout: float) -> None:

@@ -30,6 +30,7 @@ from streams.trail import tracing
 from streams.trail.audit import GENESIS, Chain, record_hash, who_received
 from tests.unit.avro import MemoryCodec
 from tests.unit.examples import CHANGE, PROVINCE, SOCIAL, STATE, TAX, TOPOLOGY, delivery
+from tests.unit.stages import count
 
 AUDIT_PARTITIONS = 4
 PARTITION = 6  # of every input topic: extends chain 6 % 4
@@ -319,8 +320,11 @@ def test_what_a_standby_reads_again_its_chain_already_holds_is_not_written_again
     stage.committed()
     stage.aborted()  # as a start on the standby: the heads are read back from the topic
     ends.earlier[CHAIN], ends.last[CHAIN] = [tax], social
+    skipped = count("audit_repeats_skipped", kind="delivery")
     assert stage.process(delivery_record(codec, TAX, offset=120)) == []  # not even its hop
     assert stage.process(delivery_record(codec, SOCIAL, offset=121)) == []
+    stage.committed()
+    assert count("audit_repeats_skipped", kind="delivery") == skipped + 2
     outputs = stage.process(receipt_record(codec))
     assert [out.topic for out in outputs] == [TRACE_TOPIC, AUDIT_TOPIC]
     (receipt,) = sealed(codec, outputs)
