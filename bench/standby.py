@@ -26,7 +26,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -50,6 +49,7 @@ from streams.model.topology import load_topology
 from tests.integration import load
 from tests.integration.companies import CDC_TOPIC, MASTER, SOURCE_ID
 from tests.integration.conftest import Stack
+from tests.integration.nodes import Node
 
 PORTS = {  # the standby's: other ports than the primary's and test_standby's
     "pg_port": 57432,
@@ -77,28 +77,14 @@ class Standby:
             **{f"GOVSYNC_{name.upper()}": str(port) for name, port in PORTS.items()},
         }
 
-    def govsync(self, *args: str, timeout: float = 900) -> dict[str, Any]:
-        done = subprocess.run(
-            [str(Path(sys.executable).with_name("govsync")), *args, "--json"],
-            env=self.env,
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+    def govsync(self, *args: str) -> dict[str, Any]:
+        done = Node(self.env).govsync(*args, "--json", timeout=900)
         if done.returncode != 0:
             raise SystemExit(f"govsync {' '.join(args)}: {done.stdout}{done.stderr[-2000:]}")
         return json.loads(done.stdout)
 
     def down(self) -> None:
-        subprocess.run(
-            [str(Path(sys.executable).with_name("govsync")), "down"],
-            env=self.env,
-            capture_output=True,
-            timeout=300,
-            check=False,
-        )
+        Node(self.env).govsync("down")
 
 
 def first_delivery_after(settings: Settings, topics: list[str], after_ms: float) -> float | None:
@@ -224,15 +210,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "all_delivered_after_promote_s": round(complete_s, 1),
         "complete": report.complete,
         "exactly_once_in_order": all(report[t].exactly_once_in_order for t in topics),
-        "topics": {
-            t: {
-                "received": report[t].received,
-                "missing": len(report[t].missing),
-                "duplicate_event_ids": report[t].duplicate_event_ids,
-                "order_violations": report[t].order_violations,
-            }
-            for t in topics
-        },
+        "topics": {t: report[t].summary() for t in topics},
         "deliveries_audited_twice": twice,
         **taken_over(node.settings),
     }

@@ -266,6 +266,15 @@ class TopicReport:
     examples: list[str] = field(default_factory=list)
     records: list[Seen] = field(default_factory=list, repr=False)
 
+    def summary(self) -> dict[str, int]:
+        """The counts a benchmark's JSON line reports for the topic."""
+        return {
+            "received": self.received,
+            "missing": len(self.missing),
+            "duplicate_event_ids": self.duplicate_event_ids,
+            "order_violations": self.order_violations,
+        }
+
     @property
     def exactly_once_in_order(self) -> bool:
         return not (
