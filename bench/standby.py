@@ -5,8 +5,9 @@ made beside it on other ports (`govsync standby follow`, docs/operating.md).
 The load is the fault tests' (tests/integration/load.py): numbered renames of brand-new
 enterprises, ``--rate`` changes a second for ``--seconds``. At ``--kill-at`` the
 primary's worker is killed -9 and held down; capture goes on at the primary and is
-copied over. Once the standby holds all of it (and the groups' offsets have been
-translated once more), `govsync standby promote` starts the standby's worker.
+copied over. Once the standby holds all of it, `govsync standby promote` drains the
+copy (every topic to its end, the offsets translated once more) and starts the
+standby's worker.
 
 Reported: the time to follow (one-off), to promote, from promote to the standby's first
 delivery and until every change of the run is delivered there; whether each change
@@ -42,7 +43,7 @@ sys.path.insert(0, str(REPO_ROOT))  # the fault tests' load generator and checke
 
 from govsync.stack import supervision
 from govsync.stack.background import start_worker, worker_name
-from streams.contract.topics import AUDIT_TOPIC, STANDBY_SYNC_SECONDS, delivery_topic
+from streams.contract.topics import AUDIT_TOPIC, delivery_topic
 from streams.kafka import topic_reader
 from streams.kafka.serde import ValueDeserializer, registry_client
 from streams.model.topology import load_topology
@@ -177,7 +178,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         while node.govsync("standby", "status")["capture_behind"].get(CDC_TOPIC, 1):
             time.sleep(1)
         copied_s = time.time() - killed
-        time.sleep(2 * STANDBY_SYNC_SECONDS + 2)  # the final offsets translated once more
         promoting = time.time()
         node.govsync("standby", "promote")
         promote_s = time.time() - promoting

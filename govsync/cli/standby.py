@@ -40,25 +40,44 @@ def standby_follow(
 
 
 @app.command("promote")
-def standby_promote(as_json: JsonFlag = False) -> None:
-    """Take over: stop copying from the primary, start the worker and the query API here.
+def standby_promote(
+    now: Annotated[
+        bool,
+        typer.Option(
+            "--now",
+            help="The primary is lost: take over with what was copied, without draining.",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(min=0, help="Seconds to wait for the drain before refusing.")
+    ] = 300.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Take over: drain the copy, stop copying, start the worker and the query API here.
 
-    Capture moves separately (the connectors' offsets came with the topics): `topology
-    apply` here once the departments' databases are reachable from this node."""
+    While the primary is reachable it first waits for the primary's stages to stop and for
+    every record they committed to be copied here (stop the primary's worker instances,
+    not its Kafka). Capture moves separately (the connectors' offsets came with the
+    topics): `topology apply` here once the departments' databases are reachable."""
     from govsync.stack import standby
 
     with errors(), err.status("taking over") as spinner:
-        role = standby.promote(Settings.from_env(), progress=spinner.update)
+        role = standby.promote(
+            Settings.from_env(), progress=spinner.update, now=now, timeout=timeout
+        )
     if as_json:
         print_json(role.model_dump(mode="json"))
     else:
-        console.print(f"took over from {role.primary.bootstrap} at {role.promoted_at:%H:%M:%S}Z")
+        how = "drained" if role.drained else "without draining: the last records may be missing"
+        console.print(
+            f"took over from {role.primary.bootstrap} at {role.promoted_at:%H:%M:%S}Z ({how})"
+        )
 
 
 @app.command("status")
 def standby_status(as_json: JsonFlag = False) -> None:
-    """Whom this node follows, whether it is copying, how far behind capture is, and which
-    consumer groups have their offsets here."""
+    """Whom this node follows, whether it is copying, how far behind capture is, which
+    topics are not copied to their end, and which consumer groups have their offsets here."""
     from govsync.stack import standby
 
     with errors():
@@ -76,6 +95,8 @@ def standby_status(as_json: JsonFlag = False) -> None:
         table.add_row("took over at", f"{found.role.promoted_at:%Y-%m-%d %H:%M:%S}Z")
     for topic, behind in found.capture_behind.items():
         table.add_row(f"records behind {topic}", str(behind))
+    for topic, partitions in found.uncopied.items():
+        table.add_row(f"partitions of {topic} not copied to their end", str(partitions))
     for group, here in found.groups.items():
         table.add_row(f"offsets of group {group}", "here" if here else "not yet")
     console.print(table)

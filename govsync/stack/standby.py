@@ -22,6 +22,14 @@ here. The stages resume from the translated offsets, so they read again a few se
 input: deliveries are not repeated (the route's dedup by event_id), nor is the audit
 trail (the ledger skips what its chain already holds, stages/ledger.py). Capture moves
 separately: Debezium's offsets come with the mirrored ``govsync-connect-offsets``.
+
+MirrorMaker copies each topic and each group's offsets on its own schedule, so at any
+moment a group's translated offset may already be past inputs whose outputs (a delivery,
+an audit record) are not copied yet: a standby taking over then would never write them.
+So while the primary is reachable, ``promote`` first drains: it waits for the primary's
+stages to stop, for the last committed record of every partition to be here, and for
+one more translation of the offsets. Only ``--now`` (the primary lost) skips that, and
+the role file says the take-over was not drained.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from typing import Literal
 
 import httpx
 import psycopg
-from confluent_kafka import ConsumerGroupTopicPartitions
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
 from confluent_kafka.admin import AdminClient
 from pydantic import BaseModel
 
@@ -56,10 +64,16 @@ from streams.contract.topics import (
     STANDBY_UNSYNCED_GROUPS,
 )
 from streams.kafka import admin, credentials, topic_reader
+from streams.kafka.admin import AdminError
+from streams.kafka.members import stage_members
 from streams.model.topology import Topology, load_topology
 
 NAME = "standby-mirror"
 REGISTRY_API = "/apis/registry/v3"
+DRAIN_TIMEOUT_S = 300.0
+# A partition's last record as both clusters hold it: MirrorMaker keeps key, value and
+# timestamp, and copies a partition in order, so a copy ending with it holds it all.
+Fingerprint = tuple[bytes | None, bytes | None, int]
 
 
 class Primary(BaseModel):
@@ -75,6 +89,9 @@ class Role(BaseModel):
     primary: Primary
     following_since: datetime
     promoted_at: datetime | None = None
+    # Whether every record the primary's stages committed was copied before the take-over
+    # (False: taken over with --now, or the primary was lost while draining).
+    drained: bool | None = None
 
 
 def _role_file(settings: Settings) -> Path:
@@ -152,20 +169,109 @@ def follow(
     return following
 
 
-def promote(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> Role:
-    """Take over: stop copying, and run the stages and the query API here."""
+def promote(
+    settings: Settings,
+    progress: Callable[[str], None] = lambda _: None,
+    *,
+    now: bool = False,
+    timeout: float = DRAIN_TIMEOUT_S,
+) -> Role:
+    """Take over: drain the copy (unless ``now``, or taken over already), stop copying,
+    and run the stages and the query API here."""
     current = role(settings)
     if current is None:
         raise StackError("this node follows no primary: nothing to take over from")
+    drained = current.drained
+    if current.promoted_at is None:
+        drained = not now and drain(settings, current.primary, progress, timeout)
     progress("stopping MirrorMaker")
     supervision.stop(settings, NAME)
-    promoted = current.model_copy(update={"promoted_at": current.promoted_at or datetime.now(UTC)})
+    promoted = current.model_copy(
+        update={"promoted_at": current.promoted_at or datetime.now(UTC), "drained": drained}
+    )
     write_private(_role_file(settings), promoted.model_dump_json(indent=2))
     progress("starting the worker")
     background.start_worker(settings)
     progress("starting the query API")
     background.start_api(settings)
     return promoted
+
+
+def drain(
+    settings: Settings,
+    primary: Primary,
+    progress: Callable[[str], None] = lambda _: None,
+    timeout: float = DRAIN_TIMEOUT_S,
+) -> bool:
+    """Wait until the primary's stages have stopped, every record they committed is here,
+    and the groups' offsets are translated once more: True. False when the primary is not
+    reachable (lost: what was copied is what there is). Refused after ``timeout``."""
+    deadline = time.monotonic() + timeout
+
+    def waited(what: str) -> None:
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"{what} after {timeout:.0f}s; `govsync standby promote --now` takes over "
+                "without waiting, and without what is not copied yet"
+            )
+        time.sleep(1)
+
+    try:
+        while running := sorted({m.stage for m in stage_members(_client(primary))}):
+            progress(f"waiting for the primary's stages to stop: {', '.join(running)} run")
+            waited(
+                f"the primary's stages {', '.join(running)} still run: stop its worker "
+                "instances first, leaving its Kafka up until this returns"
+            )
+        while left := uncopied(settings, primary):
+            progress(f"copying the primary's last records: {_partitions(left)} to go")
+            waited(
+                f"MirrorMaker has not copied the last records of {_partitions(left)} (e.g. "
+                f"{min(left)}); see {settings.path('logs', f'{NAME}.log')}"
+            )
+    except (AdminError, KafkaException) as exc:
+        progress(f"the primary is not reachable ({exc}): taking over with what was copied")
+        return False
+    progress(f"waiting {2 * STANDBY_SYNC_SECONDS}s for the groups' final offsets")
+    time.sleep(2 * STANDBY_SYNC_SECONDS)
+    return True
+
+
+def uncopied(settings: Settings, primary: Primary) -> dict[str, int]:
+    """Per copied topic, its partitions whose last committed record on the primary is not
+    the last record here yet."""
+    topics = sorted(mirrored_topics(set(_client(primary).list_topics(timeout=15).topics)))
+    return behind(_last(primary.bootstrap, topics), _last(settings.bootstrap, topics))
+
+
+def behind(
+    primary: dict[tuple[str, int], Fingerprint | None],
+    here: dict[tuple[str, int], Fingerprint | None],
+) -> dict[str, int]:
+    """Per topic, how many partitions do not end here with the primary's last record (a
+    partition empty on the primary has nothing to copy)."""
+    found: dict[str, int] = {}
+    for (topic, partition), last in primary.items():
+        if last is not None and here.get((topic, partition)) != last:
+            found[topic] = found.get(topic, 0) + 1
+    return found
+
+
+def _last(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], Fingerprint | None]:
+    return {
+        tp: None if m is None else (m.key(), m.value(), m.timestamp()[1])
+        for tp, m in topic_reader.last_records(bootstrap, topics).items()
+    }
+
+
+def _partitions(by_topic: dict[str, int]) -> str:
+    count = sum(by_topic.values())
+    topics = len(by_topic)
+    return f"{count} partition{'s' * (count != 1)} of {topics} topic{'s' * (topics != 1)}"
+
+
+def _client(primary: Primary) -> AdminClient:
+    return admin.admin_client(primary.bootstrap)
 
 
 def mirrored_topics(topics: set[str]) -> set[str]:
@@ -176,9 +282,7 @@ def mirrored_topics(topics: set[str]) -> set[str]:
 def _wait_for_topics(settings: Settings, primary: Primary, timeout: float = 180.0) -> None:
     """Until MirrorMaker has made every topic of the primary here (it looks every few
     seconds), so what follows can read them."""
-    wanted = mirrored_topics(
-        set(admin.admin_client(primary.bootstrap).list_topics(timeout=15).topics)
-    )
+    wanted = mirrored_topics(set(_client(primary).list_topics(timeout=15).topics))
     here = admin.admin_client(settings.bootstrap)
     deadline = time.monotonic() + timeout
     while missing := wanted - set(here.list_topics(timeout=15).topics):
@@ -257,6 +361,8 @@ class StandbyStatus(BaseModel):
     # Connect writes them without transactions, so offsets match on both clusters (the
     # stages' topics have transaction markers on the primary only).
     capture_behind: dict[str, int]
+    # Per copied topic, its partitions whose last committed record is not here yet.
+    uncopied: dict[str, int]
     # Groups with committed offsets on the primary, and whether MirrorMaker has given
     # each its translated offsets here yet.
     groups: dict[str, bool]
@@ -266,7 +372,7 @@ def status(settings: Settings) -> StandbyStatus:
     current = role(settings)
     mirror = "up" if supervision.is_running(settings, NAME) else "down"
     if current is None or current.promoted_at is not None:
-        return StandbyStatus(role=current, mirror=mirror, capture_behind={}, groups={})
+        return StandbyStatus(role=current, mirror=mirror, capture_behind={}, uncopied={}, groups={})
     here = admin.admin_client(settings.bootstrap)
     capture = sorted(t for t in here.list_topics(timeout=15).topics if t.startswith(CDC_PREFIX))
     primary_ends = topic_reader.end_offsets(current.primary.bootstrap, capture)
@@ -278,6 +384,7 @@ def status(settings: Settings) -> StandbyStatus:
         role=current,
         mirror=mirror,
         capture_behind=behind,
+        uncopied=uncopied(settings, current.primary),
         groups=translated(settings, _groups(current.primary.bootstrap)),
     )
 

@@ -142,6 +142,28 @@ def messages(
         consumer.close()
 
 
+def last_records(
+    bootstrap: str, topics: Iterable[str], window: int = 8
+) -> dict[tuple[str, int], Message | None]:
+    """The last committed record of every partition of ``topics`` (None: it holds none),
+    read from a few offsets before each end, and from further back where transaction
+    markers and aborted batches fill those: never a partition's whole history."""
+    marks = watermarks(bootstrap, topics)
+    found: dict[tuple[str, int], Message | None] = {
+        tp: None for tp, (low, high) in marks.items() if low >= high
+    }
+    while unread := [tp for tp in marks if tp not in found]:
+        starts = {tp: max(marks[tp][0], marks[tp][1] - window) for tp in unread}
+        last: dict[tuple[str, int], Message] = {}
+        for message in messages(bootstrap, starts, timeout=60):
+            last[(message.topic(), message.partition())] = message
+        for tp in unread:
+            if tp in last or starts[tp] == marks[tp][0]:
+                found[tp] = last.get(tp)
+        window *= 8
+    return found
+
+
 def read(
     bootstrap: str,
     decode: ValueDeserializer,

@@ -95,12 +95,15 @@ LOG_TAIL_LINES = 40
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """A failed test's report carries the end of each worker's log: CI keeps only the
-    report, and a pipeline failure is usually told there, not in the assertion."""
+    """A failed test's report carries the end of each worker's log, this stack's and any
+    other node's (a standby, a federation peer): CI keeps only the report, and a pipeline
+    failure is usually told there, not in the assertion."""
     report = yield
     if report.when == "call" and report.failed:
-        for log in sorted(Settings.from_env().path("logs").glob("worker-*.log")):
+        state = Settings.from_env().state_dir
+        logs = [*state.glob("logs/worker-*.log"), *state.glob("nodes/*/logs/worker-*.log")]
+        for log in sorted(logs):
             lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
             tail = "\n".join(line[:400] for line in lines[-LOG_TAIL_LINES:])
-            report.sections.append((f"end of {log.name}", tail))
+            report.sections.append((f"end of {log.relative_to(state)}", tail))
     return report
