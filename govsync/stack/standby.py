@@ -43,7 +43,7 @@ from typing import Literal
 
 import httpx
 import psycopg
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, Message
 from confluent_kafka.admin import AdminClient
 from pydantic import BaseModel
 
@@ -71,9 +71,10 @@ from streams.model.topology import Topology, load_topology
 NAME = "standby-mirror"
 REGISTRY_API = "/apis/registry/v3"
 DRAIN_TIMEOUT_S = 300.0
-# A partition's last record as both clusters hold it: MirrorMaker keeps key, value and
-# timestamp, and copies a partition in order, so a copy ending with it holds it all.
+# A record as both clusters hold it: MirrorMaker keeps key, value and timestamp, and
+# copies a partition in order, so a copy holding the primary's last record holds it all.
 Fingerprint = tuple[bytes | None, bytes | None, int]
+COPY_TAIL = 64  # offsets read at the end of each copy, for records written since
 
 
 class Primary(BaseModel):
@@ -239,29 +240,35 @@ def drain(
 
 def uncopied(settings: Settings, primary: Primary) -> dict[str, int]:
     """Per copied topic, its partitions whose last committed record on the primary is not
-    the last record here yet."""
+    among the last records here yet. The primary is read first, so a record written there
+    meanwhile (Debezium's heartbeats, Connect's offsets) is never waited for."""
     topics = sorted(mirrored_topics(set(_client(primary).list_topics(timeout=15).topics)))
-    return behind(_last(primary.bootstrap, topics), _last(settings.bootstrap, topics))
+    last = {
+        tp: _fingerprint(records[-1]) if records else None
+        for tp, records in topic_reader.tails(primary.bootstrap, topics).items()
+    }
+    here = {
+        tp: {_fingerprint(m) for m in records}
+        for tp, records in topic_reader.tails(settings.bootstrap, topics, COPY_TAIL).items()
+    }
+    return behind(last, here)
 
 
 def behind(
     primary: dict[tuple[str, int], Fingerprint | None],
-    here: dict[tuple[str, int], Fingerprint | None],
+    here: dict[tuple[str, int], set[Fingerprint]],
 ) -> dict[str, int]:
-    """Per topic, how many partitions do not end here with the primary's last record (a
-    partition empty on the primary has nothing to copy)."""
+    """Per topic, how many partitions do not hold the primary's last record among their
+    last records here (a partition empty on the primary has nothing to copy)."""
     found: dict[str, int] = {}
     for (topic, partition), last in primary.items():
-        if last is not None and here.get((topic, partition)) != last:
+        if last is not None and last not in here.get((topic, partition), set()):
             found[topic] = found.get(topic, 0) + 1
     return found
 
 
-def _last(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], Fingerprint | None]:
-    return {
-        tp: None if m is None else (m.key(), m.value(), m.timestamp()[1])
-        for tp, m in topic_reader.last_records(bootstrap, topics).items()
-    }
+def _fingerprint(message: Message) -> Fingerprint:
+    return message.key(), message.value(), message.timestamp()[1]
 
 
 def _partitions(by_topic: dict[str, int]) -> str:

@@ -142,24 +142,25 @@ def messages(
         consumer.close()
 
 
-def last_records(
+def tails(
     bootstrap: str, topics: Iterable[str], window: int = 8
-) -> dict[tuple[str, int], Message | None]:
-    """The last committed record of every partition of ``topics`` (None: it holds none),
-    read from a few offsets before each end, and from further back where transaction
-    markers and aborted batches fill those: never a partition's whole history."""
+) -> dict[tuple[str, int], list[Message]]:
+    """The last committed records of every partition of ``topics`` (empty: it holds none),
+    oldest first: those in its last ``window`` offsets, or from further back where
+    transaction markers and aborted batches fill them. Never a partition's whole history
+    unless it is that short."""
     marks = watermarks(bootstrap, topics)
-    found: dict[tuple[str, int], Message | None] = {
-        tp: None for tp, (low, high) in marks.items() if low >= high
+    found: dict[tuple[str, int], list[Message]] = {
+        tp: [] for tp, (low, high) in marks.items() if low >= high
     }
     while unread := [tp for tp in marks if tp not in found]:
         starts = {tp: max(marks[tp][0], marks[tp][1] - window) for tp in unread}
-        last: dict[tuple[str, int], Message] = {}
+        read: dict[tuple[str, int], list[Message]] = {}
         for message in messages(bootstrap, starts, timeout=60):
-            last[(message.topic(), message.partition())] = message
+            read.setdefault((message.topic(), message.partition()), []).append(message)
         for tp in unread:
-            if tp in last or starts[tp] == marks[tp][0]:
-                found[tp] = last.get(tp)
+            if tp in read or starts[tp] == marks[tp][0]:
+                found[tp] = read.get(tp, [])
         window *= 8
     return found
 

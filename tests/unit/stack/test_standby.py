@@ -76,21 +76,23 @@ def test_a_standby_without_the_primarys_secrets_is_refused(tmp_path: Path) -> No
     assert not settings.path("secrets").exists()  # nothing generated in their place
 
 
-def test_a_partition_is_copied_once_it_ends_here_with_the_primarys_last_record() -> None:
+def test_a_partition_is_copied_once_it_holds_the_primarys_last_record() -> None:
     last = (b"k", b"v", 1_700_000_000_000)
+    earlier, later = (b"k", b"v0", 1_699_999_999_999), (b"k", b"v2", 1_700_000_000_001)
     primary = {
         ("deliver.tax.enterprise", 0): last,
         ("deliver.tax.enterprise", 1): last,
-        ("govsync.audit", 0): (b"k", b"v2", 1_700_000_000_001),
+        ("govsync.audit", 0): last,
         ("govsync.audit", 1): None,  # empty there: nothing to copy
+        ("cdc.health.message", 0): last,
     }
     here = {
-        ("deliver.tax.enterprise", 0): last,
-        ("deliver.tax.enterprise", 1): (b"k", b"v", 1_699_999_999_999),  # an earlier record
-        ("govsync.audit", 0): None,  # nothing copied yet
+        ("deliver.tax.enterprise", 0): {earlier, last},
+        ("deliver.tax.enterprise", 1): {earlier},  # not copied to the end yet
+        ("govsync.audit", 0): set(),  # nothing copied yet
+        ("cdc.health.message", 0): {last, later},  # written there since it was read
     }
     assert standby.behind(primary, here) == {"deliver.tax.enterprise": 1, "govsync.audit": 1}
-    assert standby.behind(primary, primary) == {}
 
 
 def test_a_take_over_without_a_primary_to_follow_is_refused(tmp_path: Path) -> None:
