@@ -91,7 +91,7 @@ class Role(BaseModel):
     following_since: datetime
     promoted_at: datetime | None = None
     # Whether every record the primary's stages committed was copied before the take-over
-    # (False: taken over with --now, or the primary was lost while draining).
+    # (False: taken over with --now, the primary lost).
     drained: bool | None = None
 
 
@@ -184,7 +184,9 @@ def promote(
         raise StackError("this node follows no primary: nothing to take over from")
     drained = current.drained
     if current.promoted_at is None:
-        drained = not now and drain(settings, current.primary, progress, timeout)
+        if not now:
+            drain(settings, current.primary, progress, timeout)
+        drained = not now
     progress("stopping MirrorMaker")
     supervision.stop(settings, NAME)
     promoted = current.model_copy(
@@ -203,18 +205,19 @@ def drain(
     primary: Primary,
     progress: Callable[[str], None] = lambda _: None,
     timeout: float = DRAIN_TIMEOUT_S,
-) -> bool:
+) -> None:
     """Wait until the primary's stages have stopped, every record they committed is here,
-    and the groups' offsets are translated once more: True. False when the primary is not
-    reachable (lost: what was copied is what there is). Refused after ``timeout``."""
+    and the groups' offsets are translated once more. Refused after ``timeout``, or when
+    the primary cannot be asked: never an undrained take-over unless asked for (--now)."""
     deadline = time.monotonic() + timeout
+    without = (
+        "`govsync standby promote --now` takes over without draining, and without what is "
+        "not copied yet"
+    )
 
     def waited(what: str) -> None:
         if time.monotonic() > deadline:
-            raise StackError(
-                f"{what} after {timeout:.0f}s; `govsync standby promote --now` takes over "
-                "without waiting, and without what is not copied yet"
-            )
+            raise StackError(f"{what} after {timeout:.0f}s; {without}")
         time.sleep(1)
 
     try:
@@ -231,11 +234,12 @@ def drain(
                 f"{min(left)}); see {settings.path('logs', f'{NAME}.log')}"
             )
     except (AdminError, KafkaException) as exc:
-        progress(f"the primary is not reachable ({exc}): taking over with what was copied")
-        return False
+        raise StackError(
+            f"cannot drain the copy: the primary at {primary.bootstrap} does not answer "
+            f"({exc}); if it is lost, {without}"
+        ) from exc
     progress(f"waiting {2 * STANDBY_SYNC_SECONDS}s for the groups' final offsets")
     time.sleep(2 * STANDBY_SYNC_SECONDS)
-    return True
 
 
 def uncopied(settings: Settings, primary: Primary) -> dict[str, int]:

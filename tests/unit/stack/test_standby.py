@@ -98,3 +98,10 @@ def test_a_partition_is_copied_once_it_holds_the_primarys_last_record() -> None:
 def test_a_take_over_without_a_primary_to_follow_is_refused(tmp_path: Path) -> None:
     with pytest.raises(standby.StackError, match="follows no primary"):
         standby.promote(Settings(state_dir=tmp_path))
+
+
+def test_a_primary_that_does_not_answer_is_not_drained_but_refused(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    lost = standby.Primary(bootstrap="127.0.0.1:1", registry="http://127.0.0.1:1")
+    with pytest.raises(standby.StackError, match="promote --now"):
+        standby.drain(settings, lost, timeout=0)
