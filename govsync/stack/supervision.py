@@ -41,6 +41,7 @@ INHERITED_NAMES = ("PYTHONPATH",)
 SOCKET_PATH_MAX = 100  # AF_UNIX paths are limited to 108 bytes
 LISTENER = "exits"
 RUNNING_STATES = frozenset({"STARTING", "RUNNING", "BACKOFF"})
+HELD_STATES = frozenset({"STOPPED", "FATAL"})  # supervisord starts none of these again
 
 
 class Program(BaseModel, frozen=True):
@@ -319,12 +320,24 @@ def kill(settings: Settings, name: str, *, hold: bool = False) -> int:
 
 
 def _stopped(settings: Settings, name: str) -> bool:
-    """Stop ``name`` if supervisord is (re)starting it; whether it is stopped."""
-    if not _still_running(settings, name):
+    """Stop ``name`` if supervisord is (re)starting it; whether it is held stopped. EXITED
+    is not: supervisord starts such a process again a moment later (autorestart), and a
+    hold that took it for stopped let the killed worker come back."""
+    if _held(settings, name):
         return True
-    with contextlib.suppress(xmlrpc.client.Fault):  # not running, or already stopping
+    with contextlib.suppress(xmlrpc.client.Fault):  # EXITED, or already stopping
         _proxy(settings).supervisor.stopProcess(name, True)
-    return not _still_running(settings, name)
+    return _held(settings, name)
+
+
+def _held(settings: Settings, name: str) -> bool:
+    current = status(settings, name)
+    return held(current.state if current is not None else None)
+
+
+def held(state: str | None) -> bool:
+    """Whether a program in ``state`` (None: not configured) stays down until started."""
+    return state is None or state in HELD_STATES
 
 
 def gave_up(settings: Settings, name: str) -> bool:

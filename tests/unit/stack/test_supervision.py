@@ -101,3 +101,11 @@ def test_the_next_worker_instance_is_the_lowest_id_not_configured() -> None:
     assert background.next_instance({0, 1}) == 2
     assert background.next_instance({0, 2}) == 1
     assert background.next_instance({1}) == 0
+
+
+def test_a_killed_program_is_held_only_once_stopped_not_while_exited() -> None:
+    # EXITED is the moment between a kill and autorestart: supervisord starts it again.
+    assert not supervision.held("EXITED")
+    assert not any(supervision.held(s) for s in (*supervision.RUNNING_STATES, "STOPPING"))
+    assert supervision.held("STOPPED") and supervision.held("FATAL")
+    assert supervision.held(None)  # not configured: nothing to start again
