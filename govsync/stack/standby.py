@@ -388,13 +388,13 @@ def status(settings: Settings) -> StandbyStatus:
     capture = sorted(t for t in here.list_topics(timeout=15).topics if t.startswith(CDC_PREFIX))
     primary_ends = topic_reader.end_offsets(current.primary.bootstrap, capture)
     local_ends = topic_reader.end_offsets(settings.bootstrap, capture)
-    behind = dict.fromkeys(capture, 0)
+    records_behind = dict.fromkeys(capture, 0)
     for (topic, partition), end in primary_ends.items():
-        behind[topic] += max(0, end - local_ends.get((topic, partition), 0))
+        records_behind[topic] += max(0, end - local_ends.get((topic, partition), 0))
     return StandbyStatus(
         role=current,
         mirror=mirror,
-        capture_behind=behind,
+        capture_behind=records_behind,
         uncopied=uncopied(settings, current.primary),
         groups=translated(settings, _groups(current.primary.bootstrap)),
     )
