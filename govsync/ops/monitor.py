@@ -2,8 +2,9 @@
 
 One refresher thread computes the state every few seconds (the lag report, the dead-letter
 queue, deliveries awaiting a receipt) and caches it; the page (``/``), its data
-(``/api/state``) and Prometheus (``/metrics``) are served from that cache, so however many
-browsers and scrapers look, Kafka sees one reader. A failed refresh keeps the last good
+(``/api/state``) and Prometheus (``/metrics``) are served from that cache (Starlette on
+uvicorn, as the query API), so however many browsers and scrapers look, Kafka sees one
+reader. A failed refresh keeps the last good
 state and says why, on the page and as ``govsync_monitor_refresh_ok 0``.
 
 ``/metrics`` names consumer lag as kafka_exporter does, so dashboards and alerts written
@@ -21,28 +22,30 @@ monitor) and would rename ours to ``exported_instance``.
 from __future__ import annotations
 
 import logging
-import signal
-import sys
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Literal
-from urllib.parse import urlsplit
 
 import httpx
+import uvicorn
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from govsync.errors import OperationFailed
-from govsync.index import indexer, queries, store
+from govsync.index import freshness, queries, store
 from govsync.ops import dlq, lag
 from govsync.ops.dlq import SourceAccount
 from govsync.ops.instances import WorkerInstance, worker_instances
@@ -460,7 +463,7 @@ class Refresher:
         with store.reading(self.settings) as conn:
             return (
                 queries.unanswered(conn, topology, int(time.time() * 1000)),
-                indexer.lacking(self.settings, conn),
+                freshness.lacking(self.settings, conn),
             )
 
 
@@ -471,75 +474,64 @@ def page() -> bytes:
     return resources.files("govsync.ops").joinpath("monitor_assets/index.html").read_bytes()
 
 
-def _handler(refresher: Refresher, index: bytes) -> type[BaseHTTPRequestHandler]:
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def application(refresher: Refresher, index: bytes) -> Starlette:
+    """The page, its data and the scrape, all from the refresher's cache (the workers'
+    own metrics are scraped per request). Plain ``def`` endpoints: Starlette runs them in
+    its thread pool, so a slow worker scrape never holds the event loop."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StateCollector(lambda: refresher.state))
 
-    def workers() -> list[Scraped]:
+    def page_(_: Request) -> Response:
+        return Response(index, media_type="text/html; charset=utf-8", headers=NO_STORE)
+
+    def state(_: Request) -> Response:
+        body = refresher.state.model_dump_json()
+        return Response(body, media_type="application/json", headers=NO_STORE)
+
+    def metrics(_: Request) -> Response:
         # The instances as last discovered; their metrics as they are now.
-        return scrape(list(refresher.state.workers))
+        body = exposition(registry, scrape(list(refresher.state.workers)))
+        return Response(body, media_type=CONTENT_TYPE_LATEST, headers=NO_STORE)
 
-    html = "text/html; charset=utf-8"
-    routes: dict[str, tuple[str, Callable[[], bytes]]] = {
-        "/": (html, lambda: index),
-        "/index.html": (html, lambda: index),
-        "/api/state": ("application/json", lambda: refresher.state.model_dump_json().encode()),
-        "/metrics": (
-            CONTENT_TYPE_LATEST,
-            lambda: exposition(registry, workers()),
-        ),
-    }
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            route = routes.get(urlsplit(self.path).path)
-            if route is None:
-                self._send(404, "text/plain", b"not found\n")
-                return
-            content_type, body = route
-            try:
-                payload = body()
-            except Exception:
-                log.exception("serving %s", self.path)
-                self._send(500, "text/plain", b"internal error, see the monitor's log\n")
-                return
-            self._send(200, content_type, payload)
-
-        def _send(self, code: int, content_type: str, body: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            log.debug(format, *args)  # a scrape every few seconds would flood the log
-
-    return Handler
+    return Starlette(
+        routes=[
+            Route("/", page_),
+            Route("/index.html", page_),
+            Route("/api/state", state),
+            Route("/metrics", metrics),
+        ]
+    )
 
 
 def serve(settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT; raises OperationFailed when the port cannot be bound."""
+    """Serve on uvicorn until SIGTERM/SIGINT; raises OperationFailed when the port cannot
+    be bound. The socket is bound here, before uvicorn starts, so that failure is one
+    clear line rather than uvicorn's exit."""
     refresher = Refresher(settings)
     address = (settings.listen_host, settings.monitor_port)
+    listening = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        server = ThreadingHTTPServer(address, _handler(refresher, page()))
+        listening.bind(address)
     except OSError as exc:
+        listening.close()
         raise OperationFailed(
             f"the monitor cannot listen on {settings.listen_host}:{settings.monitor_port}: "
             f"{exc.strerror} (set GOVSYNC_MONITOR_PORT or --port)"
         ) from None
-    server.daemon_threads = True
     stop = threading.Event()
     threading.Thread(target=refresher.run, args=(stop,), name="refresher", daemon=True).start()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            application(refresher, page()), access_log=False, log_config=None, lifespan="off"
+        )
+    )
     log.info("monitor on http://%s:%d/ (metrics on /metrics)", *address)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        server.run(sockets=[listening])  # uvicorn re-raises SIGTERM once it has shut down
     finally:
         stop.set()
-        server.server_close()
-        log.info("monitor stopped")
+        listening.close()

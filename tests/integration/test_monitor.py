@@ -144,7 +144,14 @@ def test_metrics_name_lag_like_kafka_exporter_and_carry_the_workers(monitor: str
         line.startswith('govsync_worker_up{worker_instance="') and line.endswith("} 1.0")
         for line in lines
     )
-    assert "# TYPE govsync_delivered_records_total counter" in lines  # the worker's own
+    # The worker's own exposition, appended: its stage processes' metrics are there from
+    # its start (delivery counters only once it has delivered, which this module does not
+    # wait for).
+    assert "# TYPE govsync_stage_route_process_cpu_seconds_total counter" in lines
+    assert any(
+        line.startswith('govsync_stage_route_process_cpu_seconds_total{worker_instance="')
+        for line in lines
+    )
     assert text.count("# TYPE govsync_receipts_overdue gauge") == 1
 
 
