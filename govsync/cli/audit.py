@@ -100,6 +100,7 @@ def audit_who_received(
     as_json: JsonFlag = False,
 ) -> None:
     """Which departments received which fields of an entity, when, under which approval."""
+    from concurrent.futures import ThreadPoolExecutor
     from datetime import datetime
 
     from govsync.index import queries
@@ -107,10 +108,11 @@ def audit_who_received(
     from streams.trail import audit
 
     settings = Settings.from_env()
-    with errors():
+    with errors(), ThreadPoolExecutor(1) as beside:
+        in_force_now = beside.submit(in_force, settings)  # overlaps the freshness check
         with queries.current(settings) as (conn, missing):
             received = audit.who_received(queries.audit_entries(conn, key), key)
-        names = {d: dept.name for d, dept in in_force(settings).departments.items()}
+        names = {d: dept.name for d, dept in in_force_now.result().departments.items()}
     index_behind(missing)
     if as_json:
         print_json([r.model_dump() for r in received])

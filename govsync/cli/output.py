@@ -25,6 +25,21 @@ EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_REFUSED = 1, 2, 3, 4
 @contextmanager
 def errors() -> Iterator[None]:
     """Known failures become one clear line and a meaningful exit code, not a traceback."""
+    try:
+        yield
+    except Exception as exc:
+        known = _known(exc)
+        if known is None:
+            raise
+        code, line = known
+        err.print(line, highlight=False)
+        raise typer.Exit(code) from None
+
+
+def _known(exc: Exception) -> tuple[int, str] | None:
+    """The exit code and line for a known failure. The classes are imported only once one
+    happened: some modules (the schema registry's client) take a quarter of a second to
+    load, which a command that succeeds should not pay."""
     from connectors.sources.debezium import ConnectError
     from govsync.errors import OperationFailed
     from govsync.index.store import IndexUnavailable
@@ -35,20 +50,15 @@ def errors() -> Iterator[None]:
     from streams.kafka.serde import RegistryUnreachable, SchemaRejected
     from streams.model.topology import TopologyError
 
-    try:
-        yield
-    except (Refused, NotPermitted) as exc:
-        err.print(f"[red]refused:[/red] {exc}", highlight=False)
-        raise typer.Exit(EXIT_REFUSED) from None
-    except TopologyError as exc:
-        err.print(f"[red]topology is invalid[/red]\n{exc}", highlight=False)
-        raise typer.Exit(EXIT_INVALID) from None
-    except (BrokerUnreachable, ConnectError, RegistryUnreachable, IndexUnavailable) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(EXIT_UNAVAILABLE) from None
-    except (OperationFailed, NotApplied, AdminError, SchemaRejected) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(EXIT_FAILED) from None
+    if isinstance(exc, Refused | NotPermitted):
+        return EXIT_REFUSED, f"[red]refused:[/red] {exc}"
+    if isinstance(exc, TopologyError):
+        return EXIT_INVALID, f"[red]topology is invalid[/red]\n{exc}"
+    if isinstance(exc, BrokerUnreachable | ConnectError | RegistryUnreachable | IndexUnavailable):
+        return EXIT_UNAVAILABLE, f"[red]error:[/red] {exc}"
+    if isinstance(exc, OperationFailed | NotApplied | AdminError | SchemaRejected):
+        return EXIT_FAILED, f"[red]error:[/red] {exc}"
+    return None
 
 
 def index_behind(missing: int) -> None:

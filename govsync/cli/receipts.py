@@ -23,16 +23,17 @@ def receipts_overdue(
 ) -> None:
     """Deliveries a department has not answered within its subscription's receipt_within."""
     import time
+    from concurrent.futures import ThreadPoolExecutor
     from datetime import datetime
 
     from govsync.index import queries
     from streams.model.topology import CST
 
     settings = Settings.from_env()
-    with errors():
-        topology = in_force(settings)
+    with errors(), ThreadPoolExecutor(1) as beside:
+        in_force_now = beside.submit(in_force, settings)  # overlaps the freshness check
         with queries.current(settings) as (conn, missing):
-            waiting = queries.unanswered(conn, topology, int(time.time() * 1000))
+            waiting = queries.unanswered(conn, in_force_now.result(), int(time.time() * 1000))
     index_behind(missing)
     shown = [w for w in waiting if show_all or w.overdue]
     if as_json:

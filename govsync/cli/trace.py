@@ -33,15 +33,17 @@ def trace(
     Commit, capture, normalize, each department's delivery and its receipt; an entity key
     gives every change of that entity, newest first."""
     import time
+    from concurrent.futures import ThreadPoolExecutor
 
     from govsync.index import queries
     from streams.trail import lineage
 
     settings = Settings.from_env()
-    with errors():
-        topology = in_force(settings)
+    with errors(), ThreadPoolExecutor(1) as beside:
+        in_force_now = beside.submit(in_force, settings)  # overlaps the freshness check
         with queries.current(settings) as (conn, missing):
             hops = queries.hops(conn, query)
+        topology = in_force_now.result()
         found = lineage.traces(hops, query, topology, int(time.time() * 1000))
     index_behind(missing)
     if as_json:

@@ -35,7 +35,7 @@ from confluent_kafka import (
 from confluent_kafka.serialization import SerializationError
 from psycopg.types.json import Jsonb
 
-from govsync.index import store, witness
+from govsync.index import freshness, store, witness
 from streams.config.settings import Settings
 from streams.contract import headers
 from streams.contract.records import Closure
@@ -49,53 +49,7 @@ BATCH = 5_000
 POLL_S = 0.2
 TOPICS_CHECK_S = 5.0  # how often it looks for new topics (an entity's, once applied)
 
-HOP_COLUMNS = (
-    "partition",
-    "offset",
-    "event_id",
-    "stage",
-    "kind",
-    "entity",
-    "entity_key",
-    "department",
-    "subscription",
-    "topic",
-    "topic_partition",
-    "topic_offset",
-    "at_ms",
-    "source_ts_ms",
-    "outcome",
-    "reason",
-)
-_HOP_FIELDS = HOP_COLUMNS[2:9]  # event_id .. subscription, as the hop record names them
-AUDIT_COLUMNS = (
-    "partition",
-    "offset",
-    "seq",
-    "kind",
-    "at_ms",
-    "actor",
-    "event_id",
-    "entity",
-    "entity_key",
-    "department",
-    "subscription",
-    "fields",
-    "approval",
-    "detail",
-    "prev_sha256",
-    "sha256",
-)
-DEAD_LETTER_COLUMNS = (
-    "partition",
-    "offset",
-    "error_code",
-    "error_message",
-    "source_topic",
-    "source_partition",
-    "source_offset",
-    "dead_lettered_at_ms",
-)
+_HOP_FIELDS = store.HOP_COLUMNS[2:9]  # event_id .. subscription, as the hop record names them
 
 
 def _columns(names: tuple[str, ...]) -> str:
@@ -431,15 +385,17 @@ def write(conn: psycopg.Connection, batch: Batch) -> None:
     leave nothing awaited."""
     with conn.transaction(), conn.cursor() as cur:
         if batch.hops:
-            with cur.copy(f"COPY hop ({_columns(HOP_COLUMNS)}) FROM STDIN") as copy:
+            with cur.copy(f"COPY hop ({_columns(store.HOP_COLUMNS)}) FROM STDIN") as copy:
                 for row in batch.hops:
                     copy.write_row(row)
         if batch.entries:
-            with cur.copy(f"COPY audit_entry ({_columns(AUDIT_COLUMNS)}) FROM STDIN") as copy:
+            with cur.copy(f"COPY audit_entry ({_columns(store.AUDIT_COLUMNS)}) FROM STDIN") as copy:
                 for row in batch.entries:
                     copy.write_row(row)
         if batch.dead_letters:
-            with cur.copy(f"COPY dead_letter ({_columns(DEAD_LETTER_COLUMNS)}) FROM STDIN") as copy:
+            with cur.copy(
+                f"COPY dead_letter ({_columns(store.DEAD_LETTER_COLUMNS)}) FROM STDIN"
+            ) as copy:
                 for row in batch.dead_letters:
                     copy.write_row(row)
         closed = [row for row in batch.closures.values() if row is not None]
@@ -529,50 +485,8 @@ def catch_up(
     indexer = Indexer(settings, conn, index)
     try:
         indexer.assign()
-        while behind(target, {}, indexer.positions):
+        while freshness.behind(target, {}, indexer.positions):
             progress(indexer.step(1.0))
     finally:
         indexer.close()
     return indexer.indexed
-
-
-def behind(
-    ends: topic_reader.Offsets, starts: topic_reader.Offsets, held: dict[tuple[str, int], int]
-) -> int:
-    """Records on the topics the index does not reflect yet (from the log start where
-    the index never read a partition, or retention removed what it had not)."""
-    return sum(max(0, end - max(held.get(tp, 0), starts.get(tp, 0))) for tp, end in ends.items())
-
-
-def lacking(settings: Settings, conn: psycopg.Connection, index: store.Index = store.LIVE) -> int:
-    """Records committed on the covered topics that the index does not reflect yet."""
-    ends, starts = extent(settings, index)
-    return behind(ends, starts, store.positions(conn))
-
-
-def extent(
-    settings: Settings, index: store.Index, topics: tuple[str, ...] | None = None
-) -> tuple[topic_reader.Offsets, topic_reader.Offsets]:
-    """The ends and log starts now of ``topics`` (default: every covered topic)."""
-    marks = topic_reader.watermarks(settings.bootstrap, topics or index.covers)
-    return {tp: end for tp, (_, end) in marks.items()}, {tp: s for tp, (s, _) in marks.items()}
-
-
-def wait_for(
-    settings: Settings,
-    conn: psycopg.Connection,
-    timeout: float = 10.0,
-    index: store.Index = store.LIVE,
-    topics: tuple[str, ...] | None = None,
-) -> int:
-    """Wait, at most ``timeout``, until the index reflects everything committed on
-    ``topics`` (default: the trail) when called (a question asked now is answered as of
-    now); the records still missing then (0: caught up)."""
-    topics = topics or index.trail
-    ends, starts = extent(settings, index, topics)
-    deadline = time.monotonic() + timeout
-    while (missing := behind(ends, starts, store.positions(conn, topics))) and (
-        time.monotonic() < deadline
-    ):
-        time.sleep(0.1)
-    return missing

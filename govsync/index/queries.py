@@ -14,14 +14,14 @@ import psycopg
 from psycopg.rows import dict_row
 
 from govsync.index import store
-from govsync.index.indexer import HOP_COLUMNS, wait_for
+from govsync.index.freshness import wait_for
 from streams.config.settings import Settings
 from streams.contract.objections import ObjectionState, Step
 from streams.contract.records import AuditRecord, Closure, HeldRecord, Hop
 from streams.model.topology import Topology
 from streams.trail.receipts import Unanswered
 
-_HOP_FIELDS = ", ".join(f'"{c}"' for c in HOP_COLUMNS[2:])
+_HOP_FIELDS = ", ".join(f'"{c}"' for c in store.HOP_COLUMNS[2:])
 # How long a question waits for the index to reflect what the topics held when it was
 # asked; past that it is answered as the index stands, and says how far behind it is.
 CURRENT_WITHIN_S = 10.0

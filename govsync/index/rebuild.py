@@ -16,7 +16,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
-from govsync.index import indexer, store
+from govsync.index import freshness, indexer, store
 from streams.config.settings import Settings
 from streams.kafka import topic_reader
 
@@ -75,8 +75,8 @@ def rebuild(
                     (Jsonb(_offsets_json(target)),),
                 )
         starts = topic_reader.log_starts(settings.bootstrap, index.covers)
-        total = indexer.behind(target, starts, {})
-        done = total - indexer.behind(target, starts, store.positions(conn))
+        total = freshness.behind(target, starts, {})
+        done = total - freshness.behind(target, starts, store.positions(conn))
         progress(done, total)
 
         def step(records: int) -> None:
@@ -93,9 +93,11 @@ def rebuild(
 def status(settings: Settings, index: store.Index = store.LIVE) -> IndexStatus:
     with store.reading(settings, index) as conn:
         held = store.positions(conn)
-        ends, starts = indexer.extent(settings, index)
+        ends, starts = freshness.extent(settings, index)
         behind = {
-            topic: indexer.behind({tp: e for tp, e in ends.items() if tp[0] == topic}, starts, held)
+            topic: freshness.behind(
+                {tp: e for tp, e in ends.items() if tp[0] == topic}, starts, held
+            )
             for topic in sorted({topic for topic, _ in ends})
         }
         return IndexStatus(

@@ -172,6 +172,54 @@ CREATE TABLE IF NOT EXISTS rebuild (
     finished_at timestamptz
 );
 """
+# The columns the indexer copies rows into, in COPY order.
+HOP_COLUMNS = (
+    "partition",
+    "offset",
+    "event_id",
+    "stage",
+    "kind",
+    "entity",
+    "entity_key",
+    "department",
+    "subscription",
+    "topic",
+    "topic_partition",
+    "topic_offset",
+    "at_ms",
+    "source_ts_ms",
+    "outcome",
+    "reason",
+)
+AUDIT_COLUMNS = (
+    "partition",
+    "offset",
+    "seq",
+    "kind",
+    "at_ms",
+    "actor",
+    "event_id",
+    "entity",
+    "entity_key",
+    "department",
+    "subscription",
+    "fields",
+    "approval",
+    "detail",
+    "prev_sha256",
+    "sha256",
+)
+DEAD_LETTER_COLUMNS = (
+    "partition",
+    "offset",
+    "error_code",
+    "error_message",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "dead_lettered_at_ms",
+)
+
 TABLES = (
     "hop",
     "audit_entry",

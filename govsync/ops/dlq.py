@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.serialization import SerializationError
 from pydantic import BaseModel
 
-from govsync.index import indexer, queries, store
+from govsync.index import freshness, queries, store
 from streams.config.settings import Settings
 from streams.contract import headers
 from streams.contract.records import Closure, DeadLetterOutcome, HeldRecord
@@ -100,7 +100,7 @@ def held(
     """Held records (open only unless ``closed_too``), in queue order, at most ``limit``;
     and how many records on the queue the index had still to read (0: none)."""
     with store.reading(settings) as conn:
-        behind = indexer.wait_for(settings, conn, wait, topics=store.LIVE.dead_letters)
+        behind = freshness.wait_for(settings, conn, wait, topics=store.LIVE.dead_letters)
         return queries.held(conn, closed_too=closed_too, limit=limit), behind
 
 
@@ -120,7 +120,7 @@ def accounting(
     index = store.LIVE
     with store.reading(settings) as conn:
         changes = tuple(changes_topic(entity) for entity in topology.changed_entities)
-        behind = indexer.wait_for(settings, conn, wait, topics=(*index.dead_letters, *changes))
+        behind = freshness.wait_for(settings, conn, wait, topics=(*index.dead_letters, *changes))
         counted = queries.outcomes(conn, cdc)
     after = _committed(settings, list(marks))
     accounts = []
@@ -212,7 +212,7 @@ def reprocess(
     """
     wanted = None if positions is None else [parse_position(p) for p in sorted(positions)]
     with store.reading(settings) as conn:
-        indexer.wait_for(settings, conn, CURRENT_WITHIN_S, topics=store.LIVE.dead_letters)
+        freshness.wait_for(settings, conn, CURRENT_WITHIN_S, topics=store.LIVE.dead_letters)
         todo = queries.held(conn, positions=wanted)
         raw = _originals(settings, todo)
         stage = NormalizeStage(
@@ -230,7 +230,7 @@ def reprocess(
             except (NormalizeError, SerializationError, KeyError) as exc:
                 converted.append((record, getattr(exc, "code", "undecodable")))
         # What master holds per key, from the lineage (the index's, once it is current).
-        indexer.wait_for(settings, conn, CURRENT_WITHIN_S)
+        freshness.wait_for(settings, conn, CURRENT_WITHIN_S)
         keys: dict[str, list[str]] = {}
         for item in converted:
             if len(item) == 3:
@@ -303,7 +303,7 @@ def _transactional_producer(settings: Settings) -> Producer:
 def show(settings: Settings, position: str) -> dict:
     """One held record in full: its reason, position and the decoded original when possible."""
     with store.reading(settings) as conn:
-        indexer.wait_for(settings, conn, CURRENT_WITHIN_S, topics=store.LIVE.dead_letters)
+        freshness.wait_for(settings, conn, CURRENT_WITHIN_S, topics=store.LIVE.dead_letters)
         found = queries.held(conn, closed_too=True, positions=[parse_position(position)])
     if not found:
         raise KeyError(position)

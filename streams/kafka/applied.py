@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +32,7 @@ from streams.contract.topics import (
     TOPOLOGY_TOPIC,
     topic_specs,
 )
-from streams.kafka import admin, clients, lifecycle, serde, topic_reader
+from streams.kafka import admin, clients, lifecycle, topic_reader
 from streams.model.topology import Subscription, Topology, load_topology, parse_topology
 
 log = logging.getLogger("govsync.applied")
@@ -72,13 +72,14 @@ def digest(text: str) -> str:
 
 
 def latest(bootstrap: str) -> Applied | None:
-    """The most recently applied topology, or None before the first apply."""
-    try:
-        start = topic_reader.beginning(bootstrap, [TOPOLOGY_TOPIC])
-    except KeyError:
-        return None  # the topic does not exist yet: nothing was applied
+    """The most recently applied topology, or None before the first apply (also while
+    the topic does not exist yet)."""
+    return _newest(topic_reader.whole(bootstrap, [TOPOLOGY_TOPIC]))
+
+
+def _newest(messages: Iterable[Message]) -> Applied | None:
     found = None
-    for message in topic_reader.messages(bootstrap, start, timeout=30):
+    for message in messages:
         if message.key() == _KEY and message.value():
             found = Applied.model_validate_json(message.value())
     return found
@@ -105,10 +106,17 @@ def in_force(settings: Settings) -> InForce:
     with the data authority's verified decisions laid over it.
 
     Every command that acts on or reports about the running pipeline uses this, so none
-    judges by rules the worker is not running: editing topology.yaml is not applying it."""
-    current = latest(settings.bootstrap)
+    judges by rules the worker is not running: editing topology.yaml is not applying it.
+    Both topics are read with one client: this is most of a command's start-up."""
+    read = list(topic_reader.whole(settings.bootstrap, [TOPOLOGY_TOPIC, APPROVALS_TOPIC]))
+    current = _newest(m for m in read if m.topic() == TOPOLOGY_TOPIC)
     wired = current.topology() if current is not None else load_topology(settings.topology)
-    return _laid_over(wired, current, lifecycle.decisions(settings, wired))
+    decided = lifecycle.verified_decisions(
+        (m for m in read if m.topic() == APPROVALS_TOPIC),
+        lifecycle.keys_dir(settings),
+        wired,
+    )
+    return _laid_over(wired, current, decided)
 
 
 def follow(settings: Settings, stop: threading.Event, poll_s: float = 1.0) -> Iterator[InForce]:
@@ -267,6 +275,8 @@ class NotApplied(RuntimeError):
 
 def check_applied(topology: Topology, settings: Settings) -> None:
     """Refuse to start processing against a cluster the topology was not applied to."""
+    from streams.kafka import serde  # slow to import; the CLI's questions need none of it
+
     serde.ensure_reachable(settings)
     present = admin.existing_topics(admin.admin_client(settings.bootstrap))
     missing = [spec.name for spec in topic_specs(topology) if spec.name not in present]

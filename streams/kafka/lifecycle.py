@@ -131,11 +131,8 @@ def requests(settings: Settings) -> dict[str, Request]:
 
 
 def _all(settings: Settings, topic: str) -> list[Message]:
-    try:
-        start = topic_reader.beginning(settings.bootstrap, [topic])
-    except KeyError:
-        return []  # not created yet: the topology was never applied with it
-    return [m for m in topic_reader.messages(settings.bootstrap, start, timeout=30) if m.value()]
+    """Every record on ``topic`` (none before an apply created it), tombstones left out."""
+    return [m for m in topic_reader.whole(settings.bootstrap, [topic]) if m.value()]
 
 
 _DENIED = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED}

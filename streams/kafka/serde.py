@@ -22,16 +22,9 @@ import struct
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
-from confluent_kafka.schema_registry import (
-    ConfigCompatibilityLevel,
-    Schema,
-    SchemaRegistryClient,
-    SchemaRegistryError,
-    ServerConfig,
-)
 from confluent_kafka.serialization import SerializationError
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
@@ -40,9 +33,25 @@ from streams.config.settings import Settings
 from streams.kafka import credentials
 from streams.model.topology import Topology, Upstream
 
+if TYPE_CHECKING:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
 log = logging.getLogger("govsync.serde")
 
-COMPATIBILITY = ConfigCompatibilityLevel.BACKWARD
+
+def _registry() -> ModuleType:
+    """confluent-kafka's registry client package, imported at first use: it loads an HTTP
+    stack and OAuth libraries (about 0.25 s), which a command that never reaches the
+    registry (every question answered from the index) should not wait for."""
+    import confluent_kafka.schema_registry
+
+    return confluent_kafka.schema_registry
+
+
+def _registry_error() -> type[Exception]:
+    """The registry's error class, for ``except`` clauses (evaluated only when something
+    was raised, and then the package is loaded: only a registry client raises it)."""
+    return _registry().SchemaRegistryError
 
 
 class RegistryUnreachable(RuntimeError):
@@ -56,7 +65,7 @@ class SchemaRejected(RuntimeError):
 def registry_client(settings: Settings, principal: str | None = None) -> SchemaRegistryClient:
     """A registry client logged in as ``principal`` (default: this process's principal)."""
     trust = {"ssl.ca.location": str(tls.ca_pem(settings))} if settings.registry_tls else {}
-    return SchemaRegistryClient(
+    return _registry().SchemaRegistryClient(
         {
             "url": settings.registry_url,
             **credentials.registry_basic_auth(settings, principal),
@@ -68,7 +77,7 @@ def registry_client(settings: Settings, principal: str | None = None) -> SchemaR
 def upstream_registry_client(settings: Settings, upstream: Upstream) -> SchemaRegistryClient:
     """The registry of an upstream node, logged in as this node's department there: the
     records mirrored from it carry its schema ids."""
-    return SchemaRegistryClient(
+    return _registry().SchemaRegistryClient(
         {
             "url": f"{upstream.registry.rstrip('/')}/apis/ccompat/v7",
             "basic.auth.user.info": f"{upstream.login}:"
@@ -96,19 +105,22 @@ def value_subject(topic: str) -> str:
 
 def register(client: SchemaRegistryClient, topic: str, schema: dict[str, Any]) -> int:
     """Register the value schema of ``topic`` under BACKWARD compatibility; idempotent."""
-    subject = value_subject(topic)
+    registry, subject = _registry(), value_subject(topic)
+    backward = registry.ServerConfig(compatibility=registry.ConfigCompatibilityLevel.BACKWARD)
     try:
-        client.set_config(subject_name=subject, config=ServerConfig(compatibility=COMPATIBILITY))
-        return client.register_schema(subject, Schema(json.dumps(schema), "AVRO"))
-    except SchemaRegistryError as exc:
+        client.set_config(subject_name=subject, config=backward)
+        return client.register_schema(subject, registry.Schema(json.dumps(schema), "AVRO"))
+    except _registry_error() as exc:
         raise SchemaRejected(f"the registry refused the schema for {subject}: {exc}") from exc
 
 
 def registered_id(client: SchemaRegistryClient, topic: str, schema: dict[str, Any]) -> int | None:
     """The id of ``schema`` if it is already a version of ``topic``'s value subject."""
     try:
-        found = client.lookup_schema(value_subject(topic), Schema(json.dumps(schema), "AVRO"))
-    except SchemaRegistryError as exc:
+        found = client.lookup_schema(
+            value_subject(topic), _registry().Schema(json.dumps(schema), "AVRO")
+        )
+    except _registry_error() as exc:
         if exc.http_status_code == 404:
             return None
         raise SchemaRejected(f"looking up {value_subject(topic)} failed: {exc}") from exc
@@ -117,6 +129,8 @@ def registered_id(client: SchemaRegistryClient, topic: str, schema: dict[str, An
 
 def ensure_reachable(settings: Settings) -> None:
     """Fail with one clear line before any work, rather than deep inside a client library."""
+    import httpx
+
     url, who = settings.registry_url, settings.kafka_principal
     login = (who, credentials.registry_password(settings, who))
     try:
@@ -176,8 +190,10 @@ class ValueSerializer:
     def _schema_id(self) -> int:
         subject = value_subject(self._topic)
         try:
-            found = self._client.lookup_schema(subject, Schema(json.dumps(self._schema), "AVRO"))
-        except SchemaRegistryError as exc:
+            found = self._client.lookup_schema(
+                subject, _registry().Schema(json.dumps(self._schema), "AVRO")
+            )
+        except _registry_error() as exc:
             raise SerializationError(f"{subject}: schema not registered: {exc}") from exc
         return found.schema_id
 
@@ -287,7 +303,7 @@ def _undecodable(topic: str) -> Iterator[None]:
         yield
     except SerializationError:
         raise
-    except SchemaRegistryError as exc:
+    except _registry_error() as exc:
         if exc.http_status_code != 404:
             raise
         raise SerializationError(f"{topic}: unknown writer schema: {exc}") from exc

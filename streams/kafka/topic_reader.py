@@ -10,15 +10,24 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from streams.contract.headers import as_dict, control
 from streams.contract.topics import READER_GROUP
 from streams.kafka import clients
 from streams.kafka.admin import BrokerUnreachable
-from streams.kafka.serde import ValueDeserializer
+
+if TYPE_CHECKING:
+    from streams.kafka.serde import ValueDeserializer
 
 Offsets = dict[tuple[str, int], int]
 
@@ -55,6 +64,11 @@ def reader(bootstrap: str, **extra: Any) -> Consumer:
 # messages per partition, 64 MiB) held hundreds of MiB in a worker restoring two stores.
 RESTORE_PREFETCH = {"queued.min.messages": 10_000, "queued.max.messages.kbytes": 16_384}
 
+
+# A read that stops at the partitions' ends learns it has reached one from an empty
+# fetch, which the broker holds back for fetch.wait.max.ms (500 ms by default) in case
+# records arrive: every bounded read paid that half second at least once.
+BOUNDED_READ = {"fetch.wait.max.ms": 20}
 
 RETRIABLE_FOR_S = 30.0
 # A partition without a leader yet (a topic just created, a broker taking its partitions
@@ -116,7 +130,34 @@ def messages(
     """Raw messages from ``start`` on. Without ``until`` it stops at the end of every
     partition; with ``until`` it keeps tailing until it returns true for what was read,
     or ``timeout``."""
-    consumer = reader(bootstrap)
+    yield from _read(reader(bootstrap, **BOUNDED_READ), start, until, timeout)
+
+
+def whole(bootstrap: str, topics: Iterable[str], *, timeout: float = 30.0) -> Iterator[Message]:
+    """Every committed record now on those of ``topics`` that exist, from the log start to
+    the end, read with one client (``beginning`` then ``messages`` connect twice: a
+    command's start-up is mostly such connections)."""
+    consumer = reader(bootstrap, **BOUNDED_READ)
+    try:
+        metadata = consumer.list_topics(timeout=10)
+    except KafkaException as exc:
+        consumer.close()
+        raise BrokerUnreachable(f"Kafka is not reachable: {exc.args[0]}") from exc
+    start = {
+        (topic, partition): OFFSET_BEGINNING
+        for topic in topics
+        if topic in metadata.topics
+        for partition in metadata.topics[topic].partitions
+    }
+    yield from _read(consumer, start, None, timeout)
+
+
+def _read(
+    consumer: Consumer,
+    start: Offsets,
+    until: Callable[[list[Message]], bool] | None,
+    timeout: float,
+) -> Iterator[Message]:
     consumer.assign([TopicPartition(t, p, o) for (t, p), o in start.items()])
     remaining = set(start)
     seen: list[Message] = []

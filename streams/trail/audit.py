@@ -28,7 +28,10 @@ from streams.config.settings import Settings
 from streams.contract.records import AuditKind, AuditRecord, hashed_body
 from streams.contract.topics import AUDIT_TOPIC
 from streams.kafka import topic_reader
-from streams.kafka.serde import ValueDeserializer, registry_client
+
+# streams.kafka.serde is imported only where chains are read from Kafka: its registry
+# client takes about 0.25 s to import, which questions answered from the index
+# (who-received) should not pay.
 
 GENESIS = "0" * 64
 """The ``prev_sha256`` of a chain's first record."""
@@ -500,6 +503,8 @@ def read(
     """Every chain on ``topic`` (from ``start``, default the beginning): partition →
     (offset, record) in offset order; with ``key``, only the records of that entity
     (matched on the Kafka key before decoding)."""
+    from streams.kafka.serde import ValueDeserializer, registry_client
+
     decode = ValueDeserializer(registry_client(settings))
     start = start or topic_reader.beginning(settings.bootstrap, [topic])
     chains: dict[int, list[tuple[int, AuditRecord]]] = {partition: [] for _, partition in start}
@@ -525,6 +530,8 @@ def verify_topic(
     sha256). ``progress(done, total)`` after each batch, in records."""
     resume = resume or {}
     witnessed = witnessed or {}
+    from streams.kafka.serde import ValueDeserializer, registry_client
+
     decode = ValueDeserializer(registry_client(settings))
     marks = topic_reader.watermarks(settings.bootstrap, [topic])
     starts = {p: resume[p].offset if p in resume else None for _, p in marks}

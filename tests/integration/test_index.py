@@ -20,7 +20,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
-from govsync.index import indexer, queries, rebuild, store
+from govsync.index import freshness, indexer, queries, rebuild, store
 from govsync.stack import background
 from streams.contract import headers, schemas
 from streams.contract.records import Closure
@@ -47,7 +47,7 @@ def index(stack: Stack) -> Iterator[psycopg.Connection]:
 
 
 def caught_up(stack: Stack, conn: psycopg.Connection, timeout: float = 120.0) -> None:
-    missing = indexer.wait_for(stack.settings, conn, timeout)
+    missing = freshness.wait_for(stack.settings, conn, timeout)
     assert missing == 0, f"the index is still {missing} records behind"
 
 
@@ -319,7 +319,7 @@ def test_an_undecodable_trail_record_is_set_aside_and_the_rest_indexed(stack: St
         client.create_topics([NewTopic(name, 1, 1)])[name].result()
     try:
         hop = hop_batch(("delivered", "e1", "tax.enterprise")).hops[0]
-        good = dict(zip(indexer.HOP_COLUMNS, hop, strict=True))
+        good = dict(zip(store.HOP_COLUMNS, hop, strict=True))
         trace_id = serde.registered_id(
             serde.registry_client(stack.settings), TRACE_TOPIC, schemas.lineage_schema()
         )
@@ -329,7 +329,7 @@ def test_an_undecodable_trail_record_is_set_aside_and_the_rest_indexed(stack: St
             body,
             fastavro.parse_schema(schemas.lineage_schema()),
             {
-                **{k: good[k] for k in indexer.HOP_COLUMNS[2:9]},
+                **{k: good[k] for k in store.HOP_COLUMNS[2:9]},
                 "topic": good["topic"],
                 "partition": good["topic_partition"],
                 "offset": good["topic_offset"],

@@ -10,19 +10,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Message
 
-from govsync.index.indexer import (
-    AUDIT_COLUMNS,
-    DEAD_LETTER_COLUMNS,
-    HOP_COLUMNS,
-    Batch,
-    _closure,
-    _counted,
-    _dead_letter,
-    _entry,
-    _hop,
-    behind,
-)
+from govsync.index.freshness import behind
+from govsync.index.indexer import Batch, _closure, _counted, _dead_letter, _entry, _hop
 from govsync.index.rebuild import _offsets, _offsets_json
+from govsync.index.store import AUDIT_COLUMNS, DEAD_LETTER_COLUMNS, HOP_COLUMNS
 from streams.contract import headers
 
 HOP: dict[str, Any] = {
