@@ -186,24 +186,70 @@ def _read(
 def tails(
     bootstrap: str, topics: Iterable[str], window: int = 8
 ) -> dict[tuple[str, int], list[Message]]:
-    """The last committed records of every partition of ``topics`` (empty: it holds none),
-    oldest first: those in its last ``window`` offsets, or from further back where
-    transaction markers and aborted batches fill them. Never a partition's whole history
-    unless it is that short."""
+    """The last committed records of every partition of ``topics`` (see ``last_records``)."""
     marks = watermarks(bootstrap, topics)
+    consumer = reader(bootstrap, **BOUNDED_READ)
+    try:
+        return last_records(consumer, marks, window)
+    finally:
+        consumer.close()
+
+
+class StalledRead(RuntimeError):
+    """Nothing, not even a partition's end, arrived for a while: a broker gone quiet."""
+
+
+TAIL_GROWTH = 4
+STALL_S = 10.0
+
+
+def last_records(
+    consumer: Consumer,
+    marks: dict[tuple[str, int], tuple[int, int]],
+    window: int,
+    stall_s: float = STALL_S,
+) -> dict[tuple[str, int], list[Message]]:
+    """The last committed records of each partition in ``marks`` (its log start and end),
+    oldest first, read with ``consumer`` (read_committed, reporting partition ends): those
+    in its last ``window`` offsets or, where transaction markers and aborted batches fill
+    them, from further back (the window grows ``TAIL_GROWTH`` x a round) until a record
+    turns up or the log start is reached. Never a partition's whole history unless it is
+    that short. Empty for a partition that holds none; ``StalledRead`` when nothing
+    arrives for ``stall_s``."""
     found: dict[tuple[str, int], list[Message]] = {
         tp: [] for tp, (low, high) in marks.items() if low >= high
     }
     while unread := [tp for tp in marks if tp not in found]:
         starts = {tp: max(marks[tp][0], marks[tp][1] - window) for tp in unread}
-        read: dict[tuple[str, int], list[Message]] = {}
-        for message in messages(bootstrap, starts, timeout=60):
-            read.setdefault((message.topic(), message.partition()), []).append(message)
-        for tp in unread:
-            if tp in read or starts[tp] == marks[tp][0]:
-                found[tp] = read.get(tp, [])
-        window *= 8
+        for tp, records in _to_ends(consumer, starts, stall_s).items():
+            if records or starts[tp] == marks[tp][0]:
+                found[tp] = records
+        window *= TAIL_GROWTH
     return found
+
+
+def _to_ends(
+    consumer: Consumer, starts: Offsets, stall_s: float
+) -> dict[tuple[str, int], list[Message]]:
+    consumer.assign([TopicPartition(t, p, o) for (t, p), o in starts.items()])
+    read: dict[tuple[str, int], list[Message]] = {tp: [] for tp in starts}
+    ended: set[tuple[str, int]] = set()
+    try:
+        while len(ended) < len(starts):
+            message = consumer.poll(stall_s)
+            if message is None:
+                raise StalledRead(f"reading {sorted(set(starts) - ended)}: nothing for {stall_s}s")
+            where = (message.topic(), message.partition())
+            error = message.error()
+            if error is None:
+                read[where].append(message)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                ended.add(where)
+            else:
+                raise RuntimeError(f"reading {where[0]}[{where[1]}]: {error.str()}")
+    finally:
+        consumer.unassign()
+    return read
 
 
 def read(

@@ -38,7 +38,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from streams.config.settings import Settings
 from streams.contract import headers, schemas, signatures
@@ -67,7 +67,7 @@ from streams.engine import metrics
 from streams.engine.restoring import Hold
 from streams.engine.state import AfterCommit, KeyedState
 from streams.engine.transactional import NOTHING, Output, Produced
-from streams.kafka import applied, clients, credentials, lifecycle
+from streams.kafka import applied, clients, credentials, lifecycle, topic_reader
 from streams.kafka.serde import Codec
 from streams.model.topology import Subscription, Topology
 from streams.trail import tracing
@@ -751,21 +751,18 @@ class LedgerStage:
         )
         try:
             marks = {
-                p: consumer.get_watermark_offsets(TopicPartition(AUDIT_TOPIC, p), timeout=10)
+                (AUDIT_TOPIC, p): consumer.get_watermark_offsets(
+                    TopicPartition(AUDIT_TOPIC, p), timeout=10
+                )
                 for p in partitions
             }
-            tails: dict[int, list[bytes]] = {}
             window = max(TAIL_WINDOW, self._repeat_window)
-            while unread := [p for p in partitions if p not in tails]:
-                starts = {p: max(marks[p][0], marks[p][1] - window) for p in unread}
-                for p, values in _read_tails(consumer, starts).items():
-                    if values or starts[p] == marks[p][0]:
-                        tails[p] = values
-                window *= 4
+            tails = topic_reader.last_records(consumer, marks, window)
         finally:
             consumer.close()
         records: dict[int, list[AuditRecord]] = {}
-        for p, values in sorted(tails.items()):
+        for (_, p), messages in sorted(tails.items()):
+            values = [value for m in messages if (value := m.value()) is not None]
             records[p] = [
                 AuditRecord.model_validate(self._codec.decode(AUDIT_TOPIC, value))
                 for value in values[-max(1, self._repeat_window) :]
@@ -773,29 +770,6 @@ class LedgerStage:
             if records[p]:
                 log.info("audit chain %d continues after seq %d", p, records[p][-1].seq)
         return records
-
-
-def _read_tails(consumer: Consumer, starts: dict[int, int]) -> dict[int, list[bytes]]:
-    """Each partition's record values from its start on (tombstones skipped)."""
-    consumer.assign([TopicPartition(AUDIT_TOPIC, p, o) for p, o in starts.items()])
-    tails: dict[int, list[bytes]] = {p: [] for p in starts}
-    ended: set[int] = set()
-    try:
-        while len(ended) < len(starts):
-            message = consumer.poll(10)
-            if message is None:
-                raise RuntimeError(f"reading {AUDIT_TOPIC}{sorted(set(starts) - ended)} timed out")
-            error = message.error()
-            if error is None:
-                if (value := message.value()) is not None:
-                    tails[message.partition()].append(value)
-            elif error.code() == KafkaError._PARTITION_EOF:
-                ended.add(message.partition())
-            else:
-                raise RuntimeError(f"reading {AUDIT_TOPIC}[{message.partition()}]: {error.str()}")
-    finally:
-        consumer.unassign()
-    return tails
 
 
 def _with_values(record: dict[str, Any]) -> list[str]:
