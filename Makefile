@@ -22,8 +22,9 @@ lint: install
 unit: install
 	$(BIN)/pytest -q tests/unit
 
+# The slowest tests are listed at the end, so a run that drifts past its budget says where.
 integration: install
-	$(BIN)/pytest -q tests/integration
+	$(BIN)/pytest -q --durations=15 tests/integration
 
 install: install-system $(STAMP)
 
