@@ -233,7 +233,7 @@ def drain(
                 f"MirrorMaker has not copied the last records of {_partitions(left)} (e.g. "
                 f"{min(left)}); see {settings.path('logs', f'{NAME}.log')}"
             )
-    except (AdminError, KafkaException) as exc:
+    except (AdminError, KafkaException, topic_reader.StalledRead) as exc:
         raise StackError(
             f"cannot drain the copy: the primary at {primary.bootstrap} does not answer "
             f"({exc}); if it is lost, {without}"
