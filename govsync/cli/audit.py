@@ -16,7 +16,7 @@ from govsync.cli.output import (
     print_json,
     progress,
 )
-from govsync.cli.topology import in_force
+from govsync.cli.topology import in_force_meanwhile
 from streams.config.settings import Settings
 
 app = typer.Typer(
@@ -100,7 +100,6 @@ def audit_who_received(
     as_json: JsonFlag = False,
 ) -> None:
     """Which departments received which fields of an entity, when, under which approval."""
-    from concurrent.futures import ThreadPoolExecutor
     from datetime import datetime
 
     from govsync.index import queries
@@ -108,8 +107,7 @@ def audit_who_received(
     from streams.trail import audit
 
     settings = Settings.from_env()
-    with errors(), ThreadPoolExecutor(1) as beside:
-        in_force_now = beside.submit(in_force, settings)  # overlaps the freshness check
+    with errors(), in_force_meanwhile(settings) as in_force_now:
         with queries.current(settings) as (conn, missing):
             received = audit.who_received(queries.audit_entries(conn, key), key)
         names = {d: dept.name for d, dept in in_force_now.result().departments.items()}

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from govsync.cli.output import JsonFlag, console, errors, index_behind, print_json
-from govsync.cli.topology import in_force
+from govsync.cli.topology import in_force_meanwhile
 from streams.config.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="The receipt SLA: unanswered deliveries.")
@@ -23,17 +23,18 @@ def receipts_overdue(
 ) -> None:
     """Deliveries a department has not answered within its subscription's receipt_within."""
     import time
-    from concurrent.futures import ThreadPoolExecutor
     from datetime import datetime
 
     from govsync.index import queries
     from streams.model.topology import CST
 
     settings = Settings.from_env()
-    with errors(), ThreadPoolExecutor(1) as beside:
-        in_force_now = beside.submit(in_force, settings)  # overlaps the freshness check
-        with queries.current(settings) as (conn, missing):
-            waiting = queries.unanswered(conn, in_force_now.result(), int(time.time() * 1000))
+    with (
+        errors(),
+        in_force_meanwhile(settings) as in_force_now,
+        queries.current(settings) as (conn, missing),
+    ):
+        waiting = queries.unanswered(conn, in_force_now.result(), int(time.time() * 1000))
     index_behind(missing)
     shown = [w for w in waiting if show_all or w.overdue]
     if as_json:

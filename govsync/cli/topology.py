@@ -4,6 +4,9 @@ in force, which every command about the running pipeline judges by."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -30,6 +33,14 @@ def in_force(settings: Settings) -> Topology:
     from streams.kafka import applied
 
     return applied.in_force(settings).topology
+
+
+@contextmanager
+def in_force_meanwhile(settings: Settings) -> Iterator[Future[Topology]]:
+    """The topology in force, read in a thread while the caller asks the index: the two
+    Kafka connections (this one, the index's freshness check) overlap."""
+    with ThreadPoolExecutor(1) as beside:
+        yield beside.submit(in_force, settings)
 
 
 @app.command("validate")

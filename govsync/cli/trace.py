@@ -15,7 +15,7 @@ from govsync.cli.output import (
     index_behind,
     print_json,
 )
-from govsync.cli.topology import in_force
+from govsync.cli.topology import in_force_meanwhile
 from streams.config.settings import Settings
 from streams.contract.topics import TRACE_TOPIC
 
@@ -33,14 +33,12 @@ def trace(
     Commit, capture, normalize, each department's delivery and its receipt; an entity key
     gives every change of that entity, newest first."""
     import time
-    from concurrent.futures import ThreadPoolExecutor
 
     from govsync.index import queries
     from streams.trail import lineage
 
     settings = Settings.from_env()
-    with errors(), ThreadPoolExecutor(1) as beside:
-        in_force_now = beside.submit(in_force, settings)  # overlaps the freshness check
+    with errors(), in_force_meanwhile(settings) as in_force_now:
         with queries.current(settings) as (conn, missing):
             hops = queries.hops(conn, query)
         topology = in_force_now.result()
