@@ -64,7 +64,7 @@ from streams.contract.topics import (
     stage_changelog_prefix,
     stage_group,
 )
-from streams.kafka import applied, credentials
+from streams.kafka import applied, credentials, topic_reader
 from streams.kafka.admin import AdminError, admin_client
 from streams.model.topology import Topology
 
@@ -327,24 +327,29 @@ def keep(settings: Settings, stop: threading.Event, every_s: float = KEEP_EVERY_
     started by `govsync up`).
 
     Every ``every_s`` it works out what the topology in force grants now, and reconciles
-    only when that changed while the topology did not: a new apply reconciled itself, and
-    reconciling from a topology read a moment before an apply would undo it."""
+    when that differs from what it last reconciled. Comparing with the last pass instead
+    lost changes: a pass whose read saw the document's version change took the new grants
+    as already reconciled, and a suspension read in such a pass never closed the topic. A
+    read from just before an apply can undo that apply's grants, for one pass at most: the
+    next pass sees the new version and reconciles again."""
     client = admin_client(settings.bootstrap)
-    seen: tuple[str | None, frozenset[_Grant]] | None = None
+    reconciled: tuple[str | None, frozenset[_Grant]] | None = None
     while True:
         try:
             current = applied.in_force(settings)
             version = current.applied.sha256 if current.applied else None
             wanted = frozenset(grants(current.topology))
-            if seen is None or (seen[0] == version and seen[1] != wanted):
+            log.debug("in force: version %s, %d grants", version, len(wanted))
+            if reconciled != (version, wanted):
                 counts = reconcile_acls(client, current.topology)
                 log.info(
-                    "ACLs follow the topology: %d created, %d deleted",
+                    "ACLs follow the topology (version %s): %d created, %d deleted",
+                    (version or "unapplied")[:12],
                     counts["created"],
                     counts["deleted"],
                 )
-            seen = (version, wanted)
-        except (AdminError, KafkaException) as exc:
+                reconciled = (version, wanted)
+        except (AdminError, KafkaException, topic_reader.StalledRead) as exc:
             log.warning("reconciling ACLs failed, trying again in %gs: %s", every_s, exc)
         if stop.wait(every_s):
             return

@@ -120,6 +120,10 @@ def watermarks(
         consumer.close()
 
 
+class StalledRead(RuntimeError):
+    """Nothing, not even a partition's end, arrived for a while: a broker gone quiet."""
+
+
 def messages(
     bootstrap: str,
     start: Offsets,
@@ -128,8 +132,8 @@ def messages(
     timeout: float = 30.0,
 ) -> Iterator[Message]:
     """Raw messages from ``start`` on. Without ``until`` it stops at the end of every
-    partition; with ``until`` it keeps tailing until it returns true for what was read,
-    or ``timeout``."""
+    partition (``StalledRead`` if one is not reached within ``timeout``); with ``until``
+    it keeps tailing until it returns true for what was read, or ``timeout``."""
     yield from _read(reader(bootstrap, **BOUNDED_READ), start, until, timeout)
 
 
@@ -179,6 +183,9 @@ def _read(
             yield message
             if until is not None and until(seen):
                 return
+        if until is None:
+            # A read to the end that stops short would answer from part of the topic.
+            raise StalledRead(f"reading {sorted(remaining)}: no end within {timeout:g}s")
     finally:
         consumer.close()
 
@@ -193,10 +200,6 @@ def tails(
         return last_records(consumer, marks, window)
     finally:
         consumer.close()
-
-
-class StalledRead(RuntimeError):
-    """Nothing, not even a partition's end, arrived for a while: a broker gone quiet."""
 
 
 TAIL_GROWTH = 4

@@ -4,12 +4,14 @@ own deliveries, and no department writes schemas."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 
+from govsync.control import access
 from govsync.control.access import _federation_grants, grants, principals
 from govsync.stack import registry
 from streams.config.settings import Settings
@@ -25,6 +27,7 @@ from streams.contract.topics import (
     objections_topic,
 )
 from streams.kafka import credentials
+from streams.kafka.applied import Applied, InForce
 from streams.model.topology import Subscription
 from tests.unit.examples import PROVINCE, TOPOLOGY
 
@@ -109,6 +112,49 @@ def test_a_subscription_not_active_grants_no_read(state: str, at: datetime) -> N
         if who == "tax" and op == AclOperation.READ
     }
     assert reads == set()
+
+
+def test_the_keeper_reconciles_a_change_first_read_beside_another_version(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A suspension read in a pass that also saw the document's version change (a read
+    that missed the applied document, or an apply) was taken as reconciled: the next pass
+    saw the same grants and the topic stayed open (test_lifecycle, session 14)."""
+
+    def suspended(s: Subscription) -> Subscription:
+        if s.department != "tax":
+            return s
+        approval = s.approval.model_copy(update={"state": "suspended"})
+        return s.model_copy(update={"approval": approval})
+
+    closed = TOPOLOGY.model_copy(
+        update={"subscriptions": [suspended(s) for s in TOPOLOGY.subscriptions]}
+    )
+    assert grants(closed) != grants(TOPOLOGY)
+    document = Applied(text="", sha256="a" * 64, applied_at=DURING)
+    reads = [
+        InForce(topology=TOPOLOGY, applied=document),
+        InForce(topology=closed, applied=None),
+        InForce(topology=closed, applied=document),
+        InForce(topology=closed, applied=document),
+    ]
+    stop = threading.Event()
+    reconciled: list[object] = []
+
+    def in_force(settings: Settings) -> InForce:
+        if len(reads) == 1:
+            stop.set()
+        return reads.pop(0)
+
+    def reconcile(client: object, topology: object) -> dict[str, int]:
+        reconciled.append(topology)
+        return {"created": 0, "deleted": 0}
+
+    monkeypatch.setattr(access.applied, "in_force", in_force)
+    monkeypatch.setattr(access, "admin_client", lambda bootstrap: None)
+    monkeypatch.setattr(access, "reconcile_acls", reconcile)
+    access.keep(Settings(state_dir=tmp_path), stop, every_s=0)
+    assert reconciled == [TOPOLOGY, closed, closed]  # once per (version, grants) read
 
 
 def test_no_department_prefix_covers_another_departments_topics() -> None:
