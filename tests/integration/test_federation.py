@@ -41,18 +41,19 @@ UPDATES = 5  # per company, around the kill
 TIMEOUT = 240.0
 DEREGISTERED = next(code for code, symbol in STATUS.items() if symbol == "deregistered")
 
-# Other ports than the city's, and than test_tls's scratch broker.
+# Other ports than the city's and test_tls's scratch broker, and below Linux's ephemeral
+# range (32768-60999): an outgoing connection may hold one there.
 PROVINCE_TOPOLOGY = REPO_ROOT / "deploy" / "federation" / "province.yaml"
 PROVINCE_ENV = {
-    "GOVSYNC_PG_PORT": "45432",
-    "GOVSYNC_MARIADB_PORT": "43306",
-    "GOVSYNC_KAFKA_PORT": "49092",
-    "GOVSYNC_CONTROLLER_PORT": "49093",
-    "GOVSYNC_CONNECT_PORT": "48083",
-    "GOVSYNC_REGISTRY_PORT": "48080",
-    "GOVSYNC_WORKER_PORT": "46066",
-    "GOVSYNC_MONITOR_PORT": "46070",
-    "GOVSYNC_API_PORT": "46080",
+    "GOVSYNC_PG_PORT": "24432",
+    "GOVSYNC_MARIADB_PORT": "24306",
+    "GOVSYNC_KAFKA_PORT": "24092",
+    "GOVSYNC_CONTROLLER_PORT": "24093",
+    "GOVSYNC_CONNECT_PORT": "24083",
+    "GOVSYNC_REGISTRY_PORT": "24080",
+    "GOVSYNC_WORKER_PORT": "24066",
+    "GOVSYNC_MONITOR_PORT": "24070",
+    "GOVSYNC_API_PORT": "24081",
     "GOVSYNC_KAFKA_HEAP": "384m",
     "GOVSYNC_CONNECT_HEAP": "384m",
     "GOVSYNC_REGISTRY_HEAP": "384m",

@@ -39,17 +39,18 @@ UPDATES = 4  # per company; the primary's worker dies after the first round
 TIMEOUT = 240.0
 CAPTURE = "cdc.market_regulation.public.enterprise"
 STAGE_GROUPS = [stage_group(stage) for stage in STAGES]
-# Other ports than the suite's stack, the province node's and the scratch brokers'.
+# Other ports than the suite's stack, the province node's and the scratch brokers', and
+# below Linux's ephemeral range (32768-60999): an outgoing connection may hold one there.
 STANDBY_ENV = {
-    "GOVSYNC_PG_PORT": "47432",
-    "GOVSYNC_MARIADB_PORT": "47306",
-    "GOVSYNC_KAFKA_PORT": "47092",
-    "GOVSYNC_CONTROLLER_PORT": "47093",
-    "GOVSYNC_CONNECT_PORT": "47083",
-    "GOVSYNC_REGISTRY_PORT": "47080",
-    "GOVSYNC_WORKER_PORT": "47066",
-    "GOVSYNC_MONITOR_PORT": "47070",
-    "GOVSYNC_API_PORT": "47081",
+    "GOVSYNC_PG_PORT": "22432",
+    "GOVSYNC_MARIADB_PORT": "22306",
+    "GOVSYNC_KAFKA_PORT": "22092",
+    "GOVSYNC_CONTROLLER_PORT": "22093",
+    "GOVSYNC_CONNECT_PORT": "22083",
+    "GOVSYNC_REGISTRY_PORT": "22080",
+    "GOVSYNC_WORKER_PORT": "22066",
+    "GOVSYNC_MONITOR_PORT": "22070",
+    "GOVSYNC_API_PORT": "22081",
     "GOVSYNC_KAFKA_HEAP": "384m",
     "GOVSYNC_REGISTRY_HEAP": "384m",
 }
