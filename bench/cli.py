@@ -13,6 +13,10 @@ The questions ask about a delivered change the index holds (its event_id and ent
 picked from the index), as `govsync trace`, `govsync audit who-received` and `govsync
 receipts overdue` do against the running stack.
 
+The same questions asked of the running query API (`/v1/audit/...`, as the data
+authority) are timed beside them: each over a new connection, as a one-off client (curl)
+would ask, and over one kept-alive connection.
+
 Usage: .venv/bin/python bench/cli.py [--runs 20] [--compare DIR]
 Prints a table (stderr) and one JSON line (stdout) for bench/baselines/cli.json.
 """
@@ -26,12 +30,17 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
 from govsync.index import store
 from streams.config.settings import Settings
+from streams.kafka import credentials
+
+AUTHORITY = "data_resource_bureau"
 
 CLI = "from govsync.cli import app; app()"
 
@@ -62,6 +71,16 @@ def timed(argv: list[str], pythonpath: str | None) -> float:
     return elapsed
 
 
+def asked(get: Callable[[str], httpx.Response], url: str) -> float:
+    """Seconds for one question to the API."""
+    started = time.perf_counter()
+    response = get(url)
+    elapsed = time.perf_counter() - started
+    if response.status_code != 200:
+        raise SystemExit(f"GET {url}: {response.status_code} {response.text}")
+    return elapsed
+
+
 def percentiles(seconds: list[float]) -> dict[str, float]:
     ms = sorted(s * 1000 for s in seconds)
     return {
@@ -89,6 +108,19 @@ def main() -> None:
         "audit who-received <key>": [python, "-c", CLI, "audit", "who-received", key, "--json"],
         "receipts overdue": [python, "-c", CLI, "receipts", "overdue", "--json"],
     }
+    base = f"http://{settings.host}:{settings.api_port}/v1/audit"
+    questions = {
+        "api: trace <event_id>": f"{base}/trace/{event_id}",
+        "api: trace <key>": f"{base}/trace/{key}",
+        "api: who-received <key>": f"{base}/who-received/{key}",
+    }
+    auth = (AUTHORITY, credentials.password(settings, AUTHORITY))
+    kept = httpx.Client(auth=auth, timeout=30)
+    clients = {
+        "new connection": lambda url: httpx.get(url, auth=auth, timeout=30),
+        "kept alive": kept.get,
+    }
+    api: dict[str, list[float]] = {f"{name} ({how})": [] for name in questions for how in clients}
     codes = {"now": None, **({"compared": os.path.abspath(args.compare)} if args.compare else {})}
     runs: dict[str, dict[str, list[float]]] = {code: {c: [] for c in commands} for code in codes}
     for _ in range(args.runs):
@@ -97,6 +129,10 @@ def main() -> None:
                 if code == "compared" and name.startswith("floor: python"):
                     continue
                 runs[code][name].append(timed(argv, pythonpath))
+        for name, url in questions.items():
+            for how, get in clients.items():
+                api[f"{name} ({how})"].append(asked(get, url))
+    runs["now"].update(api)
 
     result = {
         "runs": args.runs,
@@ -108,7 +144,7 @@ def main() -> None:
     table.add_column("command")
     for code in codes:
         table.add_column(f"{code} p50 / p99")
-    for name in commands:
+    for name in [*commands, *api]:
         table.add_row(
             name,
             *(

@@ -19,10 +19,12 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import psycopg
 import uvicorn
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,7 +33,7 @@ from psycopg_pool import ConnectionPool
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from govsync.api import lookup
+from govsync.api import audit, lookup
 from govsync.api.quota import Quota
 from govsync.api.recording import NotRecorded, QueryRecorder
 from govsync.api.states import StateReads, StoreUnavailable
@@ -200,6 +202,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pool = ConnectionPool(
             reader, min_size=1, max_size=4, kwargs={"autocommit": True}, open=True
         )
+        app.state.freshness = audit.Freshness(settings)
         try:
             yield
         finally:
@@ -207,6 +210,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.states.close()
             app.state.pool.close()
             app.state.recorder.close()
+            app.state.freshness.close()
 
     app = FastAPI(
         title="govsync query API",
@@ -322,6 +326,80 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def healthz() -> Response:
         """For probes, and the benchmark's floor: the same server answering nothing else."""
         return Response(b'{"status":"ok"}', media_type="application/json")
+
+    def authority(request: Request, asked: QueryRecord) -> None:
+        """Only the data authority asks the audit questions; else 403, on the trail."""
+        topology: Topology = request.app.state.directory.topology
+        if asked.department != topology.authority:
+            raise Problem(
+                403,
+                "not_permitted/not_the_authority",
+                "Not the data authority",
+                f"{asked.department} may not ask {asked.reason}: only the data authority "
+                f"may ({topology.authority or 'the topology in force names none'})",
+                reason="not_the_authority",
+            )
+
+    async def answer_audit(
+        request: Request,
+        question: str,
+        key: str,
+        ask_index: Callable[[psycopg.Connection], BaseModel],
+    ) -> Response:
+        """An audit question: checked, asked of the index in a thread, recorded (asked
+        records ``reason`` the question, so who-received never counts it as a reception)."""
+        asked = ask(department(request), "audit", key)
+        asked.reason = question
+        try:
+            authority(request, asked)
+
+            def answer() -> BaseModel:
+                with request.app.state.pool.connection() as conn:
+                    return ask_index(conn)
+
+            try:
+                answered = await asyncio.to_thread(answer)
+            except psycopg.OperationalError as exc:
+                raise Problem(503, "store_unavailable", "Store unavailable", str(exc)) from None
+        except Problem as problem:
+            refused(asked, problem)
+            asked.reason = f"{question}: {asked.reason}"
+            await record(request, [asked])
+            raise
+        await record(request, [asked])
+        return json_response(answered)
+
+    @app.get(
+        "/v1/audit/who-received/{key}",
+        response_model=audit.WhoReceived,
+        responses={401: {}, 403: {"description": "not the data authority"}, 503: {}},
+        tags=["audit"],
+    )
+    async def who_received(request: Request, key: str) -> Response:
+        """Which departments received which fields of an entity, when, under which
+        approval, and the look-ups they were answered (`govsync audit who-received`)."""
+        freshness = request.app.state.freshness
+        return await answer_audit(
+            request, audit.WHO_RECEIVED, key, lambda conn: audit.received(conn, freshness, key)
+        )
+
+    @app.get(
+        "/v1/audit/trace/{query}",
+        response_model=audit.Traces,
+        responses={401: {}, 403: {"description": "not the data authority"}, 503: {}},
+        tags=["audit"],
+    )
+    async def trace(request: Request, query: str) -> Response:
+        """Where a change (an event_id) went, hop by hop, or every change of an entity key
+        (`govsync trace`)."""
+        freshness = request.app.state.freshness
+        topology = request.app.state.directory.topology
+        return await answer_audit(
+            request,
+            audit.TRACE,
+            query,
+            lambda conn: audit.traced(conn, freshness, query, topology),
+        )
 
     @app.get(
         "/v1/{entity}/{key}",

@@ -45,7 +45,7 @@ def trace(
         found = lineage.traces(hops, query, topology, int(time.time() * 1000))
     index_behind(missing)
     if as_json:
-        print_json([{**t.model_dump(), "complete": t.complete} for t in found])
+        print_json([t.model_dump() for t in found])
     else:
         names = {d: dept.name for d, dept in topology.departments.items()}
         for found_trace in found:

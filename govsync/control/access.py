@@ -156,8 +156,11 @@ def grants(topology: Topology, at: datetime | None = None) -> set[_Grant]:
         for op in (read, describe)
     }
     wanted.add((credentials.INDEXER, _GROUP, INDEX_GROUP, _LITERAL, read))
-    # The query API records each look-up (idempotently) and follows the applied topology.
+    # The query API records each look-up (idempotently) and follows the applied topology;
+    # for the authority's audit questions it asks the trail's ends (the index's freshness),
+    # never reading a record of it.
     api = credentials.API
+    wanted |= {(api, _TOPIC, topic, _LITERAL, describe) for topic in (TRACE_TOPIC, AUDIT_TOPIC)}
     wanted |= {
         (api, _TOPIC, QUERIES_TOPIC, _LITERAL, write),
         (api, _TOPIC, QUERIES_TOPIC, _LITERAL, describe),

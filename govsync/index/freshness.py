@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import psycopg
+from confluent_kafka import Consumer
 
 from govsync.index import store
 from streams.config.settings import Settings
@@ -30,10 +31,13 @@ def lacking(settings: Settings, conn: psycopg.Connection, index: store.Index = s
 
 
 def extent(
-    settings: Settings, index: store.Index, topics: tuple[str, ...] | None = None
+    settings: Settings,
+    index: store.Index,
+    topics: tuple[str, ...] | None = None,
+    consumer: Consumer | None = None,
 ) -> tuple[topic_reader.Offsets, topic_reader.Offsets]:
     """The ends and log starts now of ``topics`` (default: every covered topic)."""
-    marks = topic_reader.watermarks(settings.bootstrap, topics or index.covers)
+    marks = topic_reader.watermarks(settings.bootstrap, topics or index.covers, consumer)
     return {tp: end for tp, (_, end) in marks.items()}, {tp: s for tp, (s, _) in marks.items()}
 
 
@@ -43,15 +47,16 @@ def wait_for(
     timeout: float = 10.0,
     index: store.Index = store.LIVE,
     topics: tuple[str, ...] | None = None,
+    consumer: Consumer | None = None,
 ) -> int:
     """Wait, at most ``timeout``, until the index reflects everything committed on
     ``topics`` (default: the trail) when called (a question asked now is answered as of
-    now); the records still missing then (0: caught up)."""
+    now); the records still missing then (0: caught up). ``consumer``: see watermarks."""
     topics = topics or index.trail
-    ends, starts = extent(settings, index, topics)
+    ends, starts = extent(settings, index, topics, consumer)
     deadline = time.monotonic() + timeout
     while (missing := behind(ends, starts, store.positions(conn, topics))) and (
         time.monotonic() < deadline
     ):
-        time.sleep(0.1)
+        time.sleep(0.05)
     return missing

@@ -87,17 +87,21 @@ def log_starts(bootstrap: str, topics: Iterable[str]) -> Offsets:
 
 
 def watermarks(
-    bootstrap: str, topics: Iterable[str] | Callable[[str], bool]
+    bootstrap: str,
+    topics: Iterable[str] | Callable[[str], bool],
+    consumer: Consumer | None = None,
 ) -> dict[tuple[str, int], tuple[int, int]]:
     """(log start, end) of every partition of ``topics`` (names, or a test of a name: then
-    of the topics that exist and pass it).
+    of the topics that exist and pass it), asked through ``consumer`` (a resident one:
+    its connection and login are most of a one-off question's time) or a new one.
 
     A broker that has just restarted answers NOT_LEADER and the like while it takes its
     partitions back: such retriable errors are retried for a while before Kafka counts
     as unreachable."""
     names = None if callable(topics) else list(topics)
     deadline = time.monotonic() + RETRIABLE_FOR_S
-    consumer = reader(bootstrap)
+    own = consumer is None
+    consumer = consumer or reader(bootstrap)
     try:
         while True:
             try:
@@ -117,7 +121,8 @@ def watermarks(
                     raise BrokerUnreachable(f"Kafka is not reachable: {error}") from exc
                 time.sleep(1)
     finally:
-        consumer.close()
+        if own:
+            consumer.close()
 
 
 class StalledRead(RuntimeError):

@@ -576,8 +576,10 @@ class Received(BaseModel):
 
 def who_received(chains: dict[int, list[tuple[int, AuditRecord]]], key: str) -> list[Received]:
     """Which departments received which fields of entity ``key``, when, under which
-    approval, and whether they applied it; newest first. Answered look-ups on the query
-    API count (refused ones are on the trail too, but nothing was received)."""
+    approval, and whether they applied it; newest first. Look-ups on the query API that
+    were shown the state count; refused ones, a department's question about its own
+    deliveries and the authority's audit questions are on the trail too (a ``reason``
+    in their detail), but nothing of the entity was received."""
     records = [r for chain in chains.values() for _, r in chain if r.entity_key == key]
     answers = {
         (r.event_id, r.department): r.detail.get("outcome") for r in records if r.kind == "receipt"
@@ -598,6 +600,7 @@ def who_received(chains: dict[int, list[tuple[int, AuditRecord]]], key: str) -> 
             receipt=answers.get((r.event_id, r.department)) if r.kind == "delivery" else None,
         )
         for r in records
-        if r.kind == "delivery" or (r.kind == "query" and r.detail.get("status") == "200")
+        if r.kind == "delivery"
+        or (r.kind == "query" and r.detail.get("status") == "200" and "reason" not in r.detail)
     ]
     return sorted(received, key=lambda d: (d.at_ms, d.department), reverse=True)

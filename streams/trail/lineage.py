@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 from rich.table import Table
 
 from streams.config.settings import Settings
@@ -47,6 +47,7 @@ class Trace(BaseModel):
     steps: list[Step]
     missing: list[str]
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def complete(self) -> bool:
         return not self.missing

@@ -158,9 +158,13 @@ def test_status_names_the_api_and_it_serves_its_openapi_document(stack: Stack) -
     api_status = json.loads(status.stdout)["components"]["api"]
     assert api_status["state"] == "up"
     document = httpx.get(f"{api_status['url']}openapi.json", timeout=10).json()
-    assert {"/v1/{entity}/{key}", "/v1/{entity}:batchGet", "/v1/{entity}/{key}/history"} <= set(
-        document["paths"]
-    )
+    assert {
+        "/v1/{entity}/{key}",
+        "/v1/{entity}:batchGet",
+        "/v1/{entity}/{key}/history",
+        "/v1/audit/who-received/{key}",
+        "/v1/audit/trace/{query}",
+    } <= set(document["paths"])
 
 
 def test_a_batch_answers_each_key_and_history_lists_the_own_deliveries(stack: Stack) -> None:
@@ -189,6 +193,64 @@ def test_a_batch_answers_each_key_and_history_lists_the_own_deliveries(stack: St
     assert [(d["event_id"], d["subscription"]) for d in delivered] == [(event_id, "tax.enterprise")]
     with client(stack, "public_security") as api:  # not its delivery: nothing to list
         assert api.get(f"/v1/enterprise/{company.credit_code}/history").json() == []
+
+
+def test_the_authority_asks_who_received_and_trace_as_the_commands_answer(stack: Stack) -> None:
+    """The audit questions from the resident API: the same answers as `govsync audit
+    who-received` and `govsync trace`, only for the data authority, each on the trail."""
+    company = new_company()
+    push = pushed(stack, TAX, company.credit_code, lambda: insert(stack, company))
+    event_id = push.headers["event_id"]
+    authority = "data_resource_bureau"
+    with client(stack, authority) as api:
+        deadline = time.monotonic() + WAIT
+        while True:  # audited, indexed, and every department's sink has answered
+            asked = api.get(f"/v1/audit/who-received/{company.credit_code}")
+            assert asked.status_code == 200, asked.text
+            received = asked.json()["received"]
+            answered = {r["department"] for r in received if r["receipt"]}
+            if {"tax", "social_security"} <= answered or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        traced = api.get(f"/v1/audit/trace/{event_id}")
+    assert traced.status_code == 200, traced.text
+    commanded = govsync("audit", "who-received", company.credit_code, "--json")
+    assert commanded.returncode == 0, commanded.stderr
+    # The question itself is on the trail, but received nothing: both answers agree.
+    assert received == json.loads(commanded.stdout)
+    assert {("tax", event_id)} <= {(r["department"], r["event_id"]) for r in received}
+    assert asked.json()["index_lacking"] == 0
+    [trace] = traced.json()["traces"]
+    assert (trace["event_id"], trace["entity_key"]) == (event_id, company.credit_code)
+    assert any(s["stage"] == "delivered" and s["department"] == "tax" for s in trace["steps"])
+    commanded = govsync("trace", event_id, "--json")
+    assert commanded.returncode == 0, commanded.stderr
+    [by_command] = json.loads(commanded.stdout)
+    assert {s["stage"] for s in trace["steps"]} <= {s["stage"] for s in by_command["steps"]}
+
+    with client(stack, "tax") as api:  # a department may not ask who else received
+        refusal = problem(api.get(f"/v1/audit/who-received/{company.credit_code}"), 403)
+    assert refusal["reason"] == "not_the_authority"
+    with client(stack, None) as anonymous:
+        problem(anonymous.get(f"/v1/audit/trace/{event_id}"), 401)
+
+    deadline = time.monotonic() + WAIT
+    while True:
+        with queries.current(stack.settings) as (conn, _):
+            chains = queries.audit_entries(conn, company.credit_code)
+        questions = {
+            (r.actor, r.detail.get("status"), r.detail.get("reason"))
+            for chain in chains.values()
+            for _, r in chain
+            if r.kind == "query"
+        }
+        if len(questions) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert questions == {
+        (authority, "200", "who-received"),
+        ("tax", "403", "who-received: not_the_authority"),
+    }
 
 
 def test_a_department_over_its_rate_is_answered_429(stack: Stack) -> None:

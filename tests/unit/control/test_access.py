@@ -222,6 +222,9 @@ def test_the_api_writes_only_query_records_and_reads_only_the_topology_in_force(
         (ResourceType.TOPIC, "govsync.approvals", AclOperation.DESCRIBE),
         (ResourceType.GROUP, "govsync-reader", AclOperation.READ),
         (ResourceType.BROKER, "kafka-cluster", AclOperation.IDEMPOTENT_WRITE),
+        # the trail's ends, for the freshness of the authority's audit questions
+        (ResourceType.TOPIC, "govsync.trace", AclOperation.DESCRIBE),
+        (ResourceType.TOPIC, "govsync.audit", AclOperation.DESCRIBE),
     }
 
 

@@ -497,6 +497,40 @@ def test_a_refused_look_up_is_on_the_trail_and_received_nothing(
     assert stage.process(garbage) == []
 
 
+@pytest.mark.parametrize(
+    ("department", "entity", "subscription", "reason"),
+    [
+        ("social_security", "enterprise", None, "history"),
+        ("data_resource_bureau", "audit", None, "who-received"),
+        ("data_resource_bureau", "audit", None, "trace"),
+    ],
+)
+def test_a_question_that_showed_no_state_is_on_the_trail_and_received_nothing(
+    codec: MemoryCodec,
+    stage: LedgerStage,
+    department: str,
+    entity: str,
+    subscription: str | None,
+    reason: str,
+) -> None:
+    """A department's own delivery history and the authority's audit questions are
+    answered 200, but show nothing of the entity: who-received must not list them."""
+    asked = query_record(
+        department=department,
+        entity=entity,
+        subscription=subscription,
+        event_id=None,
+        reason=reason,
+    )
+    (record,) = sealed(codec, stage.process(asked))
+    assert (record.kind, record.actor, record.detail) == (
+        "query",
+        department,
+        {"status": "200", "reason": reason},
+    )
+    assert who_received({CHAIN: [(0, record)]}, USCC) == []
+
+
 # --- one writer per chain -------------------------------------------------------------------
 
 NEW_DELIVERIES = "deliver.tax.person"

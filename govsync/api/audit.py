@@ -1,0 +1,76 @@
+"""The data authority's audit questions over HTTP: who received an entity's data, and where
+a change went. The same answers as `govsync audit who-received` and `govsync trace`, from
+the same index, but from a resident process: a command pays a process start, its imports
+and a Kafka login (about 650 ms, bench/cli.py) for a lookup of a few milliseconds.
+
+Only the topology's data authority (数据资源局) may ask: the answers name every department
+that received a person's data. Each question goes on the audit trail itself, as a query
+record whose ``reason`` names the question, so it is never counted as a reception.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+from confluent_kafka import Consumer
+from pydantic import BaseModel
+
+from govsync.index import queries
+from govsync.index.freshness import wait_for
+from streams.config.settings import Settings
+from streams.kafka import topic_reader
+from streams.model.topology import Topology
+from streams.trail import lineage
+from streams.trail.audit import Received, who_received
+
+WHO_RECEIVED, TRACE = "who-received", "trace"
+# The question waits this long for the index to reflect what the trail held when it was
+# asked (the indexer is normally a fraction of a second behind); past that it answers as
+# the index stands and says how many records it lacked.
+CURRENT_WITHIN_S = 2.0
+
+
+class WhoReceived(BaseModel):
+    key: str
+    index_lacking: int  # trail records committed when asked that the answer does not reflect
+    received: list[Received]  # newest first, as `govsync audit who-received --json`
+
+
+class Traces(BaseModel):
+    query: str
+    index_lacking: int
+    traces: list[lineage.Trace]  # as `govsync trace --json`
+
+
+class Freshness:
+    """The index's freshness check with one resident consumer for the trail's watermarks
+    (librdkafka's handle is thread-safe, but one question at a time keeps it simple)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._consumer: Consumer = topic_reader.reader(settings.bootstrap)
+        self._lock = threading.Lock()
+
+    def wait(self, conn: psycopg.Connection, timeout: float = CURRENT_WITHIN_S) -> int:
+        with self._lock:
+            return wait_for(self._settings, conn, timeout, consumer=self._consumer)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def received(conn: psycopg.Connection, freshness: Freshness, key: str) -> WhoReceived:
+    lacking = freshness.wait(conn)
+    found = who_received(queries.audit_entries(conn, key), key)
+    return WhoReceived(key=key, index_lacking=lacking, received=found)
+
+
+def traced(
+    conn: psycopg.Connection, freshness: Freshness, query: str, topology: Topology
+) -> Traces:
+    lacking = freshness.wait(conn)
+    hops = queries.hops(conn, query)
+    found = lineage.traces(hops, query, topology, int(time.time() * 1000))
+    return Traces(query=query, index_lacking=lacking, traces=found)
