@@ -15,7 +15,7 @@ receipts overdue` do against the running stack.
 
 The same questions asked of the running query API (`/v1/audit/...`, as the data
 authority) are timed beside them: each over a new connection, as a one-off client (curl)
-would ask, and over one kept-alive connection.
+would ask, and over one kept-alive connection; who-received also with ``?fresh=true``.
 
 Usage: .venv/bin/python bench/cli.py [--runs 20] [--compare DIR]
 Prints a table (stderr) and one JSON line (stdout) for bench/baselines/cli.json.
@@ -113,6 +113,9 @@ def main() -> None:
         "api: trace <event_id>": f"{base}/trace/{event_id}",
         "api: trace <key>": f"{base}/trace/{key}",
         "api: who-received <key>": f"{base}/who-received/{key}",
+        # waiting until the index reflects what the trail held when asked: each question
+        # adds a record to the trail, so this measures the indexer's latency too
+        "api: who-received <key>?fresh": f"{base}/who-received/{key}?fresh=true",
     }
     auth = (AUTHORITY, credentials.password(settings, AUTHORITY))
     kept = httpx.Client(auth=auth, timeout=30)

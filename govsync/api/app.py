@@ -56,6 +56,14 @@ LOGINS_REMEMBERED = 10_000  # Authorization headers that logged in (a few per de
 KEEP_ALIVE_S = 75  # an idle keep-alive connection stays open this long (nginx's default)
 BACKLOG = 4096  # connections waiting to be accepted: a burst of clients, not refused
 BASIC = "log in with HTTP Basic as your department, with its Kafka password"
+Fresh = Annotated[
+    bool,
+    Query(
+        description="Wait (at most 2 s) until the index reflects everything the trail held "
+        "when asked; without it the answer is immediate and index_lacking says how many "
+        "trail records the index had yet to write."
+    ),
+]
 
 
 class Problem(Exception):
@@ -375,12 +383,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses={401: {}, 403: {"description": "not the data authority"}, 503: {}},
         tags=["audit"],
     )
-    async def who_received(request: Request, key: str) -> Response:
+    async def who_received(request: Request, key: str, fresh: Fresh = False) -> Response:
         """Which departments received which fields of an entity, when, under which
         approval, and the look-ups they were answered (`govsync audit who-received`)."""
         freshness = request.app.state.freshness
         return await answer_audit(
-            request, audit.WHO_RECEIVED, key, lambda conn: audit.received(conn, freshness, key)
+            request,
+            audit.WHO_RECEIVED,
+            key,
+            lambda conn: audit.received(conn, freshness, key, fresh),
         )
 
     @app.get(
@@ -389,7 +400,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses={401: {}, 403: {"description": "not the data authority"}, 503: {}},
         tags=["audit"],
     )
-    async def trace(request: Request, query: str) -> Response:
+    async def trace(request: Request, query: str, fresh: Fresh = False) -> Response:
         """Where a change (an event_id) went, hop by hop, or every change of an entity key
         (`govsync trace`)."""
         freshness = request.app.state.freshness
@@ -398,7 +409,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             request,
             audit.TRACE,
             query,
-            lambda conn: audit.traced(conn, freshness, query, topology),
+            lambda conn: audit.traced(conn, freshness, query, topology, fresh),
         )
 
     @app.get(
