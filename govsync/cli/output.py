@@ -48,13 +48,15 @@ def _known(exc: Exception) -> tuple[int, str] | None:
     from streams.kafka.applied import NotApplied
     from streams.kafka.lifecycle import NotPermitted
     from streams.kafka.serde import RegistryUnreachable, SchemaRejected
+    from streams.kafka.topic_reader import StalledRead
     from streams.model.topology import TopologyError
 
     if isinstance(exc, Refused | NotPermitted):
         return EXIT_REFUSED, f"[red]refused:[/red] {exc}"
     if isinstance(exc, TopologyError):
         return EXIT_INVALID, f"[red]topology is invalid[/red]\n{exc}"
-    if isinstance(exc, BrokerUnreachable | ConnectError | RegistryUnreachable | IndexUnavailable):
+    unavailable = BrokerUnreachable | ConnectError | RegistryUnreachable | IndexUnavailable
+    if isinstance(exc, unavailable | StalledRead):
         return EXIT_UNAVAILABLE, f"[red]error:[/red] {exc}"
     if isinstance(exc, OperationFailed | NotApplied | AdminError | SchemaRejected):
         return EXIT_FAILED, f"[red]error:[/red] {exc}"
