@@ -29,7 +29,7 @@ import uvicorn
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
@@ -367,7 +367,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             try:
                 answered = await asyncio.to_thread(answer)
-            except psycopg.OperationalError as exc:
+            except (psycopg.OperationalError, PoolTimeout) as exc:
                 raise Problem(503, "store_unavailable", "Store unavailable", str(exc)) from None
         except Problem as problem:
             refused(asked, problem)

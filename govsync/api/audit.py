@@ -10,20 +10,24 @@ record whose ``reason`` names the question, so it is never counted as a receptio
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 import psycopg
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaException
 from pydantic import BaseModel
 
 from govsync.index import queries
 from govsync.index.freshness import wait_for
 from streams.config.settings import Settings
 from streams.kafka import topic_reader
+from streams.kafka.admin import BrokerUnreachable
 from streams.model.topology import Topology
 from streams.trail import lineage
 from streams.trail.audit import Received, who_received
+
+log = logging.getLogger("govsync.api")
 
 WHO_RECEIVED, TRACE = "who-received", "trace"
 # With ``fresh``, a question waits this long for the index to reflect what the trail held
@@ -36,13 +40,15 @@ FRESH_WITHIN_S = 2.0
 
 class WhoReceived(BaseModel):
     key: str
-    index_lacking: int  # trail records committed when asked that the answer may not reflect
+    # Trail records committed when asked that the answer may not reflect (None: Kafka did
+    # not say).
+    index_lacking: int | None
     received: list[Received]  # newest first, as `govsync audit who-received --json`
 
 
 class Traces(BaseModel):
     query: str
-    index_lacking: int
+    index_lacking: int | None
     traces: list[lineage.Trace]  # as `govsync trace --json`
 
 
@@ -55,10 +61,15 @@ class Freshness:
         self._consumer: Consumer = topic_reader.reader(settings.bootstrap)
         self._lock = threading.Lock()
 
-    def wait(self, conn: psycopg.Connection, timeout: float) -> int:
-        """Trail records the index lacks (see wait_for); 0 ``timeout`` only counts them."""
+    def wait(self, conn: psycopg.Connection, timeout: float) -> int | None:
+        """Trail records the index lacks (see wait_for); 0 ``timeout`` only counts them.
+        None when Kafka does not answer: the index still does, and the answer says so."""
         with self._lock:
-            return wait_for(self._settings, conn, timeout, consumer=self._consumer)
+            try:
+                return wait_for(self._settings, conn, timeout, consumer=self._consumer)
+            except (BrokerUnreachable, KafkaException) as exc:
+                log.warning("the trail's ends are unknown, answering from the index: %s", exc)
+                return None
 
     def close(self) -> None:
         self._consumer.close()
