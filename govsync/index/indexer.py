@@ -48,6 +48,10 @@ log = logging.getLogger("govsync.index")
 BATCH = 5_000
 POLL_S = 0.2
 TOPICS_CHECK_S = 5.0  # how often it looks for new topics (an entity's, once applied)
+# How often it drops the lineage rows of trace records retention removed, and over how
+# many offsets of each partition per step between batches, so indexing never waits long.
+PRUNE_EVERY_S = 600.0
+PRUNE_STEP = 2_000
 
 _HOP_FIELDS = store.HOP_COLUMNS[2:9]  # event_id .. subscription, as the hop record names them
 
@@ -97,6 +101,7 @@ class Indexer:
         self._held: dict[tuple[str, int], int] = {}
         self._assigned: set[tuple[str, int]] = set()
         self._witness = witness.connect(settings)
+        self._prune_at, self._pruned = time.monotonic(), 0
         self.indexed = 0
 
     def assign(self) -> set[str]:
@@ -146,6 +151,30 @@ class Indexer:
             self._held.update(batch.next_offsets)
         self.indexed += records
         return records
+
+    def prune_when_due(self) -> None:
+        """Every ``PRUNE_EVERY_S``, a round of ``prune`` steps, one per call (between
+        batches) until a step finds nothing left below the log starts."""
+        if time.monotonic() < self._prune_at:
+            return
+        dropped = self.prune()
+        self._pruned += dropped
+        if not dropped:
+            if self._pruned:
+                log.info("dropped %d lineage rows the trace topic no longer holds", self._pruned)
+            self._prune_at, self._pruned = time.monotonic() + PRUNE_EVERY_S, 0
+
+    def prune(self, limit: int = PRUNE_STEP) -> int:
+        """Drop the lineage rows below the trace topic's log starts, from at most ``limit``
+        offsets of each partition; how many."""
+        starts = {
+            partition: self._consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=10
+            )[0]
+            for topic, partition in self._assigned
+            if topic == self._index.trace
+        }
+        return store.prune_hops(self._conn, starts, limit)
 
     @property
     def positions(self) -> dict[tuple[str, int], int]:
@@ -469,6 +498,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
                     if found != assigned:
                         log.info("now indexing %s as well", ", ".join(sorted(found - assigned)))
                         assigned = found
+                indexer.prune_when_due()
                 indexer.step()
         finally:
             indexer.close()

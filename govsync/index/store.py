@@ -322,6 +322,24 @@ def reading(settings: Settings, index: Index = LIVE) -> Iterator[psycopg.Connect
         yield conn
 
 
+def prune_hops(conn: psycopg.Connection, starts: dict[int, int], limit: int) -> int:
+    """Delete the lineage rows of records retention has removed from the trace topic
+    (below each partition's log start in ``starts``), from at most ``limit`` offsets per
+    partition; how many. The topics are the record: without this the lineage index keeps
+    every day its topic no longer holds. Each partition's window is a range of the
+    primary key from its lowest row, so a step costs the rows it deletes, never a scan of
+    the table. Idempotent, and small enough that indexing goes on between steps."""
+    deleted = 0
+    for partition, start in sorted(starts.items()):
+        with conn.transaction():
+            deleted += conn.execute(
+                'DELETE FROM hop WHERE partition = %(p)s AND "offset" < LEAST(%(start)s,'
+                ' (SELECT min("offset") FROM hop WHERE partition = %(p)s) + %(limit)s)',
+                {"p": partition, "start": start, "limit": limit},
+            ).rowcount
+    return deleted
+
+
 def positions(
     conn: psycopg.Connection, topics: tuple[str, ...] | None = None
 ) -> dict[tuple[str, int], int]:

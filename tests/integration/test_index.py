@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import fastavro
 import psycopg
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from govsync.index import freshness, indexer, queries, rebuild, store
@@ -308,26 +308,35 @@ def test_a_delivery_is_awaited_until_its_receipt_whatever_the_order(
     assert store.positions(scratch, (TRACE_TOPIC,)) == {(TRACE_TOPIC, 0): 8}
 
 
-def test_an_undecodable_trail_record_is_set_aside_and_the_rest_indexed(stack: Stack) -> None:
-    """On trail topics of its own: bytes that are not Avro and a record naming a schema
-    the registry does not know go to ``unindexed`` with the reason; the hop after them
-    is indexed all the same."""
+@pytest.fixture
+def scratch_trail(stack: Stack) -> Iterator[store.Index]:
+    """Trail topics of their own (one partition each) and an index database reflecting
+    them, deleted afterwards."""
     run = uuid.uuid4().hex[:8]
     index = store.Index.scratch(f"govsync_test_{run}", f"govsync.test.{run}")
     client = admin.admin_client(stack.settings.bootstrap)
     for name in index.trail:
         client.create_topics([NewTopic(name, 1, 1)])[name].result()
     try:
-        hop = hop_batch(("delivered", "e1", "tax.enterprise")).hops[0]
+        yield index
+    finally:
+        for name in index.trail:
+            client.delete_topics([name])[name].result()
+        with psycopg.connect(stack.settings.pg_conninfo("postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{index.database}" WITH (FORCE)')
+
+
+def hop_bodies(*event_ids: str) -> list[bytes]:
+    """Delivered hops of those changes, Avro as the ledger writes them (without framing)."""
+    schema = fastavro.parse_schema(schemas.lineage_schema())
+    bodies = []
+    for event_id in event_ids:
+        hop = hop_batch(("delivered", event_id, "tax.enterprise")).hops[0]
         good = dict(zip(store.HOP_COLUMNS, hop, strict=True))
-        trace_id = serde.registered_id(
-            serde.registry_client(stack.settings), TRACE_TOPIC, schemas.lineage_schema()
-        )
-        assert trace_id is not None
         body = io.BytesIO()
         fastavro.schemaless_writer(
             body,
-            fastavro.parse_schema(schemas.lineage_schema()),
+            schema,
             {
                 **{k: good[k] for k in store.HOP_COLUMNS[2:9]},
                 "topic": good["topic"],
@@ -339,27 +348,72 @@ def test_an_undecodable_trail_record_is_set_aside_and_the_rest_indexed(stack: St
                 "reason": None,
             },
         )
-        producer = Producer(clients.config(stack.settings.bootstrap))
-        producer.produce(index.trace, b"not avro at all", b"x")
-        producer.produce(index.trace, serde.frame(999_999_999, body.getvalue()), b"y")
-        producer.produce(index.trace, serde.frame(trace_id, body.getvalue()), b"e1")
-        assert producer.flush(30) == 0
-        done = rebuild.rebuild(stack.settings, index=index)
-        assert done.records == 3
-        with store.reading(stack.settings, index) as conn:
-            unreadable = conn.execute(
-                'SELECT "offset", reason FROM unindexed ORDER BY "offset"'
-            ).fetchall()
-            assert [offset for offset, _ in unreadable] == [0, 1]
-            assert "too short" in unreadable[0][1] or "magic" in unreadable[0][1]
-            assert "unknown writer schema" in unreadable[1][1]
-            assert [h.event_id for h in queries.hops(conn, "e1")] == ["e1"]
-        assert rebuild.status(stack.settings, index).unindexed == 2
-    finally:
-        for name in index.trail:
-            client.delete_topics([name])[name].result()
-        with psycopg.connect(stack.settings.pg_conninfo("postgres"), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{index.database}" WITH (FORCE)')
+        bodies.append(body.getvalue())
+    return bodies
+
+
+def trace_schema_id(stack: Stack) -> int:
+    found = serde.registered_id(
+        serde.registry_client(stack.settings), TRACE_TOPIC, schemas.lineage_schema()
+    )
+    assert found is not None
+    return found
+
+
+def test_an_undecodable_trail_record_is_set_aside_and_the_rest_indexed(
+    stack: Stack, scratch_trail: store.Index
+) -> None:
+    """On trail topics of its own: bytes that are not Avro and a record naming a schema
+    the registry does not know go to ``unindexed`` with the reason; the hop after them
+    is indexed all the same."""
+    index = scratch_trail
+    [body] = hop_bodies("e1")
+    producer = Producer(clients.config(stack.settings.bootstrap))
+    producer.produce(index.trace, b"not avro at all", b"x")
+    producer.produce(index.trace, serde.frame(999_999_999, body), b"y")
+    producer.produce(index.trace, serde.frame(trace_schema_id(stack), body), b"e1")
+    assert producer.flush(30) == 0
+    done = rebuild.rebuild(stack.settings, index=index)
+    assert done.records == 3
+    with store.reading(stack.settings, index) as conn:
+        unreadable = conn.execute(
+            'SELECT "offset", reason FROM unindexed ORDER BY "offset"'
+        ).fetchall()
+        assert [offset for offset, _ in unreadable] == [0, 1]
+        assert "too short" in unreadable[0][1] or "magic" in unreadable[0][1]
+        assert "unknown writer schema" in unreadable[1][1]
+        assert [h.event_id for h in queries.hops(conn, "e1")] == ["e1"]
+    assert rebuild.status(stack.settings, index).unindexed == 2
+
+
+def test_lineage_rows_of_records_retention_removed_are_dropped(
+    stack: Stack, scratch_trail: store.Index
+) -> None:
+    """The trace topic deletes after its retention (30 days); the lineage index follows
+    it instead of keeping every day the topic no longer holds, a bounded step at a time."""
+    index = scratch_trail
+    trace_id = trace_schema_id(stack)
+    producer = Producer(clients.config(stack.settings.bootstrap))
+    for n, body in enumerate(hop_bodies("e0", "e1", "e2", "e3", "e4")):
+        producer.produce(index.trace, serde.frame(trace_id, body), f"e{n}".encode())
+    assert producer.flush(30) == 0
+    assert rebuild.rebuild(stack.settings, index=index).records == 5
+    client = admin.admin_client(stack.settings.bootstrap)
+    [removed] = client.delete_records([TopicPartition(index.trace, 0, 3)]).values()
+    assert removed.result().low_watermark == 3  # the new log start: e0..e2 are gone from the topic
+    with indexer.writer_connection(stack.settings, index=index) as conn:
+        pruning = indexer.Indexer(stack.settings, conn, index)
+        try:
+            pruning.assign()
+            assert pruning.prune(limit=2) == 2  # a step's worth of offsets at once
+            assert pruning.prune(limit=2) == 1
+            assert pruning.prune(limit=2) == 0  # and again changes nothing
+        finally:
+            pruning.close()
+    with store.reading(stack.settings, index) as conn:
+        left = queries.hops(conn, "91310000MA1FL8XQ30")  # every hop_batch hop's entity
+        assert sorted(h.event_id for h in left) == ["e3", "e4"]
+        assert store.positions(conn, (index.trace,)) == {(index.trace, 0): 5}
 
 
 def test_the_dead_letter_queue_and_the_change_topics_are_counted(stack: Stack) -> None:
