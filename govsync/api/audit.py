@@ -11,7 +11,6 @@ record whose ``reason`` names the question, so it is never counted as a receptio
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 import psycopg
@@ -53,30 +52,30 @@ class Traces(BaseModel):
 
 
 class Freshness:
-    """The index's freshness check with one resident consumer for the trail's watermarks
-    (librdkafka's handle is thread-safe, but one question at a time keeps it simple)."""
+    """The index's freshness check with one resident consumer for the trail's watermarks,
+    shared by the questions in flight (librdkafka's metadata and watermark queries are
+    thread-safe, so a ``fresh`` question's wait holds up no other)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._consumer: Consumer = topic_reader.reader(settings.bootstrap)
-        self._lock = threading.Lock()
 
-    def wait(self, conn: psycopg.Connection, timeout: float) -> int | None:
-        """Trail records the index lacks (see wait_for); 0 ``timeout`` only counts them.
-        None when Kafka does not answer: the index still does, and the answer says so."""
-        with self._lock:
-            try:
-                return wait_for(self._settings, conn, timeout, consumer=self._consumer)
-            except (BrokerUnreachable, KafkaException) as exc:
-                log.warning("the trail's ends are unknown, answering from the index: %s", exc)
-                return None
+    def wait(self, conn: psycopg.Connection, fresh: bool) -> int | None:
+        """Trail records the index lacks (see wait_for), after waiting for them only when
+        ``fresh``. None when Kafka does not answer: the index still does, and says so."""
+        timeout = FRESH_WITHIN_S if fresh else 0
+        try:
+            return wait_for(self._settings, conn, timeout, consumer=self._consumer)
+        except (BrokerUnreachable, KafkaException) as exc:
+            log.warning("the trail's ends are unknown, answering from the index: %s", exc)
+            return None
 
     def close(self) -> None:
         self._consumer.close()
 
 
 def received(conn: psycopg.Connection, freshness: Freshness, key: str, fresh: bool) -> WhoReceived:
-    lacking = freshness.wait(conn, FRESH_WITHIN_S if fresh else 0)
+    lacking = freshness.wait(conn, fresh)
     found = who_received(queries.audit_entries(conn, key), key)
     return WhoReceived(key=key, index_lacking=lacking, received=found)
 
@@ -84,7 +83,7 @@ def received(conn: psycopg.Connection, freshness: Freshness, key: str, fresh: bo
 def traced(
     conn: psycopg.Connection, freshness: Freshness, query: str, topology: Topology, fresh: bool
 ) -> Traces:
-    lacking = freshness.wait(conn, FRESH_WITHIN_S if fresh else 0)
+    lacking = freshness.wait(conn, fresh)
     hops = queries.hops(conn, query)
     found = lineage.traces(hops, query, topology, int(time.time() * 1000))
     return Traces(query=query, index_lacking=lacking, traces=found)
